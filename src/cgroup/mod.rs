@@ -1,0 +1,221 @@
+//! Enforcement: the only code that writes cgroup files.
+//!
+//! v1 and v2 differ in file names, spelling of "no limit" and one ordering
+//! rule; both go through [`apply`], which snapshots the current values,
+//! writes a plan, and on any failure writes the snapshot back so that a
+//! container never runs half-limited.
+
+mod dir;
+pub mod procfs;
+mod v1;
+mod v2;
+
+pub use dir::{CgroupDir, CgroupError};
+pub use procfs::Hierarchy;
+
+use serde::Serialize;
+
+use crate::decision::Limits;
+use crate::size::Limit;
+
+/// What a memory cgroup holds now, in its own terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub memory: Limit,
+    /// The swap file's value: v1 `memory.memsw.limit_in_bytes` (memory+swap),
+    /// v2 `memory.swap.max` (swap on top); `None` without swap accounting.
+    pub swap_file: Option<Limit>,
+    /// v1 `memory.soft_limit_in_bytes`, v2 `memory.high`.
+    pub high: Limit,
+}
+
+/// One write of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub file: &'static str,
+    pub value: Limit,
+}
+
+/// The result of a successful [`apply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub before: Snapshot,
+    pub after: Snapshot,
+    /// Files written, in order.
+    pub written: Vec<&'static str>,
+    /// True when the kernel has no swap accounting here, so no swap limit
+    /// could be set.
+    pub swap_unaccounted: bool,
+}
+
+/// Opens the memory cgroup of a process, found through `/proc/<pid>/cgroup`
+/// and this mount namespace's mount table, so any runtime's placement
+/// (cgroupfs or systemd driver, relative or absolute paths) is followed.
+pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
+    let proc_cgroup =
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc_enoent)
+                    if libc_enoent == nix::errno::Errno::ENOENT as i32
+                        || libc_enoent == nix::errno::Errno::ESRCH as i32 =>
+                {
+                    CgroupError::ProcessGone { pid }
+                }
+                _ => CgroupError::Io {
+                    path: format!("/proc/{pid}/cgroup").into(),
+                    op: "read",
+                    errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
+                },
+            }
+        })?;
+    let member =
+        procfs::memory_membership(&proc_cgroup).ok_or(CgroupError::NoMemoryController { pid })?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| CgroupError::Io {
+            path: "/proc/self/mountinfo".into(),
+            op: "read",
+            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
+        })?;
+    let mounts = procfs::cgroup_mounts(&mountinfo);
+    let (mount, rel) = procfs::locate(&mounts, &member).ok_or_else(|| CgroupError::NotMounted {
+        path: member.path.clone(),
+    })?;
+    let dir = CgroupDir::open(&mount.mount_point, &rel, member.hierarchy.clone())?;
+    if member.hierarchy == Hierarchy::V2 && !dir.has("memory.max") {
+        return Err(CgroupError::NoMemoryController { pid });
+    }
+    Ok((dir, member.path))
+}
+
+/// Reads the current limits.
+pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
+    match dir.hierarchy {
+        Hierarchy::V1 => v1::snapshot(dir),
+        Hierarchy::V2 => v2::snapshot(dir),
+    }
+}
+
+fn plan(h: &Hierarchy, cur: &Snapshot, target: &Limits) -> Vec<Write> {
+    match h {
+        Hierarchy::V1 => v1::plan(cur, target),
+        Hierarchy::V2 => v2::plan(cur, target),
+    }
+}
+
+fn spell(h: &Hierarchy, v: Limit) -> String {
+    match (h, v) {
+        (_, Limit::Bytes(b)) => b.to_string(),
+        // v1 takes -1 for "no limit" and reads back a huge page-aligned number.
+        (Hierarchy::V1, Limit::Unlimited) => "-1".into(),
+        (Hierarchy::V2, Limit::Unlimited) => "max".into(),
+    }
+}
+
+/// Sets `target` in the cgroup, all or nothing.
+pub fn apply(dir: &CgroupDir, target: &Limits) -> Result<Applied, CgroupError> {
+    let before = snapshot(dir)?;
+    let writes = plan(&dir.hierarchy, &before, target);
+    let mut state = before;
+    let mut written = Vec::new();
+    for w in &writes {
+        if let Err(cause) = dir.write(w.file, &spell(&dir.hierarchy, w.value)) {
+            return Err(roll_back(dir, state, before, &written, cause));
+        }
+        set(&dir.hierarchy, &mut state, w);
+        written.push(w.file);
+    }
+    let after = snapshot(dir)?;
+    Ok(Applied {
+        before,
+        after,
+        written,
+        swap_unaccounted: before.swap_file.is_none(),
+    })
+}
+
+/// Puts back the files already written, in an order the kernel accepts from
+/// the state they are in now.
+fn roll_back(
+    dir: &CgroupDir,
+    now: Snapshot,
+    before: Snapshot,
+    written: &[&'static str],
+    cause: CgroupError,
+) -> CgroupError {
+    if written.is_empty() {
+        return CgroupError::RolledBack {
+            cause: Box::new(cause),
+            restored: Vec::new(),
+        };
+    }
+    let restore: Vec<Write> = plan_to_snapshot(&dir.hierarchy, &now, &before)
+        .into_iter()
+        .filter(|w| written.contains(&w.file))
+        .collect();
+    let mut restored = Vec::new();
+    for w in &restore {
+        if let Err(e) = dir.write(w.file, &spell(&dir.hierarchy, w.value)) {
+            return CgroupError::RollbackFailed {
+                cause: Box::new(cause),
+                restore_error: Box::new(e),
+            };
+        }
+        restored.push(w.file.to_string());
+    }
+    CgroupError::RolledBack {
+        cause: Box::new(cause),
+        restored,
+    }
+}
+
+fn plan_to_snapshot(h: &Hierarchy, now: &Snapshot, to: &Snapshot) -> Vec<Write> {
+    match h {
+        Hierarchy::V1 => v1::plan_raw(now, to),
+        Hierarchy::V2 => v2::plan_raw(now, to),
+    }
+}
+
+fn set(h: &Hierarchy, s: &mut Snapshot, w: &Write) {
+    match h {
+        Hierarchy::V1 => v1::set(s, w),
+        Hierarchy::V2 => v2::set(s, w),
+    }
+}
+
+/// Parses a limit file: `max` (v2), or a byte count where v1's "no limit"
+/// is any value at or above `PAGE_COUNTER_MAX` pages.
+pub fn parse_limit(value: &str) -> Option<Limit> {
+    let v = value.trim();
+    if v == "max" {
+        return Some(Limit::Unlimited);
+    }
+    let n: u64 = v.parse().ok()?;
+    // v1 reports "unlimited" as LONG_MAX rounded down to a page.
+    if n >= (i64::MAX as u64) & !4095 {
+        Some(Limit::Unlimited)
+    } else {
+        Some(Limit::Bytes(n))
+    }
+}
+
+fn read_limit(dir: &CgroupDir, file: &str) -> Result<Limit, CgroupError> {
+    let raw = dir.read_value(file)?;
+    parse_limit(&raw).ok_or_else(|| CgroupError::Parse {
+        path: dir.path().join(file),
+        value: raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_spellings_of_no_limit() {
+        assert_eq!(parse_limit("max\n"), Some(Limit::Unlimited));
+        assert_eq!(parse_limit("9223372036854771712\n"), Some(Limit::Unlimited));
+        assert_eq!(parse_limit("536870912"), Some(Limit::Bytes(512 << 20)));
+        assert_eq!(parse_limit(""), None);
+        assert_eq!(parse_limit("-1"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! Parsers for `/proc/<pid>/cgroup` and `/proc/self/mountinfo`: where a
+//! process's memory cgroup is, and where that hierarchy is mounted.
+
+use std::path::PathBuf;
+
+/// A cgroup hierarchy that carries the memory controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// A v1 hierarchy with `memory` in its controller list.
+    V1,
+    /// The unified (v2) hierarchy.
+    V2,
+}
+
+/// The memory cgroup path of a process, as its `/proc/<pid>/cgroup` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub hierarchy: Hierarchy,
+    pub path: String,
+}
+
+/// Finds the process's memory cgroup: the v1 `memory` line when there is
+/// one (hybrid hosts keep memory on v1), else the unified `0::` line.
+pub fn memory_membership(proc_cgroup: &str) -> Option<Membership> {
+    let mut unified = None;
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(Membership {
+                hierarchy: Hierarchy::V1,
+                path: path.to_string(),
+            });
+        }
+        if id == "0" && controllers.is_empty() {
+            unified = Some(Membership {
+                hierarchy: Hierarchy::V2,
+                path: path.to_string(),
+            });
+        }
+    }
+    unified
+}
+
+/// One cgroup mount from mountinfo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub hierarchy: Hierarchy,
+    /// The path inside the hierarchy that is mounted (usually `/`).
+    pub root: String,
+    pub mount_point: PathBuf,
+}
+
+/// The cgroup mounts that can hold the memory controller: v1 mounts whose
+/// super options name `memory`, and every cgroup2 mount.
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        // id parent maj:min root mount-point options [optional...] - fstype source super-options
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let rfields: Vec<&str> = right.split(' ').collect();
+        if fields.len() < 5 || rfields.is_empty() {
+            continue;
+        }
+        let hierarchy = match rfields[0] {
+            "cgroup2" => Hierarchy::V2,
+            "cgroup"
+                if rfields
+                    .get(2)
+                    .is_some_and(|o| o.split(',').any(|o| o == "memory")) =>
+            {
+                Hierarchy::V1
+            }
+            _ => continue,
+        };
+        out.push(CgroupMount {
+            hierarchy,
+            root: unescape(fields[3]),
+            mount_point: PathBuf::from(unescape(fields[4])),
+        });
+    }
+    out
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for `\`).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount through which `member` is reachable, and the path below the
+/// mount point. A cgroup outside every mount's root is not reachable.
+pub fn locate<'m>(
+    mounts: &'m [CgroupMount],
+    member: &Membership,
+) -> Option<(&'m CgroupMount, String)> {
+    mounts
+        .iter()
+        .filter(|m| m.hierarchy == member.hierarchy)
+        .filter_map(|m| {
+            let rel = if m.root == "/" {
+                Some(member.path.trim_start_matches('/'))
+            } else {
+                member
+                    .path
+                    .strip_prefix(m.root.as_str())
+                    .filter(|r| r.is_empty() || r.starts_with('/'))
+                    .map(|r| r.trim_start_matches('/'))
+            }?;
+            Some((m, rel.to_string()))
+        })
+        // Prefer the mount whose root is deepest (the most direct view).
+        .max_by_key(|(m, _)| m.root.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "9:name=systemd:/\n4:memory:/process_api/abc/ctr\n3:cpuset:/\n0::/\n";
+    const UNIFIED: &str = "0::/system.slice/docker-abc.scope\n";
+
+    #[test]
+    fn membership_prefers_v1_memory() {
+        assert_eq!(
+            memory_membership(HYBRID),
+            Some(Membership {
+                hierarchy: Hierarchy::V1,
+                path: "/process_api/abc/ctr".into()
+            })
+        );
+        assert_eq!(
+            memory_membership(UNIFIED),
+            Some(Membership {
+                hierarchy: Hierarchy::V2,
+                path: "/system.slice/docker-abc.scope".into()
+            })
+        );
+        assert_eq!(memory_membership("4:cpu,memory:/a\n").unwrap().path, "/a");
+        assert_eq!(memory_membership("garbage\n3:cpu:/x\n"), None);
+        assert_eq!(memory_membership(""), None);
+    }
+
+    const MOUNTINFO: &str = "\
+25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 25 0:27 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
+32 25 0:28 / /sys/fs/cgroup/cpu rw,relatime shared:10 - cgroup cgroup rw,cpu
+33 25 0:29 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+40 25 0:27 /process_api /mnt/my\\040cg rw - cgroup cgroup rw,memory
+";
+
+    #[test]
+    fn mounts_with_memory() {
+        let m = cgroup_mounts(MOUNTINFO);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].mount_point, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(m[1].hierarchy, Hierarchy::V2);
+        assert_eq!(m[2].mount_point, PathBuf::from("/mnt/my cg"));
+        assert_eq!(m[2].root, "/process_api");
+    }
+
+    #[test]
+    fn locate_strips_the_mount_root() {
+        let mounts = cgroup_mounts(MOUNTINFO);
+        let member = memory_membership(HYBRID).unwrap();
+        let (m, rel) = locate(&mounts, &member).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/mnt/my cg"));
+        assert_eq!(rel, "abc/ctr");
+        let outside = Membership {
+            hierarchy: Hierarchy::V1,
+            path: "/process_apiX/y".into(),
+        };
+        let (m, rel) = locate(&mounts, &outside).unwrap();
+        assert_eq!(
+            (m.mount_point.to_str().unwrap(), rel.as_str()),
+            ("/sys/fs/cgroup/memory", "process_apiX/y")
+        );
+        let v2 = memory_membership(UNIFIED).unwrap();
+        let (m, rel) = locate(&mounts, &v2).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(rel, "system.slice/docker-abc.scope");
+    }
+}

@@ -1,0 +1,151 @@
+//! cgroup v2 memory files: `memory.max`, `memory.swap.max` (swap on top of
+//! memory; absent without swap accounting) and `memory.high`.
+//!
+//! v2 has no ordering rule between these files, and spells "no limit" `max`.
+//! The OCI `swap` field (memory+swap) reaches `memory.swap.max` as
+//! `swap - limit` (runc's `ConvertMemorySwapToCgroupV2Value`); the decision
+//! already works in swap-on-top terms, see [`swap_max`].
+
+use super::{CgroupDir, CgroupError, Snapshot, Write, read_limit};
+use crate::decision::Limits;
+use crate::size::Limit;
+
+pub const MAX: &str = "memory.max";
+pub const SWAP_MAX: &str = "memory.swap.max";
+pub const HIGH: &str = "memory.high";
+
+pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
+    Ok(Snapshot {
+        memory: read_limit(dir, MAX)?,
+        swap_file: if dir.has(SWAP_MAX) {
+            Some(read_limit(dir, SWAP_MAX)?)
+        } else {
+            None
+        },
+        high: read_limit(dir, HIGH)?,
+    })
+}
+
+/// `memory.swap.max` for the final limits: `max` when memory or
+/// memory+swap is unbounded, `0` when they are equal, else the difference.
+pub fn swap_max(l: &Limits) -> Limit {
+    match (l.memory, l.memory_swap()) {
+        (Limit::Unlimited, _) | (_, Limit::Unlimited) => Limit::Unlimited,
+        (Limit::Bytes(m), Limit::Bytes(ms)) => Limit::Bytes(ms.saturating_sub(m)),
+    }
+}
+
+pub fn plan(cur: &Snapshot, target: &Limits) -> Vec<Write> {
+    let to = Snapshot {
+        memory: target.memory,
+        swap_file: cur.swap_file.map(|_| swap_max(target)),
+        high: target.high.unwrap_or(Limit::Unlimited),
+    };
+    plan_raw(cur, &to)
+}
+
+pub fn plan_raw(cur: &Snapshot, to: &Snapshot) -> Vec<Write> {
+    let mut w = Vec::with_capacity(3);
+    if to.memory != cur.memory {
+        w.push(Write {
+            file: MAX,
+            value: to.memory,
+        });
+    }
+    if let (Some(c), Some(t)) = (cur.swap_file, to.swap_file)
+        && c != t
+    {
+        w.push(Write {
+            file: SWAP_MAX,
+            value: t,
+        });
+    }
+    if to.high != cur.high {
+        w.push(Write {
+            file: HIGH,
+            value: to.high,
+        });
+    }
+    w
+}
+
+pub fn set(s: &mut Snapshot, w: &Write) {
+    match w.file {
+        MAX => s.memory = w.value,
+        SWAP_MAX => s.swap_file = Some(w.value),
+        _ => s.high = w.value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: u64 = 1 << 30;
+
+    #[test]
+    fn swap_conversion_edge_cases() {
+        let l = |m, s| Limits {
+            memory: m,
+            swap: s,
+            high: None,
+        };
+        // Equal memory and memory+swap: no swap at all, written as 0.
+        assert_eq!(
+            swap_max(&l(Limit::Bytes(G), Limit::Bytes(0))),
+            Limit::Bytes(0)
+        );
+        assert_eq!(
+            swap_max(&l(Limit::Bytes(G), Limit::Bytes(G))),
+            Limit::Bytes(G)
+        );
+        assert_eq!(
+            swap_max(&l(Limit::Bytes(G), Limit::Unlimited)),
+            Limit::Unlimited
+        );
+        assert_eq!(
+            swap_max(&l(Limit::Unlimited, Limit::Bytes(G))),
+            Limit::Unlimited
+        );
+    }
+
+    #[test]
+    fn plan_spells_every_file_and_never_an_empty_value() {
+        let cur = Snapshot {
+            memory: Limit::Unlimited,
+            swap_file: Some(Limit::Unlimited),
+            high: Limit::Unlimited,
+        };
+        let target = Limits {
+            memory: Limit::Bytes(G),
+            swap: Limit::Bytes(0),
+            high: Some(Limit::Bytes(G / 2)),
+        };
+        let p = plan(&cur, &target);
+        assert_eq!(
+            p,
+            [
+                Write {
+                    file: MAX,
+                    value: Limit::Bytes(G)
+                },
+                Write {
+                    file: SWAP_MAX,
+                    value: Limit::Bytes(0)
+                },
+                Write {
+                    file: HIGH,
+                    value: Limit::Bytes(G / 2)
+                },
+            ]
+        );
+        for w in &p {
+            assert!(!super::super::spell(&super::super::Hierarchy::V2, w.value).is_empty());
+        }
+        let without_swap = Snapshot {
+            swap_file: None,
+            ..cur
+        };
+        assert_eq!(plan(&without_swap, &target).len(), 2);
+    }
+}

@@ -1,0 +1,174 @@
+//! The command line: every flag is defined and documented here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Memory limits for every container: policies in YAML, enforced in the
+/// container's cgroup before its first instruction.
+#[derive(Parser, Debug)]
+#[command(name = "cglimit", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Append log lines to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Least severe log level written: error, warn, info, debug.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL", value_parser = parse_level)]
+    pub log_level: log::LevelFilter,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check policy files; print every error as FILE:LINE:COLUMN: FIELD: MESSAGE
+    /// and exit 1 if there is any.
+    Validate(ValidateArgs),
+    /// Show which policy matches a container and what limits result, without
+    /// writing anything.
+    Explain(ExplainArgs),
+    /// Run as an OCI hook (createRuntime or prestart): read the container
+    /// state on stdin and write its limits into its memory cgroup.
+    Hook(HookArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Policy files or directories (their *.yaml and *.yml files).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Directory of policy files (*.yaml, *.yml), or one file.
+    #[arg(long, default_value = "/etc/cglimit/policies", value_name = "DIR")]
+    pub policy_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// Refuse to start the container when cglimit cannot decide or enforce.
+    Deny,
+    /// Start the container anyway and log that it runs without enforced limits.
+    Allow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Append one JSON line per decision to DIR/decisions.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// What to do when a decision or a cgroup write fails.
+    #[arg(long, value_enum, default_value = "deny")]
+    pub on_error: OnError,
+
+    /// Give up after this long (runtimes wait for hooks without a limit).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// An OCI bundle: its config.json gives the requested limits and annotations.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+
+    /// Container id (default: the bundle directory's name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Container name, for `names` selectors.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image reference, for `images` selectors.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_parser = parse_pair, value_name = "KEY=VALUE")]
+    pub labels: Vec<(String, String)>,
+    /// An annotation KEY=VALUE (repeatable), added to the bundle's.
+    #[arg(long = "annotation", value_parser = parse_pair, value_name = "KEY=VALUE")]
+    pub annotations: Vec<(String, String)>,
+    /// Memory cgroup path, for `cgroups` selectors.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Requested memory limit, as `docker run --memory` (overrides the bundle).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Requested memory+swap, as `docker run --memory-swap` (-1: unlimited).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_swap: Option<String>,
+
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse()
+        .map_err(|_| format!("invalid log level {s:?}: use error, warn, info or debug"))
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Parses `500ms`, `2s`, `1m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 2s or 1m"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("invalid duration {s:?}: must be positive"));
+    }
+    Ok(Duration::from_micros((v * mult_ms * 1000.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

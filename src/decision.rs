@@ -1,0 +1,509 @@
+//! The decision: a pure function from a policy set and a container's facts
+//! to the limits it must run with, or a refusal.
+//!
+//! The semantics are those Docker and Kubernetes users already know:
+//! - nothing asked → the policy's `default` (or its `max` when it has none);
+//! - above `max` or below `min` → clamped, refused or kept-and-recorded,
+//!   per `onViolation`;
+//! - the OCI `swap` field is memory+swap (`--memory-swap`); the swap a
+//!   container asks for is that minus its memory, taken *before* any
+//!   clamping, so `-m 1g --memory-swap 1g` asks for no swap and keeps none
+//!   after its memory is clamped;
+//! - `memory+swap < memory` is refused, as Docker refuses it;
+//! - `high` is derived from the final memory limit.
+
+use serde::Serialize;
+
+use crate::facts::Facts;
+use crate::policy::{Action, Bounds, High, Policy};
+use crate::select;
+use crate::size::Limit;
+
+/// Pages are the kernel's unit: a derived `high` is rounded down to one so
+/// what is recorded is what the cgroup file reads back.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// The limits a container runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub memory: Limit,
+    /// Swap on top of memory (v2 `memory.swap.max`).
+    pub swap: Limit,
+    /// `memory.high` (v2) / `memory.soft_limit_in_bytes` (v1); `None` leaves it open.
+    pub high: Option<Limit>,
+}
+
+impl Limits {
+    /// Memory + swap: v1 `memory.memsw.limit_in_bytes`, OCI `swap`.
+    pub fn memory_swap(&self) -> Limit {
+        self.memory.saturating_add(self.swap)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "lowercase")]
+pub enum Verdict {
+    /// Enforce `limits`.
+    Apply,
+    /// Refuse the container; the message says why in the user's terms.
+    Deny { message: String },
+}
+
+/// One departure from the policy and what was done about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `memory`, `swap` or `request`.
+    pub field: &'static str,
+    pub asked: Limit,
+    /// The bound that was crossed, e.g. `max 8G`.
+    pub bound: String,
+    pub action: Action,
+    /// The value kept after the action (for `deny`, nothing is kept).
+    pub result: Limit,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} crosses {}: ", self.field, self.asked, self.bound)?;
+        match self.action {
+            Action::Clamp => write!(f, "clamped to {}", self.result),
+            Action::Deny => f.write_str("refused"),
+            Action::Audit => write!(f, "kept {} (audit)", self.result),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    /// The winning policy's name, if any matched.
+    pub policy: Option<String>,
+    /// Where the winning policy is written (`file:line`).
+    pub origin: Option<String>,
+    /// Why this policy and not another.
+    pub why: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub limits: Limits,
+    pub findings: Vec<Finding>,
+    /// Remarks that are not violations (e.g. swap left open because memory is).
+    pub notes: Vec<String>,
+}
+
+impl Decision {
+    pub fn is_denied(&self) -> bool {
+        matches!(self.verdict, Verdict::Deny { .. })
+    }
+
+    fn deny(policy: Option<&Policy>, why: String, message: String) -> Decision {
+        Decision {
+            policy: policy.map(|p| p.name.clone()),
+            origin: policy.map(|p| p.origin.to_string()),
+            why,
+            verdict: Verdict::Deny { message },
+            limits: Limits {
+                memory: Limit::Unlimited,
+                swap: Limit::Unlimited,
+                high: None,
+            },
+            findings: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Decides the limits for a container.
+pub fn decide(policies: &[Policy], facts: &Facts) -> Decision {
+    let matching = select::matching(policies, facts);
+    let Some(&policy) = matching.first() else {
+        return Decision::deny(
+            None,
+            "no policy matches".into(),
+            format!(
+                "no policy matches container {}; add a catch-all policy (`match: {{}}`) so every container gets limits",
+                facts.id
+            ),
+        );
+    };
+    let why = select::why_first(policy, matching.get(1).copied());
+    decide_with(policy, facts, why)
+}
+
+/// Applies one policy to a container's request.
+pub fn decide_with(policy: &Policy, facts: &Facts, why: String) -> Decision {
+    let req = facts.requested;
+    let mut notes = Vec::new();
+    let swap_ask = match (req.memory, req.memory_swap) {
+        (_, None) => None,
+        (_, Some(Limit::Unlimited)) => Some(Limit::Unlimited),
+        (Some(Limit::Bytes(m)), Some(Limit::Bytes(s))) => {
+            if s < m {
+                return Decision::deny(
+                    Some(policy),
+                    why,
+                    format!(
+                        "memory+swap limit {} is less than memory limit {}: memory+swap must be at least the memory limit (as docker requires of --memory-swap)",
+                        Limit::Bytes(s),
+                        Limit::Bytes(m)
+                    ),
+                );
+            }
+            Some(Limit::Bytes(s - m))
+        }
+        (_, Some(Limit::Bytes(s))) => {
+            notes.push(format!(
+                "memory+swap {} was given without a memory limit; the swap request is ignored",
+                Limit::Bytes(s)
+            ));
+            None
+        }
+    };
+    let mut findings = Vec::new();
+    let memory = match bound(
+        "memory",
+        req.memory,
+        &policy.memory,
+        policy.on_violation,
+        &mut findings,
+    ) {
+        Ok(m) => m,
+        Err(m) => return denied(policy, why, m, findings),
+    };
+    let mut swap = match bound(
+        "swap",
+        swap_ask,
+        &policy.swap,
+        policy.on_violation,
+        &mut findings,
+    ) {
+        Ok(s) => s,
+        Err(m) => return denied(policy, why, m, findings),
+    };
+    if memory == Limit::Unlimited && swap != Limit::Unlimited {
+        notes.push(format!(
+            "swap {swap} cannot be bounded without a memory limit; swap left unlimited"
+        ));
+        swap = Limit::Unlimited;
+    }
+    let high = policy.high.and_then(|h| derive_high(h, memory));
+    Decision {
+        policy: Some(policy.name.clone()),
+        origin: Some(policy.origin.to_string()),
+        why,
+        verdict: Verdict::Apply,
+        limits: Limits { memory, swap, high },
+        findings,
+        notes,
+    }
+}
+
+fn denied(policy: &Policy, why: String, detail: String, findings: Vec<Finding>) -> Decision {
+    let message = match &policy.message {
+        Some(m) => format!("{m} ({detail})"),
+        None => detail,
+    };
+    let mut d = Decision::deny(Some(policy), why, message);
+    d.findings = findings;
+    d
+}
+
+/// Resolves one quantity against its bounds. `Err` carries the refusal.
+fn bound(
+    field: &'static str,
+    ask: Option<Limit>,
+    b: &Bounds,
+    action: Action,
+    findings: &mut Vec<Finding>,
+) -> Result<Limit, String> {
+    let Some(asked) = ask else {
+        return Ok(b.default.unwrap_or(b.max));
+    };
+    let (crossed, nearest) = if asked > b.max {
+        (format!("max {}", b.max), b.max)
+    } else if asked < Limit::Bytes(b.min) {
+        (format!("min {}", Limit::Bytes(b.min)), Limit::Bytes(b.min))
+    } else {
+        return Ok(asked);
+    };
+    let result = match action {
+        Action::Clamp => nearest,
+        Action::Audit => asked,
+        Action::Deny => asked,
+    };
+    let side = if asked > b.max { "above" } else { "below" };
+    findings.push(Finding {
+        field,
+        asked,
+        bound: crossed.clone(),
+        action,
+        result,
+    });
+    match action {
+        Action::Deny => Err(format!("{field} {asked} is {side} the policy's {crossed}")),
+        _ => Ok(result),
+    }
+}
+
+fn derive_high(h: High, memory: Limit) -> Option<Limit> {
+    match (h, memory) {
+        (High::Percent(p), Limit::Bytes(m)) => {
+            let v = ((m as f64) * p / 100.0) as u64;
+            Some(Limit::Bytes(v / PAGE_SIZE * PAGE_SIZE))
+        }
+        (High::Percent(_), Limit::Unlimited) => None,
+        (High::Size(s), Limit::Bytes(m)) => Some(Limit::Bytes(s.min(m))),
+        (High::Size(s), Limit::Unlimited) => Some(Limit::Bytes(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::Requested;
+    use crate::policy::parse_file;
+    use std::path::Path;
+
+    const G: u64 = 1 << 30;
+    const M: u64 = 1 << 20;
+
+    fn policy(action: &str) -> Vec<Policy> {
+        parse_file(
+            Path::new("t.yaml"),
+            &format!(
+                "name: default\nmemory: {{default: 512M, min: 16M, max: 8G}}\nswap: {{default: 0, max: 1G}}\nhigh: 90%\nonViolation: {action}\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn ask(memory: Option<i64>, swap: Option<i64>) -> Facts {
+        Facts {
+            id: "c1".into(),
+            requested: Requested::from_oci(memory, swap),
+            ..Default::default()
+        }
+    }
+
+    fn b(n: u64) -> Limit {
+        Limit::Bytes(n)
+    }
+
+    fn gi(n: i64) -> Option<i64> {
+        Some(n << 30)
+    }
+
+    fn run(action: &str, memory: Option<i64>, swap: Option<i64>) -> Decision {
+        decide(&policy(action), &ask(memory, swap))
+    }
+
+    #[test]
+    fn nothing_asked_gets_defaults() {
+        let d = run("clamp", None, None);
+        assert_eq!(d.verdict, Verdict::Apply);
+        assert_eq!(d.limits.memory, b(512 * M));
+        assert_eq!(d.limits.swap, b(0));
+        assert_eq!(d.limits.memory_swap(), b(512 * M));
+        assert_eq!(
+            d.limits.high,
+            Some(b(512 * M * 9 / 10 / PAGE_SIZE * PAGE_SIZE))
+        );
+        assert!(d.findings.is_empty());
+        // OCI 0 means unset, as runc reads it.
+        assert_eq!(run("clamp", Some(0), Some(0)).limits, d.limits);
+    }
+
+    #[test]
+    fn within_bounds_is_kept() {
+        let d = run("deny", gi(2), gi(2).map(|v| v + (512 << 20)));
+        assert_eq!(d.verdict, Verdict::Apply);
+        assert_eq!(d.limits.memory, b(2 * G));
+        assert_eq!(d.limits.swap, b(512 * M));
+        assert_eq!(d.limits.memory_swap(), b(2 * G + 512 * M));
+    }
+
+    #[test]
+    fn unlimited_memory_per_action() {
+        let d = run("clamp", Some(-1), None);
+        assert_eq!(d.limits.memory, b(8 * G));
+        assert_eq!(d.findings[0].bound, "max 8G");
+        let d = run("deny", Some(-1), None);
+        assert!(d.is_denied());
+        let Verdict::Deny { message } = &d.verdict else {
+            unreachable!()
+        };
+        assert!(
+            message.contains("memory unlimited is above the policy's max 8G"),
+            "{message}"
+        );
+        let d = run("audit", Some(-1), None);
+        assert_eq!(d.verdict, Verdict::Apply);
+        assert_eq!(d.limits.memory, Limit::Unlimited);
+        assert_eq!(
+            d.limits.swap,
+            Limit::Unlimited,
+            "swap cannot be bounded without memory"
+        );
+        assert_eq!(d.findings.len(), 1);
+        assert_eq!(d.findings[0].action, Action::Audit);
+        assert_eq!(d.notes.len(), 1);
+    }
+
+    #[test]
+    fn above_max_per_action() {
+        let d = run("clamp", gi(16), None);
+        assert_eq!(d.limits.memory, b(8 * G));
+        assert_eq!(d.findings[0].asked, b(16 * G));
+        assert!(run("deny", gi(16), None).is_denied());
+        let d = run("audit", gi(16), None);
+        assert_eq!(d.limits.memory, b(16 * G));
+        assert_eq!(
+            d.limits.high,
+            Some(b(16 * G / 10 * 9 / PAGE_SIZE * PAGE_SIZE))
+        );
+    }
+
+    #[test]
+    fn below_min_per_action() {
+        let d = run("clamp", Some(8 << 20), None);
+        assert_eq!(d.limits.memory, b(16 * M));
+        assert_eq!(d.findings[0].bound, "min 16M");
+        assert!(run("deny", Some(8 << 20), None).is_denied());
+        assert_eq!(run("audit", Some(8 << 20), None).limits.memory, b(8 * M));
+    }
+
+    #[test]
+    fn swap_is_taken_before_clamping() {
+        // -m 16g --memory-swap 16g asks for no swap and keeps none.
+        let d = run("clamp", gi(16), gi(16));
+        assert_eq!(d.limits.memory, b(8 * G));
+        assert_eq!(d.limits.swap, b(0));
+        assert_eq!(d.limits.memory_swap(), b(8 * G));
+        // -m 16g --memory-swap 20g asks for 4g swap: clamped to 1g on top of 8g.
+        let d = run("clamp", gi(16), gi(20));
+        assert_eq!(d.limits.memory_swap(), b(9 * G));
+        assert_eq!(d.findings.len(), 2);
+    }
+
+    #[test]
+    fn docker_default_swap_is_twice_memory() {
+        // `-m 1g` alone arrives as swap = 2g, i.e. 1g of swap on top.
+        let d = run("clamp", gi(1), gi(2));
+        assert_eq!(d.limits.memory, b(G));
+        assert_eq!(d.limits.swap, b(G));
+        let d = run("clamp", Some(512 << 20), Some(1024 << 20));
+        assert_eq!(d.limits.swap, b(512 * M));
+    }
+
+    #[test]
+    fn unlimited_swap_per_action() {
+        let d = run("clamp", gi(1), Some(-1));
+        assert_eq!(d.limits.swap, b(G));
+        assert!(run("deny", gi(1), Some(-1)).is_denied());
+        assert_eq!(run("audit", gi(1), Some(-1)).limits.swap, Limit::Unlimited);
+    }
+
+    #[test]
+    fn swap_less_than_memory_is_refused_whatever_the_action() {
+        for a in ["clamp", "deny", "audit"] {
+            let d = run(a, gi(2), gi(1));
+            assert!(d.is_denied(), "{a}");
+        }
+    }
+
+    #[test]
+    fn swap_without_memory_is_ignored() {
+        let d = run("deny", None, gi(2));
+        assert_eq!(d.verdict, Verdict::Apply);
+        assert_eq!(d.limits.memory, b(512 * M));
+        assert_eq!(d.limits.swap, b(0));
+        assert_eq!(d.notes.len(), 1);
+    }
+
+    #[test]
+    fn no_match_is_refused() {
+        let p = parse_file(Path::new("t"), "name: web\nmatch: {names: [web]}\n").unwrap();
+        let d = decide(&p, &ask(None, None));
+        assert!(d.is_denied());
+        assert_eq!(d.policy, None);
+    }
+
+    #[test]
+    fn deny_uses_the_policys_message() {
+        let p = parse_file(
+            Path::new("t"),
+            "name: strict\nmemory: {max: 1g}\nonViolation: deny\nmessage: ask the platform team\n",
+        )
+        .unwrap();
+        let d = decide(&p, &ask(gi(2), None));
+        let Verdict::Deny { message } = d.verdict else {
+            panic!()
+        };
+        assert!(message.starts_with("ask the platform team"), "{message}");
+        assert!(
+            message.contains("memory 2G is above the policy's max 1G"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn no_default_falls_back_to_max() {
+        let p = parse_file(Path::new("t"), "name: x\nmemory: {max: 1g}\n").unwrap();
+        let d = decide(&p, &ask(None, None));
+        assert_eq!(d.limits.memory, b(G));
+        assert_eq!(d.limits.swap, Limit::Unlimited);
+        assert_eq!(d.limits.high, None);
+    }
+
+    #[test]
+    fn high_as_a_size_is_capped_by_the_limit() {
+        let p = parse_file(Path::new("t"), "name: x\nmemory: {default: 1g}\nhigh: 2g\n").unwrap();
+        assert_eq!(decide(&p, &ask(None, None)).limits.high, Some(b(G)));
+        let p = parse_file(
+            Path::new("t"),
+            "name: x\nmemory: {default: 1g}\nhigh: 256m\n",
+        )
+        .unwrap();
+        assert_eq!(decide(&p, &ask(None, None)).limits.high, Some(b(256 * M)));
+    }
+
+    /// Property: whatever is asked, a clamp policy yields limits within bounds,
+    /// memory+swap >= memory, and high <= memory.
+    #[test]
+    fn clamp_always_lands_within_bounds() {
+        let p = policy("clamp");
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let pick = |r: u64| -> Option<i64> {
+                match r % 5 {
+                    0 => None,
+                    1 => Some(-1),
+                    2 => Some(0),
+                    _ => Some((r >> 8) as i64 % (20 << 30)),
+                }
+            };
+            let (m, s) = (pick(next()), pick(next()));
+            let d = decide(&p, &ask(m, s));
+            if d.is_denied() {
+                // Only an inconsistent request may be refused under clamp.
+                let (Some(m), Some(s)) = (m, s) else {
+                    panic!("{m:?} {s:?}")
+                };
+                assert!(s > 0 && m > 0 && s < m, "{m} {s}");
+                continue;
+            }
+            let l = d.limits;
+            assert!(
+                l.memory >= b(16 * M) && l.memory <= b(8 * G),
+                "{m:?} {s:?} {l:?}"
+            );
+            assert!(l.swap <= b(G), "{m:?} {s:?} {l:?}");
+            assert!(l.memory_swap() >= l.memory);
+            assert!(l.high.is_some_and(|h| h <= l.memory));
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What is known about a container when a decision is made.
+//!
+//! Each entry point gathers these differently (OCI state and bundle for the
+//! hook, `config.json` and the engine for the runtime wrapper, the engine and
+//! cgroup tree for `apply`); nothing after gathering depends on which.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::size::Limit;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The memory cgroup path as the container's init process sees it
+    /// from the host (`/proc/<pid>/cgroup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    pub requested: Requested,
+}
+
+/// The memory settings the container was created with, in OCI terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Requested {
+    /// `linux.resources.memory.limit` (docker `--memory`); `None` when absent or 0.
+    pub memory: Option<Limit>,
+    /// `linux.resources.memory.swap`: memory + swap (docker `--memory-swap`).
+    pub memory_swap: Option<Limit>,
+}
+
+impl Requested {
+    /// Reads the OCI fields, where 0 means "not set" as it does for runc.
+    pub fn from_oci(limit: Option<i64>, swap: Option<i64>) -> Requested {
+        let conv = |v: Option<i64>| v.filter(|v| *v != 0).map(Limit::from_oci);
+        Requested {
+            memory: conv(limit),
+            memory_swap: conv(swap),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The OCI inputs: the container state a runtime passes to hooks on stdin,
+//! and the few fields of the bundle's `config.json` a decision needs.
+//!
+//! `config.json` is read through a narrow struct rather than
+//! `oci_spec::runtime::Spec`, which rejects unknown capability names and
+//! drops unknown fields: a policy tool must not refuse a container because
+//! its runtime is newer than this crate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::State;
+use serde::Deserialize;
+
+use crate::facts::{Facts, Requested};
+
+/// Refuses absurd inputs before parsing them: a state is a few hundred bytes.
+const MAX_STATE: u64 = 1 << 20;
+const MAX_CONFIG: u64 = 16 << 20;
+
+#[derive(Debug)]
+pub enum OciError {
+    State(String),
+    Config { path: PathBuf, message: String },
+}
+
+impl fmt::Display for OciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OciError::State(m) => write!(f, "malformed container state on stdin: {m}"),
+            OciError::Config { path, message } => write!(f, "{}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for OciError {}
+
+/// Reads the state JSON a runtime writes to a hook's stdin.
+pub fn read_state(input: impl Read) -> Result<State, OciError> {
+    let mut buf = Vec::new();
+    input
+        .take(MAX_STATE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| OciError::State(e.to_string()))?;
+    if buf.len() as u64 > MAX_STATE {
+        return Err(OciError::State("larger than 1 MiB".into()));
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Err(OciError::State(
+            "empty input (a runtime passes the state JSON on stdin)".into(),
+        ));
+    }
+    let state: State = serde_json::from_slice(&buf).map_err(|e| OciError::State(e.to_string()))?;
+    if state.id().is_empty() {
+        return Err(OciError::State("no \"id\"".into()));
+    }
+    if state.bundle().as_os_str().is_empty() {
+        return Err(OciError::State("no \"bundle\"".into()));
+    }
+    Ok(state)
+}
+
+/// The parts of `config.json` cglimit reads.
+#[derive(Deserialize, Default, Debug)]
+pub struct Config {
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub linux: Option<Linux>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct Linux {
+    #[serde(default)]
+    pub resources: Option<Resources>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct Resources {
+    #[serde(default)]
+    pub memory: Option<Memory>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone, Copy)]
+pub struct Memory {
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub swap: Option<i64>,
+}
+
+impl Config {
+    pub fn memory(&self) -> Memory {
+        self.linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .and_then(|r| r.memory)
+            .unwrap_or_default()
+    }
+}
+
+/// Reads `BUNDLE/config.json`.
+pub fn read_config(bundle: &Path) -> Result<Config, OciError> {
+    let path = bundle.join("config.json");
+    let err = |message: String| OciError::Config {
+        path: path.clone(),
+        message,
+    };
+    let f = std::fs::File::open(&path).map_err(|e| err(format!("cannot open: {e}")))?;
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG)
+        .read_to_end(&mut buf)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    serde_json::from_slice(&buf).map_err(|e| err(format!("invalid JSON: {e}")))
+}
+
+/// Annotations runtimes and orchestrators use for a container's name and
+/// image, most specific first. Docker sets none (the wrapper asks the engine).
+const NAME_KEYS: &[&str] = &[
+    "io.kubernetes.cri-o.ContainerName",
+    "io.kubernetes.container.name",
+    "io.kubernetes.cri.container-name",
+    "org.opencontainers.container.name",
+    "io.container.name",
+];
+const IMAGE_KEYS: &[&str] = &[
+    "io.kubernetes.cri-o.ImageName",
+    "io.kubernetes.cri.image-name",
+    "org.opencontainers.image.ref.name",
+    "io.container.image",
+];
+
+/// Facts about a container from its state and config.
+pub fn facts(state: &State, config: &Config) -> Facts {
+    let mut annotations = config.annotations.clone();
+    if let Some(a) = state.annotations() {
+        annotations.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let first = |keys: &[&str]| keys.iter().find_map(|k| annotations.get(*k).cloned());
+    let m = config.memory();
+    Facts {
+        id: state.id().clone(),
+        name: first(NAME_KEYS),
+        image: first(IMAGE_KEYS),
+        labels: BTreeMap::new(),
+        requested: Requested::from_oci(m.limit, m.swap),
+        cgroup: None,
+        annotations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_errors_are_clear() {
+        let e = read_state(&b""[..]).unwrap_err().to_string();
+        assert!(e.contains("empty input"), "{e}");
+        let e = read_state(&b"{not json"[..]).unwrap_err().to_string();
+        assert!(e.starts_with("malformed container state on stdin"), "{e}");
+        let e =
+            read_state(&br#"{"ociVersion":"1.0.2","id":"","status":"creating","bundle":"/b"}"#[..])
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("no \"id\""), "{e}");
+        let big = vec![b' '; (MAX_STATE + 10) as usize];
+        assert!(
+            read_state(&big[..])
+                .unwrap_err()
+                .to_string()
+                .contains("1 MiB")
+        );
+    }
+
+    #[test]
+    fn facts_from_state_and_config() {
+        let s = read_state(
+            &br#"{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":42,"bundle":"/b","annotations":{"x":"1"}}"#[..],
+        )
+        .unwrap();
+        let c: Config = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","process":{"capabilities":{"bounding":["CAP_FUTURE_THING"]}},
+               "annotations":{"io.kubernetes.container.name":"web","io.kubernetes.cri.image-name":"nginx:1"},
+               "linux":{"resources":{"memory":{"limit":1073741824,"swap":2147483648}},"unknownField":true}}"#,
+        )
+        .unwrap();
+        let f = facts(&s, &c);
+        assert_eq!(f.id, "c1");
+        assert_eq!(f.name.as_deref(), Some("web"));
+        assert_eq!(f.image.as_deref(), Some("nginx:1"));
+        assert_eq!(f.annotations["x"], "1");
+        assert_eq!(
+            f.requested,
+            Requested::from_oci(Some(1 << 30), Some(2 << 30))
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! `cglimit validate`: the check users run in CI on their policy repository.
+
+use std::process::ExitCode;
+
+use crate::cli::ValidateArgs;
+use crate::policy::{self, PolicyErrors};
+
+pub fn run(args: &ValidateArgs) -> ExitCode {
+    let mut errors = Vec::new();
+    let mut policies = Vec::new();
+    let mut files = 0;
+    for path in &args.paths {
+        match policy::policy_files(path) {
+            Ok(f) => files += f.len(),
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        }
+        match policy::load_path(path) {
+            Ok(mut p) => policies.append(&mut p),
+            Err(PolicyErrors(mut e)) => errors.append(&mut e),
+        }
+    }
+    // Names must be unique across everything validated together, as they
+    // are across one policy directory.
+    if errors.is_empty()
+        && let Err(mut e) = policy::check_names(&policies)
+    {
+        errors.append(&mut e);
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    if !errors.is_empty() {
+        eprintln!("{} error(s)", errors.len());
+        return ExitCode::from(1);
+    }
+    if !policies.iter().any(|p| p.selector == Default::default()) {
+        eprintln!(
+            "warning: no catch-all policy (`match: {{}}`): containers that match no policy are refused"
+        );
+    }
+    println!("{} policies in {files} files: ok", policies.len());
+    ExitCode::SUCCESS
+}

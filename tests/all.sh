@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of cglimit: unit tests, and integration tests against real
+# runc, crun and podman with real cgroups. Needs root (it creates cgroups and
+# starts containers); installs what it needs with apt-get when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for cmd in runc crun podman busybox; do
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=()
+  for c in "${need[@]}"; do
+    case "$c" in busybox) pkgs+=(busybox-static) ;; *) pkgs+=("$c") ;; esac
+  done
+  echo "installing ${pkgs[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+cargo test --all-targets -- --test-threads 4
