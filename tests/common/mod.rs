@@ -1,0 +1,332 @@
+//! Shared fixtures for integration tests against real runtimes and cgroups.
+//!
+//! Every test gets a `Lab`: a private directory, a unique name prefix, a
+//! parent cgroup below this process's own memory cgroup, and cleanup on drop
+//! (containers deleted, cgroups removed) even when the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cglimit");
+pub const M: u64 = 1 << 20;
+pub const G: u64 = 1 << 30;
+/// What cgroup v1 reads back for "no limit".
+pub const V1_UNLIMITED: u64 = 9223372036854771712;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The default policy of the tests: small numbers so tests can check them.
+pub const POLICY: &str = "name: default
+memory: {default: 64M, min: 16M, max: 256M}
+swap: {default: 0, max: 32M}
+high: 50%
+onViolation: clamp
+";
+
+pub struct Lab {
+    pub name: String,
+    pub dir: PathBuf,
+    pub policy_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// The memory cgroup (absolute, as in /proc/self/cgroup) containers go below.
+    pub cgroup_parent: String,
+    containers: Vec<(String, String)>,
+    extra_cleanup: Vec<Box<dyn FnOnce()>>,
+}
+
+/// This process's memory cgroup path (v1 `memory` line, else the v2 line).
+pub fn own_memory_cgroup() -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut v2 = None;
+    for line in text.lines() {
+        let parts: Vec<&str> = line.splitn(3, ':').collect();
+        if parts[1].split(',').any(|c| c == "memory") {
+            return parts[2].to_string();
+        }
+        if parts[0] == "0" {
+            v2 = Some(parts[2].to_string());
+        }
+    }
+    v2.expect("a memory cgroup")
+}
+
+/// Where the v1 memory hierarchy is mounted.
+pub fn v1_memory_root() -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup/memory")
+}
+
+impl Lab {
+    pub fn new(test: &str) -> Lab {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("cgl{}-{}-{}", std::process::id(), n, test);
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy_dir = dir.join("policies");
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        std::fs::write(policy_dir.join("default.yaml"), POLICY).unwrap();
+        let cgroup_parent = format!("{}/{}", own_memory_cgroup().trim_end_matches('/'), name);
+        Lab {
+            state_dir: dir.join("state"),
+            name,
+            dir,
+            policy_dir,
+            cgroup_parent,
+            containers: Vec::new(),
+            extra_cleanup: Vec::new(),
+        }
+    }
+
+    pub fn set_policy(&self, file: &str, text: &str) {
+        std::fs::write(self.policy_dir.join(file), text).unwrap();
+    }
+
+    pub fn on_drop(&mut self, f: impl FnOnce() + 'static) {
+        self.extra_cleanup.push(Box::new(f));
+    }
+
+    /// The hook arguments used in config.json.
+    pub fn hook_args(&self) -> Vec<String> {
+        vec![
+            "cglimit".into(),
+            "hook".into(),
+            "--policy-dir".into(),
+            self.policy_dir.display().to_string(),
+            "--state-dir".into(),
+            self.state_dir.display().to_string(),
+        ]
+    }
+
+    /// A bundle whose process prints its own memory limits, then runs `extra`.
+    pub fn bundle(&mut self, id: &str, memory: Option<(i64, Option<i64>)>, stage: &str) -> PathBuf {
+        self.bundle_with(id, memory, stage, self.hook_args(), "")
+    }
+
+    pub fn bundle_with(
+        &mut self,
+        id: &str,
+        memory: Option<(i64, Option<i64>)>,
+        stage: &str,
+        hook_args: Vec<String>,
+        extra: &str,
+    ) -> PathBuf {
+        let bundle = self.dir.join(id);
+        let rootfs = bundle.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        for d in ["proc", "sys", "dev", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let bb = rootfs.join("bin/busybox");
+        if !bb.exists() {
+            std::fs::copy(busybox(), &bb).unwrap();
+            for c in ["sh", "cat", "sleep", "echo"] {
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(c)).unwrap();
+            }
+        }
+        let mut resources = serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]});
+        if let Some((limit, swap)) = memory {
+            let mut m = serde_json::json!({"limit": limit});
+            if let Some(s) = swap {
+                m["swap"] = s.into();
+            }
+            resources["memory"] = m;
+        }
+        let script = format!("{READ_LIMITS}{extra}");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["/bin/sh", "-c", script],
+                "env": ["PATH=/bin"],
+                "cwd": "/",
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "t",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+            ],
+            "hooks": { stage: [{"path": BIN, "args": hook_args}] },
+            "linux": {
+                "cgroupsPath": format!("{}/{}", self.cgroup_parent, id),
+                "resources": resources,
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
+                "maskedPaths": ["/proc/kcore"],
+                "readonlyPaths": ["/proc/sys"]
+            }
+        });
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+        bundle
+    }
+
+    /// Runs a container to completion with `runtime` (runc or crun).
+    pub fn run(&mut self, runtime: &str, id: &str, bundle: &Path) -> Output {
+        self.containers.push((runtime.to_string(), id.to_string()));
+        Command::new(runtime)
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Records a container for cleanup when it is created another way.
+    pub fn track(&mut self, runtime: &str, id: &str) {
+        self.containers.push((runtime.to_string(), id.to_string()));
+    }
+
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.state_dir.join("decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every record line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (rt, id) in self.containers.drain(..) {
+            let _ = Command::new(&rt)
+                .args(["delete", "-f", &id])
+                .stderr(Stdio::null())
+                .status();
+        }
+        for f in self.extra_cleanup.drain(..) {
+            f();
+        }
+        remove_cgroups(&self.cgroup_parent);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a cgroup path (and children) from every hierarchy it exists in.
+pub fn remove_cgroups(path: &str) {
+    let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut mounts: Vec<PathBuf> = roots.flatten().map(|e| e.path()).collect();
+    mounts.push("/sys/fs/cgroup".into());
+    mounts.push("/run/cglimit-hugetlb".into());
+    for m in mounts {
+        let p = m.join(path.trim_start_matches('/'));
+        if p.is_dir() {
+            rmdir_tree(&p);
+        }
+    }
+}
+
+fn rmdir_tree(p: &Path) {
+    if let Ok(entries) = std::fs::read_dir(p) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(p);
+}
+
+/// The container prints its limits as seen from inside, before anything else.
+const READ_LIMITS: &str = "cd /sys/fs/cgroup/memory 2>/dev/null && cat memory.limit_in_bytes memory.memsw.limit_in_bytes memory.soft_limit_in_bytes || { cd /sys/fs/cgroup && cat memory.max memory.swap.max memory.high; }; ";
+
+/// Parses the three numbers the container printed: memory, memory+swap (v1)
+/// and soft limit.
+pub fn limits_seen(out: &Output) -> (u64, u64, u64) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text
+        .lines()
+        .take(3)
+        .map(|l| {
+            if l == "max" {
+                V1_UNLIMITED
+            } else {
+                l.trim().parse().unwrap_or_else(|_| {
+                    panic!(
+                        "not a number {l:?} in {text:?}, stderr {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
+            }
+        })
+        .collect();
+    assert_eq!(
+        v.len(),
+        3,
+        "container output {text:?}, stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (v[0], v[1], v[2])
+}
+
+pub fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("busybox-static is not installed (tests/all.sh installs it)");
+}
+
+/// crun refuses a hybrid layout while cgroup2 still holds a controller; bind
+/// `hugetlb` to a v1 hierarchy of its own so cgroup2's list empties. Left
+/// mounted: it is machine setup, like an installed package.
+pub fn prepare_crun() {
+    let ctl =
+        std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap_or_default();
+    if ctl.trim().is_empty() {
+        return;
+    }
+    std::fs::create_dir_all("/run/cglimit-hugetlb").unwrap();
+    let st = Command::new("mount")
+        .args([
+            "-t",
+            "cgroup",
+            "-o",
+            "hugetlb",
+            "none",
+            "/run/cglimit-hugetlb",
+        ])
+        .status()
+        .unwrap();
+    let ctl =
+        std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap_or_default();
+    assert!(
+        st.success() || ctl.trim().is_empty(),
+        "cannot free cgroup2 of controllers: {ctl}"
+    );
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the hook binary directly with `state` on stdin.
+pub fn hook(args: &[String], state: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(state.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
