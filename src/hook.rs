@@ -99,7 +99,7 @@ fn finish(args: &HookArgs, run: &Run, result: Result<(), HookError>) -> ExitCode
                 ("failed-open", ExitCode::SUCCESS, Some(e.to_string()))
             } else {
                 log::error!("{who}: {e}");
-                eprintln!("cglimit: {who}: {e}");
+                user_error(&format!("{who}: {e}"));
                 ("error", ExitCode::from(1), Some(e.to_string()))
             }
         }
@@ -111,7 +111,7 @@ fn finish(args: &HookArgs, run: &Run, result: Result<(), HookError>) -> ExitCode
                     .map(|p| format!("policy {p:?} ({})", d.origin.as_deref().unwrap_or("?")))
                     .unwrap_or_else(|| "cglimit".into());
                 log::error!("{who}: refused by {by}: {message}");
-                eprintln!("cglimit: {who} refused by {by}: {message}");
+                user_error(&format!("{who} refused by {by}: {message}"));
                 ("denied", ExitCode::from(1), None)
             }
             Verdict::Apply => {
@@ -137,6 +137,14 @@ fn finish(args: &HookArgs, run: &Run, result: Result<(), HookError>) -> ExitCode
         }
     }
     code
+}
+
+/// Puts a failure where the runtime shows it (runc includes a failed hook's
+/// stderr in its error), unless the log already went there.
+fn user_error(msg: &str) {
+    if !crate::logger::to_stderr() {
+        eprintln!("cglimit: {msg}");
+    }
 }
 
 /// `container 3f2a… (web-1)`
@@ -184,7 +192,7 @@ fn watchdog(timeout: Duration, on_error: OnError, enforcing: Arc<Mutex<()>>) {
             std::process::exit(0);
         }
         log::error!("{msg}");
-        eprintln!("cglimit: {msg}");
+        user_error(&msg);
         std::process::exit(1);
     });
 }

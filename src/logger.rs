@@ -4,6 +4,15 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static TO_STDERR: AtomicBool = AtomicBool::new(true);
+
+/// Whether log lines already reach stderr (no log file): then a message for
+/// the runtime's error output need not be printed twice.
+pub fn to_stderr() -> bool {
+    TO_STDERR.load(Ordering::Relaxed)
+}
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -54,6 +63,7 @@ pub fn init(file: Option<&Path>, level: LevelFilter) -> std::io::Result<()> {
         ),
         None => Box::new(std::io::stderr()),
     };
+    TO_STDERR.store(file.is_none(), Ordering::Relaxed);
     let logger = Logger {
         sink: Mutex::new(sink),
         level,

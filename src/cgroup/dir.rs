@@ -71,7 +71,7 @@ impl fmt::Display for CgroupError {
             }
             CgroupError::Io { path, op, errno } => write!(
                 f,
-                "cannot {op} {}: {} ({})",
+                "cannot {op} {}: {} ({:?})",
                 path.display(),
                 errno.desc(),
                 errno

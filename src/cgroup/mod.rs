@@ -219,3 +219,100 @@ mod tests {
         assert_eq!(parse_limit("-1"), None);
     }
 }
+
+/// Against the real kernel: cgroups created below this test process's own
+/// memory cgroup (v1 here; the v2 runner covers v2).
+#[cfg(test)]
+mod real_kernel {
+    use super::*;
+    use std::path::PathBuf;
+
+    const M: u64 = 1 << 20;
+
+    /// A fresh child cgroup of our own memory cgroup, removed on drop.
+    struct Scratch {
+        path: PathBuf,
+        rel: String,
+        mount: PathBuf,
+        hierarchy: Hierarchy,
+    }
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+            let member = procfs::memory_membership(&own).unwrap();
+            let mounts =
+                procfs::cgroup_mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+            let (m, rel) = procfs::locate(&mounts, &member).unwrap();
+            let rel = format!("{rel}/cglimit-unit-{}-{name}", std::process::id());
+            let path = m.mount_point.join(&rel);
+            std::fs::create_dir_all(&path).unwrap();
+            Scratch {
+                path,
+                rel,
+                mount: m.mount_point.clone(),
+                hierarchy: member.hierarchy,
+            }
+        }
+
+        fn open(&self) -> CgroupDir {
+            CgroupDir::open(&self.mount, &self.rel, self.hierarchy.clone()).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
+
+    fn limits(memory: u64, swap: u64, high: u64) -> Limits {
+        Limits {
+            memory: Limit::Bytes(memory),
+            swap: Limit::Bytes(swap),
+            high: Some(Limit::Bytes(high)),
+        }
+    }
+
+    #[test]
+    fn lowers_and_raises_in_an_order_the_kernel_accepts() {
+        let s = Scratch::new("order");
+        let dir = s.open();
+        let a = apply(&dir, &limits(64 * M, 0, 32 * M)).unwrap();
+        assert_eq!(a.after.memory, Limit::Bytes(64 * M));
+        // Raising far above the current memory+swap needs memsw first on v1.
+        let a = apply(&dir, &limits(512 * M, 64 * M, 256 * M)).unwrap();
+        assert_eq!(a.after.memory, Limit::Bytes(512 * M));
+        if dir.hierarchy == Hierarchy::V1 {
+            assert_eq!(a.written[0], "memory.memsw.limit_in_bytes");
+            assert_eq!(a.after.swap_file, Some(Limit::Bytes(576 * M)));
+        }
+        // And lowering again needs the limit first.
+        let a = apply(&dir, &limits(32 * M, 0, 16 * M)).unwrap();
+        assert_eq!(a.after.memory, Limit::Bytes(32 * M));
+        if dir.hierarchy == Hierarchy::V1 {
+            assert_eq!(a.written[0], "memory.limit_in_bytes");
+        }
+        // Applying the same limits again writes nothing.
+        assert!(
+            apply(&dir, &limits(32 * M, 0, 16 * M))
+                .unwrap()
+                .written
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_cgroup_that_vanished_after_open_is_a_clear_error() {
+        let s = Scratch::new("vanish");
+        let dir = s.open();
+        std::fs::remove_dir(&s.path).unwrap();
+        let e = apply(&dir, &limits(64 * M, 0, 32 * M)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("memory."), "names the file: {msg}");
+        assert!(
+            msg.contains("ENOENT") || msg.contains("ENODEV"),
+            "names the errno: {msg}"
+        );
+    }
+}
