@@ -76,6 +76,16 @@ pub struct HookArgs {
     #[arg(long, value_enum, default_value = "deny")]
     pub on_error: OnError,
 
+    /// Keep a compiled copy of the policies here, checked against every
+    /// policy file's size and timestamps on each run, so the hook does not
+    /// parse YAML on every container start.
+    #[arg(long, default_value = "/run/cglimit/cache", value_name = "DIR")]
+    pub cache_dir: PathBuf,
+
+    /// Parse the policy YAML on every run.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Give up after this long (runtimes wait for hooks without a limit).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,

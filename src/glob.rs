@@ -6,49 +6,66 @@
 
 /// Whether `text` matches `pattern` as a whole.
 pub fn matches(pattern: &str, text: &str) -> bool {
+    if !pattern.contains(['*', '?', '[', '\\']) {
+        return pattern == text;
+    }
+    // ASCII (almost every name, label and image) needs no decoding; `?`
+    // must match one character, so anything else is matched as chars.
+    if pattern.is_ascii() && text.is_ascii() {
+        return seq(pattern.as_bytes(), text.as_bytes());
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    seq(&p, &t)
+}
+
+/// A unit of text: a byte of ASCII or a char.
+trait Unit: Copy + Ord {
+    fn is(self, c: char) -> bool;
+}
+
+impl Unit for u8 {
+    fn is(self, c: char) -> bool {
+        self as char == c
+    }
+}
+
+impl Unit for char {
+    fn is(self, c: char) -> bool {
+        self == c
+    }
+}
+
+fn seq<T: Unit>(p: &[T], t: &[T]) -> bool {
     // Iterative matcher with single-star backtracking: linear in practice and
     // never exponential, since only the last `*` is retried.
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
+            let c = p[pi];
+            if c.is('*') {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            let step = if c.is('?') {
+                Some(pi + 1)
+            } else if c.is('[') {
+                match class(p, pi, t[ti]) {
+                    Some((true, next)) => Some(next),
+                    Some((false, _)) => None,
+                    None => t[ti].is('[').then_some(pi + 1),
                 }
-                '?' => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((ok, next)) = class(&p, pi, t[ti]) {
-                        if ok {
-                            pi = next;
-                            ti += 1;
-                            continue;
-                        }
-                    } else if t[ti] == '[' {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
-                    pi += 2;
-                    ti += 1;
-                    continue;
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
+            } else if c.is('\\') && pi + 1 < p.len() {
+                (p[pi + 1] == t[ti]).then_some(pi + 2)
+            } else {
+                (c == t[ti]).then_some(pi + 1)
+            };
+            if let Some(next) = step {
+                pi = next;
+                ti += 1;
+                continue;
             }
         }
         match star {
@@ -60,26 +77,26 @@ pub fn matches(pattern: &str, text: &str) -> bool {
             None => return false,
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|c| c.is('*'))
 }
 
 /// Matches `c` against the bracket class opening at `p[start]`; returns
 /// whether it matched and the index after the class, or `None` when the
 /// bracket is not closed (then it is a literal `[`).
-fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+fn class<T: Unit>(p: &[T], start: usize, c: T) -> Option<(bool, usize)> {
     let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!') | Some('^'));
+    let negate = p.get(i).is_some_and(|x| x.is('!') || x.is('^'));
     if negate {
         i += 1;
     }
     let mut matched = false;
     let mut first = true;
     while i < p.len() {
-        if p[i] == ']' && !first {
+        if p[i].is(']') && !first {
             return Some((matched != negate, i + 1));
         }
         first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+        if i + 2 < p.len() && p[i + 1].is('-') && !p[i + 2].is(']') {
             if p[i] <= c && c <= p[i + 2] {
                 matched = true;
             }
@@ -118,6 +135,9 @@ mod tests {
         assert!(matches("a\\*", "a*"));
         assert!(!matches("a\\*", "ab"));
         assert!(matches("exact", "exact"));
+        assert!(matches("caf?", "café"));
+        assert!(matches("[é]x", "éx"));
+        assert!(!matches("caf?", "cafés"));
         assert!(!matches("exact", "exactly"));
         assert!(matches("*a*b*c*", "xxaxxbxxcxx"));
         assert!(!matches("*a*b*c*", "xxaxxcxxbxx"));

@@ -10,6 +10,8 @@ use serde_saphyr::Spanned;
 
 use crate::size::{self, Limit};
 
+pub mod cache;
+
 /// What to do when a container asks for more (or less) than a policy allows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,7 +85,8 @@ impl Selector {
 /// Where a policy was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
-    pub file: PathBuf,
+    /// Shared by every policy of a file (a policy set may hold thousands).
+    pub file: std::sync::Arc<Path>,
     pub line: u64,
 }
 
@@ -295,10 +298,11 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Policy>, Vec<PolicyErro
                 message: plain_message(&inner.to_string()),
             }]
         })?;
+    let shared: std::sync::Arc<Path> = file.into();
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for raw in raws {
-        match compile(file, raw) {
+        match compile(&shared, raw) {
             Ok(p) => out.push(p),
             Err(mut e) => errors.append(&mut e),
         }
@@ -427,7 +431,7 @@ impl Ctx<'_> {
     }
 }
 
-fn compile(file: &Path, raw: RawPolicy) -> Result<Policy, Vec<PolicyError>> {
+fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<PolicyError>> {
     let mut cx = Ctx {
         file,
         errors: Vec::new(),
@@ -459,7 +463,7 @@ fn compile(file: &Path, raw: RawPolicy) -> Result<Policy, Vec<PolicyError>> {
         on_violation: raw.on_violation,
         message: raw.message,
         origin: Origin {
-            file: file.to_path_buf(),
+            file: std::sync::Arc::clone(file),
             line: raw.name.referenced.line(),
         },
     })
@@ -472,7 +476,7 @@ pub fn check_names(policies: &[Policy]) -> Result<(), Vec<PolicyError>> {
     for p in policies {
         if let Some(first) = seen.get(p.name.as_str()) {
             errors.push(PolicyError {
-                file: p.origin.file.clone(),
+                file: p.origin.file.to_path_buf(),
                 line: p.origin.line,
                 column: 1,
                 field: "name".into(),
