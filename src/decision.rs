@@ -113,8 +113,12 @@ impl Decision {
 
 /// Decides the limits for a container.
 pub fn decide(policies: &[Policy], facts: &Facts) -> Decision {
-    let matching = select::matching(policies, facts);
-    let Some(&policy) = matching.first() else {
+    decide_chosen(select::choose(policies, facts), facts)
+}
+
+/// Decides with a policy already chosen (see [`select::choose`]).
+pub fn decide_chosen(chosen: Option<select::Chosen>, facts: &Facts) -> Decision {
+    let Some(chosen) = chosen else {
         return Decision::deny(
             None,
             "no policy matches".into(),
@@ -124,8 +128,7 @@ pub fn decide(policies: &[Policy], facts: &Facts) -> Decision {
             ),
         );
     };
-    let why = select::why_first(policy, matching.get(1).copied());
-    decide_with(policy, facts, why)
+    decide_with(&chosen.policy, facts, chosen.why)
 }
 
 /// Applies one policy to a container's request.

@@ -41,7 +41,7 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             name: &p.name,
             origin: p.origin.to_string(),
             priority: p.priority,
-            specificity: p.selector.specificity(),
+            specificity: select::Candidate::specificity(*p),
         })
         .collect();
     if args.output == Output::Json {

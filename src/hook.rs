@@ -49,6 +49,7 @@ struct Run {
 }
 
 pub fn run(args: &HookArgs) -> ExitCode {
+    let started = std::time::Instant::now();
     // Held from the first cgroup write until exit, so the watchdog never
     // ends the process between a write and its rollback.
     let enforcing = Arc::new(Mutex::new(()));
@@ -59,7 +60,9 @@ pub fn run(args: &HookArgs) -> ExitCode {
         applied: None,
     };
     let result = decide_and_enforce(args, &mut run, &enforcing);
-    finish(args, &run, result)
+    let code = finish(args, &run, result);
+    log::debug!("hook done in {} us", started.elapsed().as_micros());
+    code
 }
 
 fn decide_and_enforce(
@@ -75,12 +78,9 @@ fn decide_and_enforce(
     let (dir, cgroup_path) = cgroup::for_pid(pid).map_err(HookError::Cgroup)?;
     run.facts.cgroup = Some(cgroup_path);
     let cache = (!args.no_cache).then_some(args.cache_dir.as_path());
-    let policies =
-        policy::cache::load(&args.policy.policy_dir, cache).map_err(HookError::Policy)?;
-    let d = decision::decide(&policies, &run.facts);
-    // A hook is a short-lived process: freeing a thousand decoded policies
-    // one by one before exit is wasted time on the container's start path.
-    std::mem::forget(policies);
+    let chosen = policy::cache::choose(&args.policy.policy_dir, cache, &run.facts)
+        .map_err(HookError::Policy)?;
+    let d = decision::decide_chosen(chosen, &run.facts);
     if d.is_denied() {
         run.decision = Some(d);
         return Ok(());

@@ -10,76 +10,203 @@ use std::collections::BTreeMap;
 
 use crate::facts::Facts;
 use crate::glob;
-use crate::policy::{Policy, Selector};
+use crate::policy::Policy;
 
-impl Selector {
-    pub fn matches(&self, f: &Facts) -> bool {
-        any_opt(&self.names, f.name.as_deref())
-            && any_opt(&self.images, f.image.as_deref())
-            && any(&self.ids, &f.id)
-            && any_opt(&self.cgroups, f.cgroup.as_deref())
-            && all_keys(&self.labels, &f.labels)
-            && all_keys(&self.annotations, &f.annotations)
+/// What selection needs of a policy. Implemented by [`Policy`] and by the
+/// compiled cache's entries, which are matched straight from the cache's
+/// bytes so that a hook with a thousand policies decodes only the winner.
+pub trait Candidate {
+    fn name(&self) -> &str;
+    fn priority(&self) -> i64;
+    fn names(&self) -> impl Iterator<Item = &str>;
+    fn images(&self) -> impl Iterator<Item = &str>;
+    fn ids(&self) -> impl Iterator<Item = &str>;
+    fn cgroups(&self) -> impl Iterator<Item = &str>;
+    fn labels(&self) -> impl Iterator<Item = (&str, &str)>;
+    fn annotations(&self) -> impl Iterator<Item = (&str, &str)>;
+
+    /// How many keys constrain the selection: the tie-breaker after priority.
+    fn specificity(&self) -> usize {
+        [
+            self.names().next().is_some(),
+            self.images().next().is_some(),
+            self.ids().next().is_some(),
+            self.cgroups().next().is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+            + self.labels().count()
+            + self.annotations().count()
+    }
+
+    /// Every key given must match; within a key, any glob may match. An
+    /// empty selector matches every container.
+    fn matches(&self, f: &Facts) -> bool {
+        any_opt(self.names(), f.name.as_deref())
+            && any_opt(self.images(), f.image.as_deref())
+            && any_opt(self.ids(), Some(&f.id))
+            && any_opt(self.cgroups(), f.cgroup.as_deref())
+            && all_keys(self.labels(), &f.labels)
+            && all_keys(self.annotations(), &f.annotations)
     }
 }
 
-fn any(globs: &[String], text: &str) -> bool {
-    globs.is_empty() || globs.iter().any(|g| glob::matches(g, text))
+impl Candidate for Policy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn priority(&self) -> i64 {
+        self.priority
+    }
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.selector.names.iter().map(String::as_str)
+    }
+    fn images(&self) -> impl Iterator<Item = &str> {
+        self.selector.images.iter().map(String::as_str)
+    }
+    fn ids(&self) -> impl Iterator<Item = &str> {
+        self.selector.ids.iter().map(String::as_str)
+    }
+    fn cgroups(&self) -> impl Iterator<Item = &str> {
+        self.selector.cgroups.iter().map(String::as_str)
+    }
+    fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.selector
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    fn annotations(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.selector
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl<T: Candidate> Candidate for &T {
+    fn name(&self) -> &str {
+        (*self).name()
+    }
+    fn priority(&self) -> i64 {
+        (*self).priority()
+    }
+    fn names(&self) -> impl Iterator<Item = &str> {
+        (*self).names()
+    }
+    fn images(&self) -> impl Iterator<Item = &str> {
+        (*self).images()
+    }
+    fn ids(&self) -> impl Iterator<Item = &str> {
+        (*self).ids()
+    }
+    fn cgroups(&self) -> impl Iterator<Item = &str> {
+        (*self).cgroups()
+    }
+    fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        (*self).labels()
+    }
+    fn annotations(&self) -> impl Iterator<Item = (&str, &str)> {
+        (*self).annotations()
+    }
 }
 
 /// A selector key on a fact that is unknown does not match: a policy for
 /// `web-*` must not catch a container whose name could not be learned.
-fn any_opt(globs: &[String], text: Option<&str>) -> bool {
-    globs.is_empty() || text.is_some_and(|t| any(globs, t))
+fn any_opt<'g>(mut globs: impl Iterator<Item = &'g str>, text: Option<&str>) -> bool {
+    let Some(first) = globs.next() else {
+        return true;
+    };
+    let Some(t) = text else { return false };
+    glob::matches(first, t) || globs.any(|g| glob::matches(g, t))
 }
 
-fn all_keys(want: &BTreeMap<String, String>, have: &BTreeMap<String, String>) -> bool {
-    want.iter()
-        .all(|(k, g)| have.get(k).is_some_and(|v| glob::matches(g, v)))
+fn all_keys<'g>(
+    mut want: impl Iterator<Item = (&'g str, &'g str)>,
+    have: &BTreeMap<String, String>,
+) -> bool {
+    want.all(|(k, g)| have.get(k).is_some_and(|v| glob::matches(g, v)))
 }
 
 /// The order in which matching policies are preferred (first wins).
-pub fn preference(a: &Policy, b: &Policy) -> Ordering {
-    b.priority
-        .cmp(&a.priority)
-        .then_with(|| b.selector.specificity().cmp(&a.selector.specificity()))
-        .then_with(|| a.name.cmp(&b.name))
+pub fn preference(a: &impl Candidate, b: &impl Candidate) -> Ordering {
+    b.priority()
+        .cmp(&a.priority())
+        .then_with(|| b.specificity().cmp(&a.specificity()))
+        .then_with(|| a.name().cmp(b.name()))
 }
 
 /// Every policy that matches, most preferred first.
 pub fn matching<'p>(policies: &'p [Policy], facts: &Facts) -> Vec<&'p Policy> {
-    let mut m: Vec<&Policy> = policies
-        .iter()
-        .filter(|p| p.selector.matches(facts))
-        .collect();
-    m.sort_by(|a, b| preference(a, b));
+    let mut m: Vec<&Policy> = policies.iter().filter(|p| p.matches(facts)).collect();
+    m.sort_by(|a, b| preference(*a, *b));
     m
 }
 
+/// The most preferred matching candidate and the runner-up, in one pass.
+pub fn top_two<C: Candidate>(
+    candidates: impl Iterator<Item = C>,
+    facts: &Facts,
+) -> (Option<C>, Option<C>) {
+    let (mut first, mut second): (Option<C>, Option<C>) = (None, None);
+    for c in candidates.filter(|c| c.matches(facts)) {
+        match &first {
+            Some(f) if preference(&c, f) != Ordering::Less => {
+                if second
+                    .as_ref()
+                    .is_none_or(|s| preference(&c, s) == Ordering::Less)
+                {
+                    second = Some(c);
+                }
+            }
+            _ => second = first.replace(c),
+        }
+    }
+    (first, second)
+}
+
+/// The chosen policy and why it was chosen.
+pub struct Chosen {
+    pub policy: Policy,
+    pub why: String,
+}
+
+/// Chooses among fully decoded policies.
+pub fn choose(policies: &[Policy], facts: &Facts) -> Option<Chosen> {
+    let (w, r) = top_two(policies.iter(), facts);
+    w.map(|w| Chosen {
+        why: why_first(w, r),
+        policy: w.clone(),
+    })
+}
+
 /// Why the winner beat the runner-up, in words for `explain` and the log.
-pub fn why_first(winner: &Policy, runner_up: Option<&Policy>) -> String {
+pub fn why_first(winner: &impl Candidate, runner_up: Option<&impl Candidate>) -> String {
     let Some(r) = runner_up else {
         return "the only matching policy".into();
     };
-    if winner.priority != r.priority {
+    if winner.priority() != r.priority() {
         format!(
             "highest priority ({} over {} of {:?})",
-            winner.priority, r.priority, r.name
+            winner.priority(),
+            r.priority(),
+            r.name()
         )
-    } else if winner.selector.specificity() != r.selector.specificity() {
+    } else if winner.specificity() != r.specificity() {
         format!(
             "same priority {} as {:?}; more specific selector ({} keys over {})",
-            winner.priority,
-            r.name,
-            winner.selector.specificity(),
-            r.selector.specificity()
+            winner.priority(),
+            r.name(),
+            winner.specificity(),
+            r.specificity()
         )
     } else {
         format!(
             "same priority {} and specificity {} as {:?}; name sorts first",
-            winner.priority,
-            winner.selector.specificity(),
-            r.name
+            winner.priority(),
+            winner.specificity(),
+            r.name()
         )
     }
 }
@@ -109,8 +236,8 @@ mod tests {
     #[test]
     fn empty_selector_matches_all() {
         let p = policies("name: all\n");
-        assert!(p[0].selector.matches(&facts()));
-        assert!(p[0].selector.matches(&Facts::default()));
+        assert!(p[0].matches(&facts()));
+        assert!(p[0].matches(&Facts::default()));
     }
 
     #[test]
@@ -131,7 +258,7 @@ mod tests {
             ("names: ['web-*']\n  labels: {tier: backend}", false),
         ] {
             let p = policies(&format!("name: x\nmatch:\n  {sel}\n"));
-            assert_eq!(p[0].selector.matches(&f), want, "{sel}");
+            assert_eq!(p[0].matches(&f), want, "{sel}");
         }
     }
 
@@ -142,7 +269,7 @@ mod tests {
             name: None,
             ..facts()
         };
-        assert!(!p[0].selector.matches(&f));
+        assert!(!p[0].matches(&f));
     }
 
     #[test]
@@ -156,6 +283,12 @@ mod tests {
         assert!(why_first(m[0], Some(m[1])).contains("more specific"));
         assert!(why_first(m[1], Some(m[2])).contains("name sorts first"));
         assert!(why_first(m[2], Some(m[3])).contains("highest priority"));
+        // The one-pass choice agrees with the full sort.
+        let (w, r) = top_two(p.iter(), &facts());
+        assert_eq!(
+            (w.unwrap().name.as_str(), r.unwrap().name.as_str()),
+            ("web", "a-default")
+        );
     }
 
     #[test]

@@ -21,32 +21,134 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use super::{Action, Bounds, High, Origin, Policy, PolicyErrors, Selector};
+use crate::facts::Facts;
+use crate::select::{self, Candidate, Chosen};
 use crate::size::Limit;
 
-const MAGIC: &[u8; 8] = b"CGLPOL\x00\x01";
+/// Names the format; a new layout gets a new number, so an old cache is
+/// simply not recognised (and rewritten).
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x02";
 /// Files changed more recently than this are not cached.
 pub const RACY: Duration = Duration::from_secs(2);
 
+/// The policies a hook decides with: parsed from YAML, or the compiled
+/// cache's bytes, matched without decoding.
+pub enum PolicySet {
+    Parsed(Vec<Policy>),
+    Compiled(Compiled),
+}
+
+/// A verified cache file: fingerprint matched, owner and mode checked.
+pub struct Compiled {
+    data: Vec<u8>,
+    files: Vec<Arc<Path>>,
+    /// Where the policy records start, and how many there are.
+    records: usize,
+    count: usize,
+}
+
+/// The cache's bytes are damaged (they passed the fingerprint check but do
+/// not decode): the caller reparses the YAML.
+#[derive(Debug)]
+pub struct Damaged;
+
+impl PolicySet {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self {
+            PolicySet::Parsed(p) => p.len(),
+            PolicySet::Compiled(c) => c.count,
+        }
+    }
+
+    /// The policy for a container, by the rules of [`select`].
+    pub fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
+        match self {
+            PolicySet::Parsed(p) => Ok(select::choose(p, facts)),
+            PolicySet::Compiled(c) => c.choose(facts),
+        }
+    }
+}
+
+impl Compiled {
+    fn entries(&self) -> Result<Vec<Entry<'_>>, Damaged> {
+        let mut d = Dec {
+            b: &self.data,
+            i: self.records,
+        };
+        let mut out = Vec::with_capacity(self.count.min(1 << 16));
+        for _ in 0..self.count {
+            let record = d.bytes().ok_or(Damaged)?;
+            out.push(Entry::scan(record).ok_or(Damaged)?);
+        }
+        if d.i != d.b.len() {
+            return Err(Damaged);
+        }
+        Ok(out)
+    }
+
+    fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
+        let entries = self.entries()?;
+        let (w, r) = select::top_two(entries.iter(), facts);
+        let Some(w) = w else { return Ok(None) };
+        Ok(Some(Chosen {
+            why: select::why_first(w, r),
+            policy: decode_record(w.record, &self.files).ok_or(Damaged)?,
+        }))
+    }
+
+    #[cfg(test)]
+    fn decode_all(&self) -> Option<Vec<Policy>> {
+        let entries = self.entries().ok()?;
+        entries
+            .iter()
+            .map(|e| decode_record(e.record, &self.files))
+            .collect()
+    }
+}
+
 /// Loads the policies at `path`, through the cache in `cache_dir` when one is given.
-pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<Vec<Policy>, PolicyErrors> {
+pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<PolicySet, PolicyErrors> {
     load_with(path, cache_dir, RACY)
+}
+
+/// Chooses the policy for a container, through the cache; a damaged cache
+/// is logged and the YAML read instead.
+pub fn choose(
+    path: &Path,
+    cache_dir: Option<&Path>,
+    facts: &Facts,
+) -> Result<Option<Chosen>, PolicyErrors> {
+    let set = load(path, cache_dir)?;
+    match set.choose(facts) {
+        Ok(c) => Ok(c),
+        Err(Damaged) => {
+            log::warn!(
+                "the policy cache for {} is damaged; reading the YAML",
+                path.display()
+            );
+            Ok(select::choose(&super::load_path(path)?, facts))
+        }
+    }
 }
 
 fn load_with(
     path: &Path,
     cache_dir: Option<&Path>,
     racy_window: Duration,
-) -> Result<Vec<Policy>, PolicyErrors> {
+) -> Result<PolicySet, PolicyErrors> {
     let Some(cache_dir) = cache_dir else {
-        return super::load_path(path);
+        return super::load_path(path).map(PolicySet::Parsed);
     };
     let Ok(fp) = fingerprint(path, racy_window) else {
-        return super::load_path(path);
+        return super::load_path(path).map(PolicySet::Parsed);
     };
     let cache_file = cache_dir.join(cache_name(path));
-    if let Some(p) = read_cache(&cache_file, &fp.bytes) {
-        return Ok(p);
+    if let Some(c) = read_cache(&cache_file, &fp.bytes) {
+        return Ok(PolicySet::Compiled(c));
     }
     let policies = super::load_path(path)?;
     if !fp.racy
@@ -54,7 +156,7 @@ fn load_with(
     {
         log::debug!("cannot write policy cache {}: {e}", cache_file.display());
     }
-    Ok(policies)
+    Ok(PolicySet::Parsed(policies))
 }
 
 fn cache_name(path: &Path) -> String {
@@ -103,7 +205,7 @@ fn fingerprint(path: &Path, racy_window: Duration) -> std::io::Result<Fingerprin
     Ok(Fingerprint { bytes: e.0, racy })
 }
 
-fn read_cache(file: &Path, fp: &[u8]) -> Option<Vec<Policy>> {
+fn read_cache(file: &Path, fp: &[u8]) -> Option<Compiled> {
     let f = std::fs::File::open(file).ok()?;
     let m = f.metadata().ok()?;
     if m.uid() != nix::unistd::geteuid().as_raw() || m.permissions().mode() & 0o022 != 0 {
@@ -113,16 +215,24 @@ fn read_cache(file: &Path, fp: &[u8]) -> Option<Vec<Policy>> {
         );
         return None;
     }
-    let data = std::fs::read(file).ok()?;
+    let mut data = Vec::with_capacity(m.len() as usize);
+    std::io::Read::read_to_end(&mut &f, &mut data).ok()?;
     let mut d = Dec { b: &data, i: 0 };
     if d.take(8)? != MAGIC || d.bytes()? != fp {
         return None;
     }
-    let policies = decode(&mut d);
-    if policies.is_none() {
-        log::debug!("policy cache {} is damaged; reparsing", file.display());
-    }
-    policies
+    let nfiles = d.u32()? as usize;
+    let files: Vec<Arc<Path>> = (0..nfiles)
+        .map(|_| d.str().map(|s| Path::new(&s).into()))
+        .collect::<Option<_>>()?;
+    let count = d.u32()? as usize;
+    let records = d.i;
+    Some(Compiled {
+        data,
+        files,
+        records,
+        count,
+    })
 }
 
 fn write_cache(dir: &Path, file: &Path, fp: &[u8], policies: &[Policy]) -> std::io::Result<()> {
@@ -233,7 +343,20 @@ impl<'a> Dec<'a> {
         self.take(n)
     }
     fn str(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+        self.str_ref().map(str::to_owned)
+    }
+    fn str_ref(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+    /// Skips over a list of `n`-tuples of strings, checking each, and
+    /// returns its bytes.
+    fn list(&mut self, arity: u32) -> Option<List<'a>> {
+        let start = self.i;
+        let n = self.u32()?;
+        for _ in 0..n.checked_mul(arity)? {
+            self.str_ref()?;
+        }
+        Some(List(&self.b[start..self.i]))
     }
     fn strs(&mut self) -> Option<Vec<String>> {
         let n = self.u32()? as usize;
@@ -264,6 +387,9 @@ impl<'a> Dec<'a> {
     }
 }
 
+/// Layout: file table, count, then one length-prefixed record per policy:
+/// priority, name and selector first (what selection reads in place), then
+/// the limits (decoded only for the chosen policy).
 fn encode(e: &mut Enc, policies: &[Policy]) {
     // Origins share a few file names: store each once.
     let mut files: Vec<&Path> = Vec::new();
@@ -276,15 +402,17 @@ fn encode(e: &mut Enc, policies: &[Policy]) {
     files.iter().for_each(|f| e.str(&f.to_string_lossy()));
     e.u32(policies.len() as u32);
     for p in policies {
-        e.str(&p.name);
+        let at = e.0.len();
+        e.u32(0);
         e.i64(p.priority);
+        e.str(&p.name);
         let s = &p.selector;
         e.strs(&s.names);
         e.strs(&s.images);
         e.strs(&s.ids);
+        e.strs(&s.cgroups);
         e.map(&s.labels);
         e.map(&s.annotations);
-        e.strs(&s.cgroups);
         e.bounds(&p.memory);
         e.bounds(&p.swap);
         match p.high {
@@ -316,61 +444,132 @@ fn encode(e: &mut Enc, policies: &[Policy]) {
             .unwrap_or(0);
         e.u32(fi as u32);
         e.u64(p.origin.line);
+        let len = (e.0.len() - at - 4) as u32;
+        e.0[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
 
-fn decode(d: &mut Dec) -> Option<Vec<Policy>> {
-    let nfiles = d.u32()? as usize;
-    let files: Vec<std::sync::Arc<Path>> = (0..nfiles)
-        .map(|_| d.str().map(|s| Path::new(&s).into()))
-        .collect::<Option<_>>()?;
-    let n = d.u32()? as usize;
-    let mut out = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        let name = d.str()?;
-        let priority = d.i64()?;
-        let selector = Selector {
-            names: d.strs()?,
-            images: d.strs()?,
-            ids: d.strs()?,
-            labels: d.map()?,
-            annotations: d.map()?,
-            cgroups: d.strs()?,
-        };
-        let memory = d.bounds()?;
-        let swap = d.bounds()?;
-        let high = match d.u8()? {
-            0 => None,
-            1 => Some(High::Percent(f64::from_bits(d.u64()?))),
-            2 => Some(High::Size(d.u64()?)),
-            _ => return None,
-        };
-        let on_violation = match d.u8()? {
-            0 => Action::Clamp,
-            1 => Action::Deny,
-            2 => Action::Audit,
-            _ => return None,
-        };
-        let message = match d.u8()? {
-            0 => None,
-            1 => Some(d.str()?),
-            _ => return None,
-        };
-        let file = std::sync::Arc::clone(files.get(d.u32()? as usize)?);
-        let line = d.u64()?;
-        out.push(Policy {
-            name,
-            priority,
-            selector,
-            memory,
-            swap,
-            high,
-            on_violation,
-            message,
-            origin: Origin { file, line },
-        });
+/// A policy record read in place: selection needs no allocation.
+struct Entry<'a> {
+    priority: i64,
+    name: &'a str,
+    names: List<'a>,
+    images: List<'a>,
+    ids: List<'a>,
+    cgroups: List<'a>,
+    labels: List<'a>,
+    annotations: List<'a>,
+    record: &'a [u8],
+}
+
+/// An encoded list of strings (or of key/value pairs), already checked to
+/// be well formed UTF-8 by [`Entry::scan`].
+#[derive(Clone, Copy)]
+struct List<'a>(&'a [u8]);
+
+impl<'a> List<'a> {
+    fn strs(self) -> impl Iterator<Item = &'a str> {
+        let mut d = Dec { b: self.0, i: 0 };
+        let n = d.u32().unwrap_or(0);
+        (0..n).map_while(move |_| d.str_ref())
     }
-    (d.i == d.b.len()).then_some(out)
+
+    fn pairs(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut d = Dec { b: self.0, i: 0 };
+        let n = d.u32().unwrap_or(0);
+        (0..n).map_while(move |_| Some((d.str_ref()?, d.str_ref()?)))
+    }
+}
+
+impl<'a> Entry<'a> {
+    fn scan(record: &'a [u8]) -> Option<Entry<'a>> {
+        let mut d = Dec { b: record, i: 0 };
+        Some(Entry {
+            priority: d.i64()?,
+            name: d.str_ref()?,
+            names: d.list(1)?,
+            images: d.list(1)?,
+            ids: d.list(1)?,
+            cgroups: d.list(1)?,
+            labels: d.list(2)?,
+            annotations: d.list(2)?,
+            record,
+        })
+    }
+}
+
+impl Candidate for Entry<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn priority(&self) -> i64 {
+        self.priority
+    }
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.strs()
+    }
+    fn images(&self) -> impl Iterator<Item = &str> {
+        self.images.strs()
+    }
+    fn ids(&self) -> impl Iterator<Item = &str> {
+        self.ids.strs()
+    }
+    fn cgroups(&self) -> impl Iterator<Item = &str> {
+        self.cgroups.strs()
+    }
+    fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels.pairs()
+    }
+    fn annotations(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.annotations.pairs()
+    }
+}
+
+fn decode_record(record: &[u8], files: &[Arc<Path>]) -> Option<Policy> {
+    let mut d = Dec { b: record, i: 0 };
+    let priority = d.i64()?;
+    let name = d.str()?;
+    let mut selector = Selector {
+        names: d.strs()?,
+        images: d.strs()?,
+        ids: d.strs()?,
+        cgroups: d.strs()?,
+        ..Default::default()
+    };
+    selector.labels = d.map()?;
+    selector.annotations = d.map()?;
+    let memory = d.bounds()?;
+    let swap = d.bounds()?;
+    let high = match d.u8()? {
+        0 => None,
+        1 => Some(High::Percent(f64::from_bits(d.u64()?))),
+        2 => Some(High::Size(d.u64()?)),
+        _ => return None,
+    };
+    let on_violation = match d.u8()? {
+        0 => Action::Clamp,
+        1 => Action::Deny,
+        2 => Action::Audit,
+        _ => return None,
+    };
+    let message = match d.u8()? {
+        0 => None,
+        1 => Some(d.str()?),
+        _ => return None,
+    };
+    let file = Arc::clone(files.get(d.u32()? as usize)?);
+    let line = d.u64()?;
+    (d.i == d.b.len()).then_some(Policy {
+        name,
+        priority,
+        selector,
+        memory,
+        swap,
+        high,
+        on_violation,
+        message,
+        origin: Origin { file, line },
+    })
 }
 
 #[cfg(test)]
@@ -387,8 +586,30 @@ mod tests {
     const TEXT: &str = "name: a\npriority: 3\nmatch: {names: [web-*], labels: {t: x}, annotations: {k: v}, images: [i], ids: [d], cgroups: [c]}\nmemory: {default: 1g, min: 16m, max: max}\nswap: {max: 1g}\nhigh: 90%\nonViolation: deny\nmessage: m\n---\nname: b\nhigh: 256m\nonViolation: audit\n";
 
     /// Loads with no racy window, as if every file were old enough.
-    fn load_now(p: &Path, c: &Path) -> Result<Vec<Policy>, PolicyErrors> {
+    fn load_now(p: &Path, c: &Path) -> Result<PolicySet, PolicyErrors> {
         load_with(p, Some(c), Duration::ZERO)
+    }
+
+    fn all(set: PolicySet) -> Vec<Policy> {
+        match set {
+            PolicySet::Parsed(p) => p,
+            PolicySet::Compiled(c) => c.decode_all().unwrap(),
+        }
+    }
+
+    fn compiled(policies: &[Policy]) -> (Vec<u8>, Option<Compiled>) {
+        let mut e = Enc::default();
+        e.0.extend_from_slice(MAGIC);
+        e.bytes(b"fp");
+        encode(&mut e, policies);
+        let dir = std::env::temp_dir().join(format!("cglimit-enc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.bin");
+        std::fs::write(&f, &e.0).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = read_cache(&f, b"fp");
+        std::fs::remove_dir_all(&dir).unwrap();
+        (e.0, c)
     }
 
     #[test]
@@ -396,22 +617,75 @@ mod tests {
         let d = tmp("rt");
         std::fs::write(d.join("p/a.yaml"), TEXT).unwrap();
         let parsed = super::super::load_path(&d.join("p")).unwrap();
-        let mut e = Enc::default();
-        encode(&mut e, &parsed);
-        let decoded = decode(&mut Dec { b: &e.0, i: 0 }).unwrap();
-        assert_eq!(decoded, parsed);
-        // Every truncation is rejected, never a panic or a partial set.
-        for cut in 0..e.0.len() {
-            assert!(
-                decode(&mut Dec {
-                    b: &e.0[..cut],
-                    i: 0
-                })
-                .is_none(),
-                "{cut}"
-            );
-        }
+        let (_, c) = compiled(&parsed);
+        assert_eq!(c.unwrap().decode_all().unwrap(), parsed);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn damage_is_detected_never_a_panic() {
+        let parsed = super::super::parse_file(Path::new("x.yaml"), TEXT).unwrap();
+        let (bytes, _) = compiled(&parsed);
+        let facts = Facts::default();
+        for cut in 0..bytes.len() {
+            let truncated = &bytes[..cut];
+            let mut d = Dec { b: truncated, i: 0 };
+            let header = (|| {
+                d.take(8)?;
+                d.bytes()?;
+                let n = d.u32()?;
+                for _ in 0..n {
+                    d.str()?;
+                }
+                let count = d.u32()? as usize;
+                Some(count)
+            })();
+            let Some(count) = header else { continue };
+            let c = Compiled {
+                data: truncated.to_vec(),
+                files: vec![Path::new("x.yaml").into()],
+                records: d.i,
+                count,
+            };
+            assert!(c.choose(&facts).is_err(), "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn compiled_choice_equals_parsed_choice() {
+        let parsed = super::super::parse_file(
+            Path::new("x.yaml"),
+            "name: all\n---\nname: web\nmatch: {names: [web-*]}\n---\nname: hi\npriority: 2\nmatch: {labels: {tier: f*}}\n---\nname: none\nmatch: {ids: [zzz]}\n",
+        )
+        .unwrap();
+        let (_, c) = compiled(&parsed);
+        let c = c.unwrap();
+        for (name, labels, want, why) in [
+            (None, vec![], "all", "the only matching policy"),
+            (Some("web-1"), vec![], "web", "more specific"),
+            (
+                Some("web-1"),
+                vec![("tier", "front")],
+                "hi",
+                "highest priority",
+            ),
+        ] {
+            let f = Facts {
+                id: "abc".into(),
+                name: name.map(String::from),
+                labels: labels
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            let a = c.choose(&f).unwrap().unwrap();
+            let b = select::choose(&parsed, &f).unwrap();
+            assert_eq!(a.policy, b.policy);
+            assert_eq!(a.policy.name, want);
+            assert_eq!(a.why, b.why);
+            assert!(a.why.contains(why), "{}", a.why);
+        }
     }
 
     #[test]
@@ -420,25 +694,26 @@ mod tests {
         let (p, c) = (d.join("p"), d.join("cache"));
         std::fs::write(p.join("a.yaml"), TEXT).unwrap();
         // Fresh files are racy: nothing is cached yet.
-        load(&p, Some(&c)).unwrap();
-        assert!(!c.join(cache_name(&p)).exists());
-        let first = load_now(&p, &c).unwrap();
+        assert!(matches!(load(&p, Some(&c)).unwrap(), PolicySet::Parsed(_)));
         let cf = c.join(cache_name(&p));
+        assert!(!cf.exists());
+        let first = all(load_now(&p, &c).unwrap());
         assert!(cf.exists());
         assert_eq!(
             std::fs::metadata(&cf).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let before = std::fs::metadata(&cf).unwrap().modified().unwrap();
-        assert_eq!(load_now(&p, &c).unwrap(), first);
-        assert_eq!(
-            std::fs::metadata(&cf).unwrap().modified().unwrap(),
-            before,
+        let again = load_now(&p, &c).unwrap();
+        assert!(
+            matches!(again, PolicySet::Compiled(_)),
             "served from the cache"
         );
+        assert_eq!(all(again), first);
         // An edit changes the fingerprint: the YAML is read again.
         std::fs::write(p.join("a.yaml"), "name: only\n").unwrap();
         let after = load_now(&p, &c).unwrap();
+        assert!(matches!(after, PolicySet::Parsed(_)));
+        let after = all(after);
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].name, "only");
         // A new file too.
@@ -466,8 +741,15 @@ mod tests {
         e.bytes(&fp.bytes);
         encode(&mut e, &forged);
         std::fs::write(&cf, &e.0).unwrap();
+        std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            all(load_now(&p, &c).unwrap())[0].name,
+            "forged",
+            "the forgery is well formed"
+        );
+        std::fs::write(&cf, &e.0).unwrap();
         std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert_eq!(load_now(&p, &c).unwrap()[0].name, "real");
+        assert_eq!(all(load_now(&p, &c).unwrap())[0].name, "real");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -65,23 +65,6 @@ pub struct Selector {
     pub cgroups: Vec<String>,
 }
 
-impl Selector {
-    /// How many keys constrain the selection: the tie-breaker after priority.
-    pub fn specificity(&self) -> usize {
-        [
-            !self.names.is_empty(),
-            !self.images.is_empty(),
-            !self.ids.is_empty(),
-            !self.cgroups.is_empty(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count()
-            + self.labels.len()
-            + self.annotations.len()
-    }
-}
-
 /// Where a policy was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {

@@ -1,0 +1,300 @@
+//! The hook's cost on the container start path, measured in one run against
+//! baselines from the same run:
+//! - the hook process alone (1 and 1,000 policies, cache warm and cold)
+//!   against `/bin/true` fed the same stdin;
+//! - `runc run` of a trivial container without and with the hook.
+//!
+//! Needs root, runc and busybox-static. Run: `cargo bench --bench hook`.
+//! Prints a Markdown report (the source of BENCHMARKS.md).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cglimit");
+
+fn main() {
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let pairs: usize = std::env::var("PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let work = std::env::temp_dir().join(format!("cglimit-bench-{}", std::process::id()));
+    let _cleanup = Cleanup(work.clone());
+    std::fs::create_dir_all(&work).unwrap();
+
+    // Policy sets: the shipped examples (4 policies) and 1,000 generated ones.
+    let p1 = work.join("p1");
+    std::fs::create_dir_all(&p1).unwrap();
+    std::fs::write(
+        p1.join("default.yaml"),
+        include_str!("../policies/00-default.yaml"),
+    )
+    .unwrap();
+    let p1000 = work.join("p1000");
+    std::fs::create_dir_all(&p1000).unwrap();
+    let mut text = String::new();
+    for i in 0..999 {
+        text.push_str(&format!(
+            "name: team-{i}\npriority: {}\nmatch:\n  labels: {{team: t{i}}}\n  names: [svc-{i}-*]\nmemory: {{default: 512M, min: 16M, max: 8G}}\nswap: {{default: 0, max: 1G}}\nhigh: 90%\nonViolation: clamp\n---\n",
+            i % 7
+        ));
+    }
+    text.push_str(include_str!("../policies/00-default.yaml"));
+    std::fs::write(p1000.join("teams.yaml"), text).unwrap();
+    // Files younger than 2 s are never cached (racy timestamps).
+    std::thread::sleep(Duration::from_millis(2100));
+    let cache = work.join("cache");
+
+    // A real memory cgroup with a process, and its state as a runtime sends it.
+    let own = own_memory_cgroup();
+    let cg = PathBuf::from("/sys/fs/cgroup/memory")
+        .join(own.trim_start_matches('/'))
+        .join(format!("cglimit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let _cg = Cleanup(cg.clone());
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    std::fs::write(cg.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let bundle = work.join("hookbundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion":"1.0.2","linux":{"resources":{"memory":{"limit":17179869184,"swap":17179869184}}}}"#,
+    )
+    .unwrap();
+    let state = work.join("state.json");
+    std::fs::write(
+        &state,
+        format!(
+            r#"{{"ociVersion":"1.0.2","id":"bench","status":"creating","pid":{},"bundle":"{}"}}"#,
+            sleeper.id(),
+            bundle.display()
+        ),
+    )
+    .unwrap();
+
+    let hook = |dir: &Path, cached: bool| -> Vec<String> {
+        let mut a = vec![
+            "hook".into(),
+            "--policy-dir".into(),
+            dir.display().to_string(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+        ];
+        if !cached {
+            a.push("--no-cache".into());
+        }
+        a
+    };
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        ("/bin/true (baseline)", "/bin/true".into(), vec![]),
+        ("hook, 1 policy", BIN.into(), hook(&p1, true)),
+        ("hook, 1,000 policies", BIN.into(), hook(&p1000, true)),
+        (
+            "hook, 1,000 policies, no cache (YAML)",
+            BIN.into(),
+            hook(&p1000, false),
+        ),
+    ];
+    // Warm the cache and check the hook succeeds before timing it.
+    for (_, prog, args) in &cases[1..] {
+        let st = Command::new(prog)
+            .args(args)
+            .stdin(std::fs::File::open(&state).unwrap())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for r in 0..rounds {
+        for (i, (_, prog, args)) in cases.iter().enumerate() {
+            // The YAML case is slow; fewer samples keep the run short.
+            if i == 3 && r % 8 != 0 {
+                continue;
+            }
+            let stdin = std::fs::File::open(&state).unwrap();
+            let t = Instant::now();
+            let st = Command::new(prog)
+                .args(args)
+                .stdin(stdin)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            samples[i].push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(st.success());
+        }
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
+    println!("### Hook process alone ({rounds} rounds, interleaved)\n");
+    println!("| case | median ms | p90 ms | added to baseline (median) |");
+    println!("|---|---|---|---|");
+    let base = median(&mut samples[0].clone());
+    for (i, (name, _, _)) in cases.iter().enumerate() {
+        let mut s = samples[i].clone();
+        let m = median(&mut s);
+        let p90 = pct(&mut s, 0.9);
+        let added = if i == 0 {
+            "-".to_string()
+        } else {
+            format!("{:+.3} ms", m - base)
+        };
+        println!("| {name} | {m:.3} | {p90:.3} | {added} |");
+    }
+
+    // runc run of a trivial container, without and with the hook.
+    let rootfs = work.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/true")).unwrap();
+    for d in ["proc", "dev", "sys"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let parent = format!(
+        "{}/cglimit-bench-runc-{}",
+        own.trim_end_matches('/'),
+        std::process::id()
+    );
+    let _runc_cg = CgCleanup(parent.clone());
+    let make_bundle = |name: &str, hook: Option<(&str, Vec<String>)>| -> PathBuf {
+        let b = work.join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        let mut c = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"], "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": true},
+            "root": {"path": rootfs, "readonly": true},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {"cgroupsPath": format!("{parent}/{name}"), "resources": {"memory": {"limit": 1073741824}},
+                      "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]}
+        });
+        if let Some((path, mut a)) = hook {
+            a.insert(0, path.into());
+            c["hooks"] = serde_json::json!({"createRuntime": [{"path": path, "args": a}]});
+        }
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        b
+    };
+    let runs = [
+        ("runc run, no hook", make_bundle("plain", None)),
+        (
+            "runc run, /bin/true as the hook",
+            make_bundle("htrue", Some(("/bin/true", vec![]))),
+        ),
+        (
+            "runc run, `cglimit --version` as the hook",
+            make_bundle("hver", Some((BIN, vec!["--version".into()]))),
+        ),
+        (
+            "runc run, cglimit hook, 1 policy",
+            make_bundle("h1", Some((BIN, hook(&p1, true)))),
+        ),
+        (
+            "runc run, cglimit hook, 1,000 policies",
+            make_bundle("h1000", Some((BIN, hook(&p1000, true)))),
+        ),
+    ];
+    let mut rs: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    for n in 0..pairs {
+        for (i, (_, b)) in runs.iter().enumerate() {
+            let id = format!("cglbench-{}-{i}-{n}", std::process::id());
+            let t = Instant::now();
+            let out = Command::new("runc")
+                .args(["run", "--bundle"])
+                .arg(b)
+                .arg(&id)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            rs[i].push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    println!("\n### `runc run` of a trivial container ({pairs} rounds, interleaved)\n");
+    println!("| case | median ms | p90 ms | vs no hook | vs /bin/true as the hook |");
+    println!("|---|---|---|---|---|");
+    let base = median(&mut rs[0].clone());
+    let true_hook = median(&mut rs[1].clone());
+    let vs = |m: f64, b: f64| format!("{:+.3} ms ({:+.2}%)", m - b, (m / b - 1.0) * 100.0);
+    for (i, (name, _)) in runs.iter().enumerate() {
+        let mut s = rs[i].clone();
+        let m = median(&mut s);
+        let p90 = pct(&mut s, 0.9);
+        let a = if i == 0 { "-".to_string() } else { vs(m, base) };
+        let b = if i < 2 {
+            "-".to_string()
+        } else {
+            vs(m, true_hook)
+        };
+        println!("| {name} | {m:.2} | {p90:.2} | {a} | {b} |");
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    pct(v, 0.5)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn own_memory_cgroup() -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.splitn(3, ':').collect();
+        if parts[1].split(',').any(|c| c == "memory") {
+            return parts[2].to_string();
+        }
+    }
+    panic!("this benchmark needs the cgroup v1 memory controller");
+}
+
+fn busybox() -> &'static str {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static")
+}
+
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.0.starts_with("/sys/fs/cgroup") {
+            let _ = std::fs::remove_dir(&self.0);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Removes the runc containers' parent cgroup from every hierarchy.
+struct CgCleanup(String);
+
+impl Drop for CgCleanup {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                let p = h.path().join(self.0.trim_start_matches('/'));
+                if let Ok(children) = std::fs::read_dir(&p) {
+                    for c in children.flatten() {
+                        if c.path().is_dir() {
+                            let _ = std::fs::remove_dir(c.path());
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
+    }
+}
