@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_cglimit");
 
 fn main() {
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
-    let pairs: usize = std::env::var("PAIRS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    // `cargo test --all-targets` runs this too, without `--bench`: then a few
+    // rounds only, as a check that the benchmark still works.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let var = |name: &str, full: usize| -> usize {
+        let v = std::env::var(name).ok().and_then(|v| v.parse().ok());
+        v.unwrap_or(if smoke { 3 } else { full })
+    };
+    let rounds = var("ROUNDS", 400);
+    let pairs = var("PAIRS", 1000);
     let work = std::env::temp_dir().join(format!("cglimit-bench-{}", std::process::id()));
     let _cleanup = Cleanup(work.clone());
     std::fs::create_dir_all(&work).unwrap();
