@@ -602,7 +602,9 @@ mod tests {
         e.0.extend_from_slice(MAGIC);
         e.bytes(b"fp");
         encode(&mut e, policies);
-        let dir = std::env::temp_dir().join(format!("cglimit-enc-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("cglimit-enc-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.bin");
         std::fs::write(&f, &e.0).unwrap();
