@@ -33,6 +33,20 @@ pub enum Command {
     /// Run as an OCI hook (createRuntime or prestart): read the container
     /// state on stdin and write its limits into its memory cgroup.
     Hook(HookArgs),
+    /// Wrap runc for Docker (daemon.json `runtimes`): on `create` and `run`,
+    /// write the policy's limits into the bundle's config.json, then exec the
+    /// real runtime with the arguments unchanged; everything else passes
+    /// through untouched. Its own options come first:
+    /// `--config FILE` (default /etc/cglimit/config.yaml), `--policy-dir DIR`,
+    /// `--runtime PATH` (default runc), `--on-error deny|allow`,
+    /// `--log-file FILE`, `--state-dir DIR`, `--cache-dir DIR`, `--no-cache`,
+    /// `--engine-timeout DURATION` (default 250ms), `--docker-host URL`.
+    /// Also run as a symlink named `cglimit-runtime`.
+    #[command(disable_help_flag = true)]
+    Runtime {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -49,7 +63,8 @@ pub struct PolicyArgs {
     pub policy_dir: PathBuf,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Refuse to start the container when cglimit cannot decide or enforce.
     Deny,

@@ -16,9 +16,22 @@ pub fn to_stderr() -> bool {
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+/// How a line is spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `TIME cglimit[PID]: LEVEL: MESSAGE`
+    Plain,
+    /// runc's `--log-format json`, which containerd reads back to explain a
+    /// failed create: `{"level":"error","msg":"...","time":"..."}`.
+    RuncJson,
+    /// runc's default (logrus text): `time="..." level=error msg="..."`.
+    RuncText,
+}
+
 struct Logger {
     sink: Mutex<Box<dyn Write + Send>>,
     level: LevelFilter,
+    format: Format,
 }
 
 impl Log for Logger {
@@ -37,12 +50,16 @@ impl Log for Logger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
-        let line = format!(
-            "{} cglimit[{}]: {level}: {}\n",
-            crate::record::now_rfc3339(),
-            std::process::id(),
-            r.args()
-        );
+        let time = crate::record::now_rfc3339();
+        let line = match self.format {
+            Format::Plain => format!(
+                "{time} cglimit[{}]: {level}: {}\n",
+                std::process::id(),
+                r.args()
+            ),
+            Format::RuncJson => runc_line(true, level, &r.args().to_string()),
+            Format::RuncText => runc_line(false, level, &r.args().to_string()),
+        };
         if let Ok(mut s) = self.sink.lock() {
             let _ = s.write_all(line.as_bytes());
             let _ = s.flush();
@@ -52,8 +69,35 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// One line in runc's log format (logrus JSON or text).
+pub fn runc_line(json: bool, level: &str, msg: &str) -> String {
+    let level = if level == "warning" { "warn" } else { level };
+    let time = crate::record::now_rfc3339();
+    let msg = format!("cglimit: {msg}");
+    if json {
+        let mut l = serde_json::json!({"level": level, "msg": msg, "time": time}).to_string();
+        l.push('\n');
+        l
+    } else {
+        format!("time={time:?} level={level} msg={msg:?}\n")
+    }
+}
+
+static FILE: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+/// Whether the log already goes to `path`.
+pub fn writes_to(path: &Path) -> bool {
+    FILE.lock()
+        .map(|f| f.as_deref() == Some(path))
+        .unwrap_or(false)
+}
+
 /// Installs the logger: to `file` (appending) when given, else stderr.
 pub fn init(file: Option<&Path>, level: LevelFilter) -> std::io::Result<()> {
+    init_with(file, level, Format::Plain)
+}
+
+pub fn init_with(file: Option<&Path>, level: LevelFilter, format: Format) -> std::io::Result<()> {
     let sink: Box<dyn Write + Send> = match file {
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
@@ -64,9 +108,13 @@ pub fn init(file: Option<&Path>, level: LevelFilter) -> std::io::Result<()> {
         None => Box::new(std::io::stderr()),
     };
     TO_STDERR.store(file.is_none(), Ordering::Relaxed);
+    if let Ok(mut f) = FILE.lock() {
+        *f = file.map(Path::to_path_buf);
+    }
     let logger = Logger {
         sink: Mutex::new(sink),
         level,
+        format,
     };
     // A second init (tests) keeps the first logger.
     let _ = log::set_boxed_logger(Box::new(logger));

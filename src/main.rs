@@ -2,6 +2,7 @@
 
 mod cgroup;
 mod cli;
+mod config;
 mod decision;
 mod explain;
 mod facts;
@@ -11,6 +12,7 @@ mod logger;
 mod oci;
 mod policy;
 mod record;
+mod runtime;
 mod select;
 mod size;
 mod validate;
@@ -20,6 +22,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The runtime wrapper parses its own argv: everything after its options
+    // belongs to runc and must reach it unchanged.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv0 = args.first().map(std::path::Path::new);
+    if argv0
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "cglimit-runtime")
+    {
+        return runtime::main(&args[1..]);
+    }
+    if args.get(1).is_some_and(|a| a == "runtime") {
+        return runtime::main(&args[2..]);
+    }
     let cli = cli::Cli::parse();
     if let Err(e) = logger::init(cli.log_file.as_deref(), cli.log_level) {
         eprintln!(
@@ -32,5 +47,8 @@ fn main() -> ExitCode {
         cli::Command::Validate(a) => validate::run(a),
         cli::Command::Explain(a) => explain::run(a),
         cli::Command::Hook(a) => hook::run(a),
+        cli::Command::Runtime { args } => {
+            runtime::main(&args.iter().map(Into::into).collect::<Vec<_>>())
+        }
     }
 }

@@ -6,13 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for cmd in runc crun podman busybox; do
+for cmd in runc crun podman busybox dockerd; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 if [ ${#need[@]} -gt 0 ]; then
   pkgs=()
   for c in "${need[@]}"; do
-    case "$c" in busybox) pkgs+=(busybox-static) ;; *) pkgs+=("$c") ;; esac
+    case "$c" in
+      busybox) pkgs+=(busybox-static) ;;
+      dockerd) pkgs+=(docker.io) ;;
+      *) pkgs+=("$c") ;;
+    esac
   done
   echo "installing ${pkgs[*]}" >&2
   apt-get update -qq

@@ -87,6 +87,14 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
     Ok((dir, member.path))
 }
 
+/// Whether this host's memory controller is on the unified (v2) hierarchy:
+/// `/sys/fs/cgroup` is a cgroup2 mount (not a v1 or hybrid tmpfs).
+pub fn unified_host() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
 /// Reads the current limits.
 pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
     match dir.hierarchy {

@@ -5,6 +5,8 @@
 //! (containers deleted, cgroups removed) even when the test fails.
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,7 +100,8 @@ impl Lab {
         ]
     }
 
-    /// A bundle whose process prints its own memory limits, then runs `extra`.
+    /// A bundle whose process prints its own memory limits, then runs `extra`;
+    /// with the hook at `stage` (none when empty).
     pub fn bundle(&mut self, id: &str, memory: Option<(i64, Option<i64>)>, stage: &str) -> PathBuf {
         self.bundle_with(id, memory, stage, self.hook_args(), "")
     }
@@ -152,7 +155,7 @@ impl Lab {
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
                 {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
             ],
-            "hooks": { stage: [{"path": BIN, "args": hook_args}] },
+            "hooks": if stage.is_empty() { serde_json::json!({}) } else { serde_json::json!({ stage: [{"path": BIN, "args": hook_args}] }) },
             "linux": {
                 "cgroupsPath": format!("{}/{}", self.cgroup_parent, id),
                 "resources": resources,
@@ -235,7 +238,16 @@ fn rmdir_tree(p: &Path) {
             }
         }
     }
-    let _ = std::fs::remove_dir(p);
+    // A runtime's helper (podman's conmon) may leave its cgroup a moment
+    // after the container is gone: retry while the kernel says busy.
+    for _ in 0..50 {
+        match std::fs::remove_dir(p) {
+            Err(e) if e.raw_os_error() == Some(16) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            _ => return,
+        }
+    }
 }
 
 /// The container prints its limits as seen from inside, before anything else.

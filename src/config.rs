@@ -1,0 +1,89 @@
+//! `/etc/cglimit/config.yaml`: settings for modes that cannot take flags.
+//!
+//! dockerd starts a runtime with a fixed argv (`runtimeArgs`), and a
+//! `cglimit-runtime` symlink registered without arguments has no other way
+//! to learn its policy directory, real runtime, failure mode or log file.
+//! Flags given on the command line win over the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::OnError;
+
+pub const DEFAULT_PATH: &str = "/etc/cglimit/config.yaml";
+/// Names another file where no flag can (the `cglimit-runtime` symlink).
+pub const ENV: &str = "CGLIMIT_CONFIG";
+
+#[derive(Deserialize, Default, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    /// Directory of policy files.
+    pub policy_dir: Option<PathBuf>,
+    /// The real runtime, a path or a name looked up in PATH (default `runc`).
+    pub runtime: Option<String>,
+    /// `deny` (default) or `allow`.
+    pub on_error: Option<OnError>,
+    pub log_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    /// How long to wait for the engine's answer, e.g. `250ms`.
+    pub engine_timeout: Option<String>,
+    /// The engine's socket, `unix:///var/run/docker.sock` by default.
+    pub docker_host: Option<String>,
+}
+
+/// Reads the file; a missing default file is an empty configuration, a
+/// missing explicit one is an error.
+pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+    let from_env = std::env::var_os(ENV).map(PathBuf::from);
+    let (path, explicit) = match (path, &from_env) {
+        (Some(p), _) => (p, true),
+        (None, Some(p)) => (p.as_path(), true),
+        (None, None) => (Path::new(DEFAULT_PATH), false),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+    };
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
+        let loc = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        format!("{}{loc}: {}", path.display(), e.without_snippet())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_key_and_rejects_unknown_ones() {
+        let dir = std::env::temp_dir().join(format!("cglimit-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("config.yaml");
+        std::fs::write(
+            &p,
+            "policyDir: /p\nruntime: /usr/bin/runc\nonError: allow\nlogFile: /l\nstateDir: /s\ncacheDir: /c\nengineTimeout: 100ms\ndockerHost: unix:///d.sock\n",
+        )
+        .unwrap();
+        let c = load(Some(&p)).unwrap();
+        assert_eq!(c.policy_dir, Some("/p".into()));
+        assert_eq!(c.on_error, Some(OnError::Allow));
+        assert_eq!(c.engine_timeout.as_deref(), Some("100ms"));
+        std::fs::write(&p, "policyDir: /p\nruntme: runc\n").unwrap();
+        let e = load(Some(&p)).unwrap_err();
+        assert!(e.contains(":2:") && e.contains("runtme"), "{e}");
+        assert!(load(Some(&dir.join("missing.yaml"))).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,306 @@
+//! `cglimit runtime`: a transparent runc wrapper for Docker, which has no
+//! hooks setting but lets a runtime be registered in `daemon.json`.
+//!
+//! Only `create` and `run` are touched: the policy's limits are written into
+//! the bundle's `config.json`, so runc itself creates the cgroup with them.
+//! Then the real runtime is `exec`ed with the argv unchanged, so every other
+//! verb, global flag, exit status, stdout byte and signal is runc's own.
+
+mod argv;
+mod engine;
+mod spec;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{OnError, parse_duration};
+use crate::config;
+use crate::decision::{self, Verdict};
+use crate::facts::{Facts, Requested};
+use crate::logger::{self, Format};
+use crate::oci;
+use crate::policy;
+use crate::record::{self, DecisionRecord};
+
+/// The wrapper's settings: flags first, then the config file, then defaults.
+#[derive(Debug)]
+struct Options {
+    policy_dir: PathBuf,
+    runtime: String,
+    on_error: OnError,
+    log_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    engine_timeout: Duration,
+    docker_host: Option<String>,
+}
+
+/// Splits the wrapper's own flags off the front of argv.
+fn options(args: &[String]) -> Result<(Options, usize), String> {
+    let mut flags: Vec<(&str, Option<&str>)> = Vec::new();
+    let mut i = 0;
+    let mut config_path = None;
+    while i < args.len() {
+        let (name, inline) = match args[i].split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (args[i].as_str(), None),
+        };
+        let takes_value = matches!(
+            name,
+            "--config"
+                | "--policy-dir"
+                | "--runtime"
+                | "--on-error"
+                | "--log-file"
+                | "--state-dir"
+                | "--cache-dir"
+                | "--engine-timeout"
+                | "--docker-host"
+        );
+        if !takes_value && name != "--no-cache" {
+            break;
+        }
+        let value = if takes_value {
+            match inline {
+                Some(v) => Some(v),
+                None => {
+                    i += 1;
+                    Some(args.get(i).ok_or(format!("{name} needs a value"))?.as_str())
+                }
+            }
+        } else {
+            None
+        };
+        if name == "--config" {
+            config_path = value.map(PathBuf::from);
+        } else {
+            flags.push((name, value));
+        }
+        i += 1;
+    }
+    let file = config::load(config_path.as_deref())?;
+    let mut o = Options {
+        policy_dir: file
+            .policy_dir
+            .unwrap_or_else(|| "/etc/cglimit/policies".into()),
+        runtime: file.runtime.unwrap_or_else(|| "runc".into()),
+        on_error: file.on_error.unwrap_or(OnError::Deny),
+        log_file: file.log_file,
+        state_dir: file.state_dir,
+        cache_dir: Some(
+            file.cache_dir
+                .unwrap_or_else(|| "/run/cglimit/cache".into()),
+        ),
+        engine_timeout: match file.engine_timeout {
+            Some(t) => parse_duration(&t)?,
+            None => Duration::from_millis(250),
+        },
+        docker_host: file
+            .docker_host
+            .or_else(|| std::env::var("DOCKER_HOST").ok()),
+    };
+    for (name, value) in flags {
+        let v = value.unwrap_or_default();
+        match name {
+            "--policy-dir" => o.policy_dir = v.into(),
+            "--runtime" => o.runtime = v.into(),
+            "--on-error" => {
+                o.on_error = match v {
+                    "deny" => OnError::Deny,
+                    "allow" => OnError::Allow,
+                    _ => return Err(format!("--on-error {v:?}: use deny or allow")),
+                }
+            }
+            "--log-file" => o.log_file = Some(v.into()),
+            "--state-dir" => o.state_dir = Some(v.into()),
+            "--cache-dir" => o.cache_dir = Some(v.into()),
+            "--no-cache" => o.cache_dir = None,
+            "--engine-timeout" => o.engine_timeout = parse_duration(v)?,
+            "--docker-host" => o.docker_host = Some(v.into()),
+            _ => unreachable!("listed above"),
+        }
+    }
+    Ok((o, i))
+}
+
+/// Entry point; `raw` is everything after `runtime` (or after argv[0] for
+/// the `cglimit-runtime` symlink). The runtime gets its part byte for byte.
+pub fn main(raw: &[OsString]) -> ExitCode {
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (opts, n) = match options(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            let r = argv::parse(&args);
+            init_log(None, &r);
+            return refuse(&format!("runtime options: {e}"), &r);
+        }
+    };
+    let runc_args = argv::parse(&args[n..]);
+    init_log(opts.log_file.as_deref(), &runc_args);
+    if runc_args.creates()
+        && let Err(e) = decide_and_write(&opts, &runc_args)
+    {
+        match (e, opts.on_error) {
+            (Failure::Denied(m), _) | (Failure::Error(m), OnError::Deny) => {
+                return refuse(&m, &runc_args);
+            }
+            (Failure::Error(m), OnError::Allow) => {
+                log::warn!(
+                    "{m}; creating the container without enforced limits (--on-error allow)"
+                );
+            }
+        }
+    }
+    let err = std::process::Command::new(&opts.runtime)
+        .args(&raw[n..])
+        .exec();
+    refuse(
+        &format!("cannot run the runtime {:?}: {err}", opts.runtime),
+        &runc_args,
+    );
+    ExitCode::from(127)
+}
+
+/// Logs go to the configured file, else where runc's `--log` says (in its
+/// format), else stderr; never stdout, which is the runtime's.
+fn init_log(file: Option<&Path>, runc: &argv::RuncArgs) {
+    let (path, format) = match (file, &runc.log) {
+        (Some(f), _) => (Some(f.to_path_buf()), Format::Plain),
+        (None, Some(l)) => (
+            Some(PathBuf::from(l)),
+            if runc.log_format.as_deref() == Some("json") {
+                Format::RuncJson
+            } else {
+                Format::RuncText
+            },
+        ),
+        (None, None) => (None, Format::Plain),
+    };
+    if logger::init_with(path.as_deref(), log::LevelFilter::Info, format).is_err() {
+        let _ = logger::init(None, log::LevelFilter::Info);
+    }
+}
+
+/// Fails the runtime call with `message` where each caller looks for it:
+/// containerd reads the last error line of runc's `--log` back into the
+/// error `docker run` prints; other callers read stderr.
+fn refuse(message: &str, runc: &argv::RuncArgs) -> ExitCode {
+    log::error!("{message}");
+    if let Some(path) = &runc.log
+        && !logger::writes_to(Path::new(path))
+    {
+        let json = runc.log_format.as_deref() == Some("json");
+        let line = logger::runc_line(json, "error", message);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
+    if !logger::to_stderr() {
+        eprintln!("cglimit: {message}");
+    }
+    ExitCode::from(1)
+}
+
+enum Failure {
+    Denied(String),
+    Error(String),
+}
+
+fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
+    let bundle = match &r.bundle {
+        Some(b) => PathBuf::from(b),
+        None => std::env::current_dir().map_err(|e| Failure::Error(format!("no bundle: {e}")))?,
+    };
+    let id = r.id.clone().unwrap_or_else(|| {
+        bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let path = bundle.join("config.json");
+    let err = |m: String| Failure::Error(format!("container {id}: {}: {m}", path.display()));
+    let bytes = std::fs::read(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let narrow: oci::Config =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let mut tree: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let mut facts = gather(o, &id, &narrow, &tree);
+    let who = crate::hook::describe(&facts);
+    let chosen = policy::cache::choose(&o.policy_dir, o.cache_dir.as_deref(), &facts)
+        .map_err(|e| Failure::Error(format!("{who}: invalid policy:\n{e}")))?;
+    let d = decision::decide_chosen(chosen, &facts);
+    let result = match &d.verdict {
+        Verdict::Deny { message } => {
+            let by = d
+                .policy
+                .as_ref()
+                .map(|p| format!("policy {p:?} ({})", d.origin.as_deref().unwrap_or("?")))
+                .unwrap_or_else(|| "cglimit".into());
+            Err(Failure::Denied(format!("{who} refused by {by}: {message}")))
+        }
+        Verdict::Apply => {
+            spec::set_limits(&mut tree, &d.limits, crate::cgroup::unified_host());
+            let out = serde_json::to_vec(&tree).map_err(|e| err(e.to_string()))?;
+            spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
+            log::info!("{who}: {}", crate::hook::summary(&d, None));
+            Ok(())
+        }
+    };
+    facts.annotations.clear();
+    if let Some(dir) = &o.state_dir {
+        let rec = DecisionRecord {
+            time: record::now_rfc3339(),
+            source: "runtime",
+            outcome: if result.is_ok() { "applied" } else { "denied" },
+            container: &facts,
+            decision: Some(&d),
+            applied: None,
+            error: None,
+        };
+        if let Err(e) = record::append(dir, record::DECISIONS, &rec) {
+            log::error!("{who}: {e}");
+        }
+    }
+    result
+}
+
+/// Facts from the bundle, and from the engine when it answers in time.
+fn gather(o: &Options, id: &str, c: &oci::Config, tree: &serde_json::Value) -> Facts {
+    let m = c.memory();
+    let mut f = Facts {
+        id: id.to_string(),
+        annotations: c.annotations.clone(),
+        requested: Requested::from_oci(m.limit, m.swap),
+        cgroup: tree["linux"]["cgroupsPath"].as_str().map(String::from),
+        ..Default::default()
+    };
+    let socket = match engine::socket_path(o.docker_host.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("container {id}: {e}; deciding without its name, image and labels");
+            return f;
+        }
+    };
+    let started = std::time::Instant::now();
+    match engine::lookup(&socket, id, o.engine_timeout) {
+        Ok(Some(e)) => {
+            f.name = e.name;
+            f.image = e.image;
+            f.labels = e.labels;
+            log::debug!("engine lookup took {} us", started.elapsed().as_micros());
+        }
+        Ok(None) => {
+            log::info!("container {id}: the engine does not know it; deciding on the bundle alone")
+        }
+        Err(e) => log::warn!("container {id}: {e}; deciding without its name, image and labels"),
+    }
+    f
+}

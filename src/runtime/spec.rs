@@ -1,0 +1,169 @@
+//! Writing a decision into a bundle's `config.json`, so the runtime itself
+//! creates the cgroup with the limits: the container never runs without them.
+//!
+//! The file is edited as a JSON tree that keeps every unknown field and the
+//! key order (serde_json's `preserve_order`), and replaced atomically
+//! (write beside it, fsync, rename), so a crash leaves the old or the new
+//! file, never half of one.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::decision::Limits;
+use crate::size::Limit;
+
+/// Sets `linux.resources.memory` (and `memory.high`) from the final limits.
+///
+/// - `limit` is the memory limit and `swap` memory+swap, both OCI style
+///   (-1 for no limit); runc converts `swap` for v2 itself.
+/// - `high` goes to `linux.resources.unified["memory.high"]` on a v2 host,
+///   and to `memory.reservation` (runc's `memory.soft_limit_in_bytes`) on
+///   v1, where runc refuses `unified`.
+pub fn set_limits(config: &mut Value, limits: &Limits, unified: bool) {
+    let resources = object_at(config, &["linux", "resources"]);
+    let memory = object_in(resources, "memory");
+    memory.insert("limit".into(), limits.memory.to_oci().into());
+    memory.insert("swap".into(), limits.memory_swap().to_oci().into());
+    let Some(high) = limits.high else { return };
+    let high = match high {
+        Limit::Bytes(b) => b,
+        Limit::Unlimited => return,
+    };
+    if unified {
+        let u = object_in(resources, "unified");
+        u.insert("memory.high".into(), high.to_string().into());
+    } else {
+        let memory = object_in(resources, "memory");
+        memory.insert("reservation".into(), high.into());
+    }
+}
+
+/// The object at `path`, creating empty objects (or replacing `null`) on the way.
+fn object_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    let mut cur = v.as_object_mut().expect("object");
+    for key in path {
+        cur = object_in(cur, key);
+    }
+    cur
+}
+
+fn object_in<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = m
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut().expect("object")
+}
+
+/// Replaces `path` with `bytes` atomically, keeping its permissions.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    let tmp = path.with_file_name(format!(
+        ".{}.cglimit-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config.json"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{"ociVersion":"1.0.2","zeta":{"keep":[1,2]},"process":{"capabilities":{"bounding":["CAP_FUTURE_THING"]}},"linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":17179869184,"kernelTCP":5,"swappiness":1}},"cgroupsPath":"/docker/x","futureKey":{"a":null}},"alpha":true}"#;
+
+    fn limits() -> Limits {
+        Limits {
+            memory: Limit::Bytes(1 << 30),
+            swap: Limit::Bytes(0),
+            high: Some(Limit::Bytes(900 << 20)),
+        }
+    }
+
+    #[test]
+    fn keeps_unknown_fields_and_key_order() {
+        let mut v: Value = serde_json::from_str(CONFIG).unwrap();
+        set_limits(&mut v, &limits(), false);
+        let out = serde_json::to_string(&v).unwrap();
+        let expected = CONFIG.replace(
+            r#""memory":{"limit":17179869184,"kernelTCP":5,"swappiness":1}"#,
+            r#""memory":{"limit":1073741824,"kernelTCP":5,"swappiness":1,"swap":1073741824,"reservation":943718400}"#,
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn v2_puts_high_in_unified() {
+        let mut v: Value = serde_json::from_str(r#"{"linux":{}}"#).unwrap();
+        set_limits(&mut v, &limits(), true);
+        assert_eq!(
+            v["linux"]["resources"]["unified"]["memory.high"],
+            "943718400"
+        );
+        assert_eq!(v["linux"]["resources"]["memory"]["swap"], 1u64 << 30);
+        assert!(
+            v["linux"]["resources"]["memory"]
+                .get("reservation")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn creates_what_is_missing_and_spells_unlimited_as_minus_one() {
+        let mut v: Value = serde_json::from_str(r#"{"ociVersion":"1.0.2","linux":null}"#).unwrap();
+        let l = Limits {
+            memory: Limit::Unlimited,
+            swap: Limit::Unlimited,
+            high: None,
+        };
+        set_limits(&mut v, &l, false);
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], -1);
+        assert_eq!(v["linux"]["resources"]["memory"]["swap"], -1);
+    }
+
+    #[test]
+    fn atomic_write_keeps_mode() {
+        let dir = std::env::temp_dir().join(format!("cglimit-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("config.json");
+        std::fs::write(&p, "{}").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomically(&p, b"{\"a\":1}").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

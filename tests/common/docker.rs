@@ -1,0 +1,160 @@
+//! A private dockerd for tests: its own config file, socket, data-root and
+//! exec-root, no iptables or bridge, the vfs storage driver, and the
+//! cglimit runtime registered. Stopped and removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{BIN, Lab, busybox};
+
+pub struct Dockerd {
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    child: Child,
+}
+
+pub const IMAGE: &str = "cglbusybox:test";
+
+impl Dockerd {
+    /// Starts dockerd with the runtime `cglimit` = `cglimit runtime ARGS`.
+    pub fn start(lab: &Lab, runtime_args: &[String]) -> Dockerd {
+        // Unix socket paths are limited to 108 bytes: keep this one short.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/cgd{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::create_dir_all(dir.join("exec")).unwrap();
+        let sock = dir.join("d.sock");
+        // The shipped registration, pointed at this build and this test's dirs.
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/daemon.json"))
+                .unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+        let rt = &mut config["runtimes"]["cglimit"];
+        rt["path"] = BIN.into();
+        let args = rt["runtimeArgs"].as_array_mut().unwrap();
+        args.extend(runtime_args.iter().map(|a| a.clone().into()));
+        args.push("--docker-host".into());
+        args.push(format!("unix://{}", sock.display()).into());
+        for (k, v) in serde_json::json!({
+            "iptables": false, "ip-forward": false, "ip-masq": false, "bridge": "none",
+            "storage-driver": "vfs",
+            "exec-opts": ["native.cgroupdriver=cgroupfs"],
+            "cgroup-parent": lab.cgroup_parent,
+        })
+        .as_object()
+        .unwrap()
+        {
+            config[k] = v.clone();
+        }
+        std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (tests/all.sh installs docker.io)");
+        let d = Dockerd { dir, sock, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d.import_busybox();
+        d
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn import_busybox(&self) {
+        let rootfs = self.dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+        for c in ["sh", "cat", "sleep", "echo", "true"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(c)).unwrap();
+        }
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-cf"])
+            .arg(self.dir.join("rootfs.tar"))
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let out = self.docker(&[
+            "import",
+            &self.dir.join("rootfs.tar").display().to_string(),
+            IMAGE,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unmount_below(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Lazily unmounts whatever dockerd left mounted below `dir` (its data-root
+/// bind mount, network namespaces), deepest first.
+pub fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
