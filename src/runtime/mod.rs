@@ -227,12 +227,13 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
     });
     let path = bundle.join("config.json");
     let err = |m: String| Failure::Error(format!("container {id}: {}: {m}", path.display()));
+    let started = std::time::Instant::now();
     let bytes = std::fs::read(&path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let narrow: oci::Config =
-        serde_json::from_slice(&bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
     let mut tree: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
-    let mut facts = gather(o, &id, &narrow, &tree);
+    let narrow = <oci::Config as serde::Deserialize>::deserialize(&tree)
+        .map_err(|e| err(format!("invalid config: {e}")))?;
+    let (mut facts, engine_time) = gather(o, &id, &narrow, &tree);
     let who = crate::hook::describe(&facts);
     let chosen = policy::cache::choose(&o.policy_dir, o.cache_dir.as_deref(), &facts)
         .map_err(|e| Failure::Error(format!("{who}: invalid policy:\n{e}")))?;
@@ -250,7 +251,12 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
             spec::set_limits(&mut tree, &d.limits, crate::cgroup::unified_host());
             let out = serde_json::to_vec(&tree).map_err(|e| err(e.to_string()))?;
             spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
-            log::info!("{who}: {}", crate::hook::summary(&d, None));
+            log::info!(
+                "{who}: {}; decided in {} us, of which engine lookup {} us",
+                crate::hook::summary(&d, None),
+                started.elapsed().as_micros(),
+                engine_time.as_micros()
+            );
             Ok(())
         }
     };
@@ -272,8 +278,9 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
     result
 }
 
-/// Facts from the bundle, and from the engine when it answers in time.
-fn gather(o: &Options, id: &str, c: &oci::Config, tree: &serde_json::Value) -> Facts {
+/// Facts from the bundle, and from the engine when it answers in time; and
+/// how long the engine took.
+fn gather(o: &Options, id: &str, c: &oci::Config, tree: &serde_json::Value) -> (Facts, Duration) {
     let m = c.memory();
     let mut f = Facts {
         id: id.to_string(),
@@ -286,7 +293,7 @@ fn gather(o: &Options, id: &str, c: &oci::Config, tree: &serde_json::Value) -> F
         Ok(s) => s,
         Err(e) => {
             log::warn!("container {id}: {e}; deciding without its name, image and labels");
-            return f;
+            return (f, Duration::ZERO);
         }
     };
     let started = std::time::Instant::now();
@@ -295,12 +302,11 @@ fn gather(o: &Options, id: &str, c: &oci::Config, tree: &serde_json::Value) -> F
             f.name = e.name;
             f.image = e.image;
             f.labels = e.labels;
-            log::debug!("engine lookup took {} us", started.elapsed().as_micros());
         }
         Ok(None) => {
             log::info!("container {id}: the engine does not know it; deciding on the bundle alone")
         }
         Err(e) => log::warn!("container {id}: {e}; deciding without its name, image and labels"),
     }
-    f
+    (f, started.elapsed())
 }

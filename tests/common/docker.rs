@@ -63,6 +63,8 @@ impl Dockerd {
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .env_remove("DOCKER_HOST")
+            // A runtime registered without arguments reads this file.
+            .env("CGLIMIT_CONFIG", lab.dir.join("config.yaml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -80,6 +82,43 @@ impl Dockerd {
         }
         d.import_busybox();
         d
+    }
+
+    /// Registers another runtime, `cglimit runtime ARGS` under `name`, by
+    /// rewriting daemon.json and reloading dockerd (SIGHUP).
+    pub fn add_runtime(&self, name: &str, runtime_args: &[String]) {
+        let mut args = vec!["runtime".to_string()];
+        args.extend(runtime_args.iter().cloned());
+        self.register(name, serde_json::json!({"path": BIN, "runtimeArgs": args}));
+    }
+
+    /// Registers `path` as a runtime without arguments.
+    pub fn add_runtime_path(&self, name: &str, path: &Path) {
+        self.register(name, serde_json::json!({"path": path}));
+    }
+
+    fn register(&self, name: &str, entry: serde_json::Value) {
+        let path = self.dir.join("daemon.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["runtimes"][name] = entry;
+        std::fs::write(&path, config.to_string()).unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let info = self.docker(&["info", "--format", "{{json .Runtimes}}"]);
+            if String::from_utf8_lossy(&info.stdout).contains(name) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not load runtime {name}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {

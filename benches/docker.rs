@@ -1,0 +1,142 @@
+//! `docker run --rm` of a trivial container through plain runc and through
+//! `cglimit runtime`, alternated in one run against a private dockerd.
+//! A third runtime asks no engine (its socket does not exist), so the
+//! difference to it is the engine lookup's share.
+//!
+//! Needs root, docker.io and busybox-static. Run: `cargo bench --bench docker`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::Lab;
+use common::docker::{Dockerd, IMAGE};
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let pairs: usize = std::env::var("PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if smoke { 2 } else { 30 });
+    let lab = Lab::new("dockerbench");
+    let log = lab.dir.join("cglimit.log");
+    let args = vec![
+        "--policy-dir".to_string(),
+        lab.policy_dir.display().to_string(),
+        "--log-file".into(),
+        log.display().to_string(),
+    ];
+    std::fs::write(
+        lab.dir.join("config.yaml"),
+        format!("policyDir: {}\n", lab.policy_dir.display()),
+    )
+    .unwrap();
+    // Policy files younger than 2 s are not cached; let them age.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let d = Dockerd::start(&lab, &args);
+    let mut no_engine = args.clone();
+    no_engine.extend(["--docker-host".into(), "unix:///nonexistent/d.sock".into()]);
+    d.add_runtime("cglimit-noengine", &no_engine);
+    // The symlink registration: no runtimeArgs, so dockerd runs the binary
+    // itself instead of a generated `sh` script; settings from the file.
+    let link = lab.dir.join("cglimit-runtime");
+    std::os::unix::fs::symlink(common::BIN, &link).unwrap();
+    d.add_runtime_path("cglimit-symlink", &link);
+    // That runtime asks the engine at its default socket: point it here.
+    std::fs::write(
+        lab.dir.join("config.yaml"),
+        format!(
+            "policyDir: {}\ndockerHost: unix://{}\n",
+            lab.policy_dir.display(),
+            d.sock.display()
+        ),
+    )
+    .unwrap();
+    let cases = [
+        ("runc", "--runtime runc"),
+        (
+            "runc+limits",
+            "--runtime runc, with the limits the policy gives",
+        ),
+        ("cglimit", "--runtime cglimit"),
+        ("cglimit-noengine", "--runtime cglimit, engine not asked"),
+        (
+            "cglimit-symlink",
+            "`cglimit-runtime` symlink, no runtimeArgs",
+        ),
+    ];
+    // The lab's default policy gives 64M, no swap, high 50%: the same
+    // limits asked of plain runc isolate what the wrapper itself adds.
+    let run = |rt: &str| {
+        let mut a = vec!["run", "--rm", "--net", "none"];
+        if rt == "runc+limits" {
+            a.extend(["--runtime", "runc", "-m", "64m", "--memory-swap", "64m"]);
+            a.extend(["--memory-reservation", "32m"]);
+        } else {
+            a.extend(["--runtime", rt]);
+        }
+        a.extend([IMAGE, "true"]);
+        d.docker(&a)
+    };
+    // Warm up: image layers, the policy cache.
+    for (rt, _) in &cases {
+        let out = run(rt);
+        assert!(
+            out.status.success(),
+            "{rt}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut samples = vec![Vec::new(); cases.len()];
+    for _ in 0..pairs {
+        for (i, (rt, _)) in cases.iter().enumerate() {
+            let t = Instant::now();
+            let out = run(rt);
+            samples[i].push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(out.status.success());
+        }
+    }
+    println!("### `docker run --rm` of a trivial container ({pairs} rounds, interleaved)\n");
+    println!("| runtime | median ms | p90 ms | vs runc | vs runc with the same limits |");
+    println!("|---|---|---|---|---|");
+    let med = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    let base = med(&mut samples[0].clone(), 0.5);
+    let limited = med(&mut samples[1].clone(), 0.5);
+    let vs = |m: f64, b: f64| format!("{:+.2} ms ({:+.2}%)", m - b, (m / b - 1.0) * 100.0);
+    for (i, (_, name)) in cases.iter().enumerate() {
+        let m = med(&mut samples[i], 0.5);
+        let p90 = med(&mut samples[i], 0.9);
+        let a = if i == 0 { "-".into() } else { vs(m, base) };
+        let b = if i < 2 { "-".into() } else { vs(m, limited) };
+        println!("| {name} | {m:.1} | {p90:.1} | {a} | {b} |");
+    }
+    // The wrapper logs its own time on each create: the engine's share.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut total = Vec::new();
+    let mut engine = Vec::new();
+    for l in text.lines() {
+        let Some(i) = l.find("decided in ") else {
+            continue;
+        };
+        let nums: Vec<f64> = l[i..]
+            .split_whitespace()
+            .filter_map(|w| w.parse::<f64>().ok())
+            .collect();
+        if nums.len() == 2 && nums[1] > 0.0 {
+            total.push(nums[0] / 1e3);
+            engine.push(nums[1] / 1e3);
+        }
+    }
+    if !total.is_empty() {
+        let (t, e) = (med(&mut total, 0.5), med(&mut engine, 0.5));
+        println!(
+            "\nInside the wrapper, per create (median of {}): decision and config.json edit {t:.2} ms, of which the engine lookup {e:.2} ms ({:.0}%).",
+            total.len(),
+            e / t * 100.0
+        );
+    }
+}
