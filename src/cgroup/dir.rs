@@ -147,6 +147,23 @@ impl CgroupDir {
         })
     }
 
+    /// A directory of files laid out like a cgroup, for unit tests of the
+    /// v2 logic on hosts whose memory controller is v1 (no fs check).
+    #[cfg(test)]
+    pub fn fake(dir: &Path, hierarchy: Hierarchy) -> Self {
+        let fd = open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        CgroupDir {
+            fd,
+            path: dir.to_path_buf(),
+            hierarchy,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -183,7 +200,8 @@ impl CgroupDir {
             op,
             errno,
         };
-        let fd = beneath(&self.fd, name, OFlag::O_WRONLY).map_err(|e| io("open", e))?;
+        let fd =
+            beneath(&self.fd, name, OFlag::O_WRONLY | OFlag::O_TRUNC).map_err(|e| io("open", e))?;
         let mut f = std::fs::File::from(fd);
         match f.write(value.as_bytes()) {
             Ok(n) if n == value.len() => Ok(()),
@@ -199,11 +217,7 @@ impl CgroupDir {
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio()))
-}
-
-fn libc_eio() -> i32 {
-    Errno::EIO as i32
+    Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))
 }
 
 /// Opens `rel` beneath `dir`, never leaving it and never following a link.

@@ -148,4 +148,87 @@ mod tests {
         };
         assert_eq!(plan(&without_swap, &target).len(), 2);
     }
+
+    /// A v2 tree in a temp dir: what is written, and what is not.
+    fn tree(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("cglimit-v2-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, v) in files {
+            std::fs::write(d.join(f), v).unwrap();
+        }
+        d
+    }
+
+    fn read(d: &std::path::Path, f: &str) -> String {
+        std::fs::read_to_string(d.join(f)).unwrap()
+    }
+
+    #[test]
+    fn writes_a_v2_tree() {
+        use super::super::{CgroupDir, Hierarchy, apply};
+        let d = tree(
+            "write",
+            &[(MAX, "max\n"), (SWAP_MAX, "max\n"), (HIGH, "max\n")],
+        );
+        let dir = CgroupDir::fake(&d, Hierarchy::V2);
+        let l = Limits {
+            memory: Limit::Bytes(G),
+            swap: Limit::Bytes(0),
+            high: Some(Limit::Bytes(G / 2)),
+        };
+        let a = apply(&dir, &l).unwrap();
+        assert_eq!(read(&d, MAX), G.to_string());
+        assert_eq!(read(&d, SWAP_MAX), "0");
+        assert_eq!(read(&d, HIGH), (G / 2).to_string());
+        assert_eq!(a.written, [MAX, SWAP_MAX, HIGH]);
+        assert!(!a.swap_unaccounted);
+        // Unlimited is spelled max, never an empty string.
+        let open = Limits {
+            memory: Limit::Unlimited,
+            swap: Limit::Unlimited,
+            high: None,
+        };
+        apply(&dir, &open).unwrap();
+        assert_eq!(read(&d, MAX), "max");
+        assert_eq!(read(&d, SWAP_MAX), "max");
+        assert_eq!(read(&d, HIGH), "max");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn v2_without_swap_accounting_applies_the_rest() {
+        use super::super::{CgroupDir, Hierarchy, apply};
+        let d = tree("noswap", &[(MAX, "max\n"), (HIGH, "max\n")]);
+        let dir = CgroupDir::fake(&d, Hierarchy::V2);
+        let l = Limits {
+            memory: Limit::Bytes(G),
+            swap: Limit::Bytes(G),
+            high: None,
+        };
+        let a = apply(&dir, &l).unwrap();
+        assert!(a.swap_unaccounted);
+        assert_eq!(read(&d, MAX), G.to_string());
+        assert!(!d.join(SWAP_MAX).exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn v2_unreadable_file_writes_nothing() {
+        use super::super::{CgroupDir, Hierarchy, apply};
+        let d = tree("fail", &[(MAX, "max\n"), (SWAP_MAX, "12345\n")]);
+        // memory.high is a directory: the snapshot fails before any write.
+        std::fs::create_dir(d.join(HIGH)).unwrap();
+        let dir = CgroupDir::fake(&d, Hierarchy::V2);
+        let l = Limits {
+            memory: Limit::Bytes(G),
+            swap: Limit::Bytes(0),
+            high: Some(Limit::Bytes(G / 2)),
+        };
+        let e = apply(&dir, &l).unwrap_err();
+        assert!(e.to_string().contains("memory.high"), "{e}");
+        assert_eq!(read(&d, MAX), "max\n");
+        assert_eq!(read(&d, SWAP_MAX), "12345\n");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -38,11 +38,10 @@ struct Options {
     docker_host: Option<String>,
 }
 
-/// Splits the wrapper's own flags off the front of argv.
-fn options(args: &[String]) -> Result<(Options, usize), String> {
-    let mut flags: Vec<(&str, Option<&str>)> = Vec::new();
+/// The wrapper's own flags at the front of argv, and where runc's begin.
+fn own_flags(args: &[String]) -> (Vec<(&str, Option<&str>)>, usize) {
+    let mut flags = Vec::new();
     let mut i = 0;
-    let mut config_path = None;
     while i < args.len() {
         let (name, inline) = match args[i].split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -63,24 +62,33 @@ fn options(args: &[String]) -> Result<(Options, usize), String> {
         if !takes_value && name != "--no-cache" {
             break;
         }
-        let value = if takes_value {
-            match inline {
-                Some(v) => Some(v),
-                None => {
-                    i += 1;
-                    Some(args.get(i).ok_or(format!("{name} needs a value"))?.as_str())
-                }
+        let value = match (takes_value, inline) {
+            (false, _) => None,
+            (true, Some(v)) => Some(v),
+            (true, None) => {
+                i += 1;
+                args.get(i).map(String::as_str)
             }
-        } else {
-            None
         };
-        if name == "--config" {
-            config_path = value.map(PathBuf::from);
-        } else {
-            flags.push((name, value));
-        }
+        flags.push((name, value));
         i += 1;
     }
+    (flags, i.min(args.len()))
+}
+
+/// The settings from the wrapper's flags, the config file and defaults.
+fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
+    if let Some((name, _)) = flags
+        .iter()
+        .find(|(n, v)| v.is_none() && *n != "--no-cache")
+    {
+        return Err(format!("{name} needs a value"));
+    }
+    let config_path = flags
+        .iter()
+        .rev()
+        .find(|(n, _)| *n == "--config")
+        .and_then(|(_, v)| v.map(PathBuf::from));
     let file = config::load(config_path.as_deref())?;
     let mut o = Options {
         policy_dir: file
@@ -102,9 +110,10 @@ fn options(args: &[String]) -> Result<(Options, usize), String> {
             .docker_host
             .or_else(|| std::env::var("DOCKER_HOST").ok()),
     };
-    for (name, value) in flags {
+    for &(name, value) in flags {
         let v = value.unwrap_or_default();
         match name {
+            "--config" => {}
             "--policy-dir" => o.policy_dir = v.into(),
             "--runtime" => o.runtime = v.into(),
             "--on-error" => {
@@ -123,7 +132,7 @@ fn options(args: &[String]) -> Result<(Options, usize), String> {
             _ => unreachable!("listed above"),
         }
     }
-    Ok((o, i))
+    Ok(o)
 }
 
 /// Entry point; `raw` is everything after `runtime` (or after argv[0] for
@@ -133,15 +142,15 @@ pub fn main(raw: &[OsString]) -> ExitCode {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let (opts, n) = match options(&args) {
-        Ok(x) => x,
+    let (flags, n) = own_flags(&args);
+    let runc_args = argv::parse(&args[n..]);
+    let opts = match options(&flags) {
+        Ok(o) => o,
         Err(e) => {
-            let r = argv::parse(&args);
-            init_log(None, &r);
-            return refuse(&format!("runtime options: {e}"), &r);
+            init_log(None, &runc_args);
+            return refuse(&format!("cglimit runtime: {e}"), &runc_args);
         }
     };
-    let runc_args = argv::parse(&args[n..]);
     init_log(opts.log_file.as_deref(), &runc_args);
     if runc_args.creates()
         && let Err(e) = decide_and_write(&opts, &runc_args)
@@ -233,7 +242,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
         serde_json::from_slice(&bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
     let narrow = <oci::Config as serde::Deserialize>::deserialize(&tree)
         .map_err(|e| err(format!("invalid config: {e}")))?;
-    let (mut facts, engine_time) = gather(o, &id, &narrow, &tree);
+    let (facts, engine_time) = gather(o, &id, &narrow, &tree);
     let who = crate::hook::describe(&facts);
     let chosen = policy::cache::choose(&o.policy_dir, o.cache_dir.as_deref(), &facts)
         .map_err(|e| Failure::Error(format!("{who}: invalid policy:\n{e}")))?;
@@ -260,7 +269,6 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
             Ok(())
         }
     };
-    facts.annotations.clear();
     if let Some(dir) = &o.state_dir {
         let rec = DecisionRecord {
             time: record::now_rfc3339(),
@@ -309,4 +317,47 @@ fn gather(o: &Options, id: &str, c: &oci::Config, tree: &serde_json::Value) -> (
         Err(e) => log::warn!("container {id}: {e}; deciding without its name, image and labels"),
     }
     (f, started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str) -> (Vec<(String, Option<String>)>, Vec<String>) {
+        let args: Vec<String> = s.split_whitespace().map(String::from).collect();
+        let (f, n) = own_flags(&args);
+        let f = f
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.map(String::from)))
+            .collect();
+        (f, args[n..].to_vec())
+    }
+
+    #[test]
+    fn own_flags_stop_at_runcs() {
+        let (f, rest) = split(
+            "--policy-dir /p --no-cache --runtime=/usr/bin/crun --root /r create --bundle /b c1",
+        );
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[2], ("--runtime".into(), Some("/usr/bin/crun".into())));
+        assert_eq!(rest[0], "--root");
+        let (f, rest) = split("--version");
+        assert!(f.is_empty());
+        assert_eq!(rest, ["--version"]);
+        // runc's own --log is not the wrapper's --log-file.
+        let (f, rest) = split("--log /l create c1");
+        assert!(f.is_empty() && rest.len() == 4);
+    }
+
+    #[test]
+    fn a_missing_value_is_an_error() {
+        let args: Vec<String> = vec!["--policy-dir".into()];
+        let (f, n) = own_flags(&args);
+        assert_eq!(n, 1);
+        assert!(
+            options(&f)
+                .unwrap_err()
+                .contains("--policy-dir needs a value")
+        );
+    }
 }

@@ -51,7 +51,13 @@ impl Dockerd {
         }
         std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
+        let mut dockerd = Command::new("dockerd");
+        // A runtime registered without arguments reads this file.
+        let cfg = lab.dir.join("config.yaml");
+        if cfg.exists() {
+            dockerd.env("CGLIMIT_CONFIG", &cfg);
+        }
+        let child = dockerd
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
             .arg("-H")
@@ -63,8 +69,6 @@ impl Dockerd {
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .env_remove("DOCKER_HOST")
-            // A runtime registered without arguments reads this file.
-            .env("CGLIMIT_CONFIG", lab.dir.join("config.yaml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
