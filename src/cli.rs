@@ -33,6 +33,11 @@ pub enum Command {
     /// Run as an OCI hook (createRuntime or prestart): read the container
     /// state on stdin and write its limits into its memory cgroup.
     Hook(HookArgs),
+    /// Bring running containers under policy: Docker's (through the engine's
+    /// update endpoint, so inspect, restarts and stats agree), runc's and
+    /// crun's from their state directories, and bare cgroups. Exit 0 when all
+    /// are compliant or fixed, 1 when some could not be fixed, 2 on usage errors.
+    Apply(ApplyArgs),
     /// Wrap runc for Docker (daemon.json `runtimes`): on `create` and `run`,
     /// write the policy's limits into the bundle's config.json, then exec the
     /// real runtime with the arguments unchanged; everything else passes
@@ -74,6 +79,8 @@ pub enum OnError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// For people (`table` is the same).
+    #[value(alias = "table")]
     Text,
     Json,
 }
@@ -142,6 +149,70 @@ pub struct ExplainArgs {
 
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Containers by id (or unique id prefix) or name.
+    #[arg(value_name = "ID|NAME")]
+    pub containers: Vec<String>,
+
+    /// Every running container that can be found.
+    #[arg(long, conflicts_with = "containers")]
+    pub all: bool,
+
+    /// Show current limits, the matching policy, the new values and why;
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Lower a limit below current usage: ask the kernel to reclaim first
+    /// (v2 `memory.reclaim`), then lower, accepting an OOM kill.
+    #[arg(long)]
+    pub force: bool,
+
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+
+    /// Keep running: re-apply on drift every --interval, and record each
+    /// correction (`drift_corrected`) in STATE_DIR/events.jsonl.
+    #[arg(long)]
+    pub watch: bool,
+
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Append one JSON line per change to DIR/decisions.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The Docker engine (default $DOCKER_HOST, else unix:///var/run/docker.sock).
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// Do not ask the Docker engine.
+    #[arg(long)]
+    pub no_docker: bool,
+
+    /// How long to wait for each engine answer.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub engine_timeout: Duration,
+
+    /// runc state directories (`runc --root`); default /run/runc.
+    #[arg(long = "runc-root", value_name = "DIR")]
+    pub runc_roots: Vec<PathBuf>,
+
+    /// crun state directories (`crun --root`); default /run/crun.
+    #[arg(long = "crun-root", value_name = "DIR")]
+    pub crun_roots: Vec<PathBuf>,
+
+    /// Treat every child of this memory cgroup (a path as in
+    /// /proc/PID/cgroup) as a container, for hosts with no engine to ask.
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parents: Vec<String>,
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {

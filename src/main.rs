@@ -1,9 +1,11 @@
 //! cglimit: memory limits for every container, enforced in its cgroup.
 
+mod apply;
 mod cgroup;
 mod cli;
 mod config;
 mod decision;
+mod engine;
 mod explain;
 mod facts;
 mod glob;
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         cli::Command::Validate(a) => validate::run(a),
         cli::Command::Explain(a) => explain::run(a),
         cli::Command::Hook(a) => hook::run(a),
+        cli::Command::Apply(a) => apply::run(a),
         cli::Command::Runtime { args } => {
             runtime::main(&args.iter().map(Into::into).collect::<Vec<_>>())
         }

@@ -70,6 +70,27 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
         })?;
     let member =
         procfs::memory_membership(&proc_cgroup).ok_or(CgroupError::NoMemoryController { pid })?;
+    let dir = open_member(&member).map_err(|e| match e {
+        CgroupError::NoMemoryController { .. } => CgroupError::NoMemoryController { pid },
+        e => e,
+    })?;
+    Ok((dir, member.path))
+}
+
+/// Opens a memory cgroup by its path (as `/proc/<pid>/cgroup` spells it),
+/// on the v1 memory hierarchy when there is one, else on v2.
+pub fn open_path(path: &str) -> Result<CgroupDir, CgroupError> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let hierarchy = procfs::memory_membership(&own)
+        .map(|m| m.hierarchy)
+        .unwrap_or(Hierarchy::V2);
+    open_member(&procfs::Membership {
+        hierarchy,
+        path: path.to_string(),
+    })
+}
+
+fn open_member(member: &procfs::Membership) -> Result<CgroupDir, CgroupError> {
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| CgroupError::Io {
             path: "/proc/self/mountinfo".into(),
@@ -77,14 +98,50 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
             errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
         })?;
     let mounts = procfs::cgroup_mounts(&mountinfo);
-    let (mount, rel) = procfs::locate(&mounts, &member).ok_or_else(|| CgroupError::NotMounted {
+    let (mount, rel) = procfs::locate(&mounts, member).ok_or_else(|| CgroupError::NotMounted {
         path: member.path.clone(),
     })?;
     let dir = CgroupDir::open(&mount.mount_point, &rel, member.hierarchy.clone())?;
     if member.hierarchy == Hierarchy::V2 && !dir.has("memory.max") {
-        return Err(CgroupError::NoMemoryController { pid });
+        return Err(CgroupError::NoMemoryController { pid: 0 });
     }
-    Ok((dir, member.path))
+    Ok(dir)
+}
+
+/// The writes that would bring the cgroup from `cur` to `target` (empty
+/// when it is compliant).
+pub fn pending(dir: &CgroupDir, cur: &Snapshot, target: &Limits) -> Vec<Write> {
+    plan(&dir.hierarchy, cur, target)
+}
+
+/// Memory in use: v1 `memory.usage_in_bytes`, v2 `memory.current`.
+pub fn usage(dir: &CgroupDir) -> Result<u64, CgroupError> {
+    let file = match dir.hierarchy {
+        Hierarchy::V1 => "memory.usage_in_bytes",
+        Hierarchy::V2 => "memory.current",
+    };
+    match read_limit(dir, file)? {
+        Limit::Bytes(b) => Ok(b),
+        Limit::Unlimited => Ok(u64::MAX),
+    }
+}
+
+/// Asks the kernel to reclaim `bytes` from the cgroup first (v2
+/// `memory.reclaim`); v1 has no such file, and a lower limit makes the
+/// kernel reclaim or answer EBUSY.
+pub fn reclaim(dir: &CgroupDir, bytes: u64) -> Result<(), CgroupError> {
+    if dir.hierarchy == Hierarchy::V2 && dir.has("memory.reclaim") {
+        // EAGAIN means it reclaimed less than asked: lowering then decides.
+        match dir.write("memory.reclaim", &bytes.to_string()) {
+            Err(CgroupError::Io {
+                errno: nix::errno::Errno::EAGAIN,
+                ..
+            }) => Ok(()),
+            r => r,
+        }
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether this host's memory controller is on the unified (v2) hierarchy:

@@ -7,7 +7,6 @@
 //! verb, global flag, exit status, stdout byte and signal is runc's own.
 
 mod argv;
-mod engine;
 mod spec;
 
 use std::ffi::OsString;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use crate::cli::{OnError, parse_duration};
 use crate::config;
 use crate::decision::{self, Verdict};
+use crate::engine;
 use crate::facts::{Facts, Requested};
 use crate::logger::{self, Format};
 use crate::oci;

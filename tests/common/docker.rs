@@ -138,7 +138,7 @@ impl Dockerd {
         let rootfs = self.dir.join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-        for c in ["sh", "cat", "sleep", "echo", "true"] {
+        for c in ["sh", "cat", "sleep", "echo", "true", "head", "tr"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(c)).unwrap();
         }
         let tar = Command::new("tar")

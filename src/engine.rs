@@ -1,5 +1,7 @@
-//! Names, labels and images from the Docker engine, which does not put them
-//! into `config.json`.
+//! A small client of the Docker engine API (also served by podman's
+//! compatible socket) over its unix socket: names, labels and images, which
+//! Docker does not put into `config.json`; and for `apply`, the running
+//! containers, their settings, and updates of their limits.
 //!
 //! While a container is being created, `GET /containers/{id}/json` (inspect)
 //! blocks until the create finishes: the very call the wrapper is part of.
@@ -74,6 +76,121 @@ pub fn lookup(
         }))
 }
 
+/// A running container as the engine lists and inspects it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Running {
+    pub id: String,
+    pub facts: EngineFacts,
+    pub pid: i32,
+    /// `HostConfig.Memory` and `MemorySwap` (0: not set, -1: unlimited swap).
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+}
+
+#[derive(Deserialize)]
+struct Inspect {
+    #[serde(rename = "State")]
+    state: InspectState,
+    #[serde(rename = "HostConfig")]
+    host_config: InspectHost,
+}
+
+#[derive(Deserialize)]
+struct InspectState {
+    #[serde(rename = "Pid", default)]
+    pid: i32,
+    #[serde(rename = "Running", default)]
+    running: bool,
+}
+
+#[derive(Deserialize)]
+struct InspectHost {
+    #[serde(rename = "Memory", default)]
+    memory: i64,
+    #[serde(rename = "MemorySwap", default)]
+    memory_swap: i64,
+    #[serde(rename = "MemoryReservation", default)]
+    memory_reservation: i64,
+}
+
+/// Every running container with its pid and memory settings. One list
+/// call, then one inspect per container (inspect does not block once a
+/// container runs).
+pub fn running(socket: &std::path::Path, timeout: Duration) -> Result<Vec<Running>, String> {
+    let body = get(socket, "/containers/json", timeout)?;
+    let list: Vec<ListEntry> = serde_json::from_slice(&body)
+        .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        let Some(r) = inspect(socket, &e.id, timeout)? else {
+            continue;
+        };
+        out.push(Running {
+            facts: EngineFacts {
+                name: e
+                    .names
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string()),
+                image: e.image,
+                labels: e.labels.unwrap_or_default(),
+            },
+            ..r
+        });
+    }
+    Ok(out)
+}
+
+/// A container's pid and settings; `None` when it is not running.
+pub fn inspect(
+    socket: &std::path::Path,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<Running>, String> {
+    let body = get(
+        socket,
+        &format!("/containers/{}/json", percent_encode(id)),
+        timeout,
+    )?;
+    let i: Inspect = serde_json::from_slice(&body)
+        .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
+    if !i.state.running || i.state.pid <= 0 {
+        return Ok(None);
+    }
+    Ok(Some(Running {
+        id: id.to_string(),
+        facts: EngineFacts::default(),
+        pid: i.state.pid,
+        memory: i.host_config.memory,
+        memory_swap: i.host_config.memory_swap,
+        memory_reservation: i.host_config.memory_reservation,
+    }))
+}
+
+/// Changes a container's limits through the engine, so that `docker
+/// inspect`, a later restart and `docker stats` agree with the cgroup.
+pub fn update(
+    socket: &std::path::Path,
+    id: &str,
+    memory: i64,
+    memory_swap: i64,
+    reservation: Option<i64>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut body = serde_json::json!({"Memory": memory, "MemorySwap": memory_swap});
+    if let Some(r) = reservation {
+        body["MemoryReservation"] = r.into();
+    }
+    request(
+        socket,
+        "POST",
+        &format!("/containers/{}/update", percent_encode(id)),
+        Some(body.to_string().as_bytes()),
+        timeout,
+    )
+    .map(|_| ())
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
@@ -86,19 +203,39 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// A minimal HTTP/1.1 GET over a unix socket: enough for the engine API,
-/// which answers JSON with a `Content-Length` or chunked encoding.
+/// A GET over the engine's socket.
 pub fn get(socket: &std::path::Path, path: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+    request(socket, "GET", path, None, timeout)
+}
+
+/// A minimal HTTP/1.1 request over a unix socket: enough for the engine
+/// API, which answers JSON with a `Content-Length` or chunked encoding.
+pub fn request(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     let mut s = UnixStream::connect(socket)
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: cglimit\r\nConnection: close\r\n\r\n"
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: cglimit\r\nConnection: close\r\n"
     );
-    s.write_all(req.as_bytes())
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&bytes)
         .map_err(|e| format!("cannot ask the engine: {e}"))?;
     let deadline = std::time::Instant::now() + timeout;
     let mut raw = Vec::new();
@@ -111,7 +248,7 @@ pub fn get(socket: &std::path::Path, path: &str, timeout: Duration) -> Result<Ve
             Ok(0) => break,
             Ok(n) => {
                 raw.extend_from_slice(&buf[..n]);
-                if let Some(body) = complete_body(&raw)? {
+                if let Some(body) = complete_body(&raw, false)? {
                     return Ok(body);
                 }
             }
@@ -126,11 +263,12 @@ pub fn get(socket: &std::path::Path, path: &str, timeout: Duration) -> Result<Ve
             Err(e) => return Err(format!("cannot read the engine's answer: {e}")),
         }
     }
-    complete_body(&raw)?.ok_or_else(|| "the engine closed the connection mid-answer".into())
+    complete_body(&raw, true)?.ok_or_else(|| "the engine closed the connection mid-answer".into())
 }
 
-/// The body once the whole response is in `raw`, or `None` if more is needed.
-fn complete_body(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
+/// The body once the whole response is in `raw`, or `None` if more is
+/// needed. At `eof`, a response without a length ends with the connection.
+fn complete_body(raw: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };
@@ -155,10 +293,12 @@ fn complete_body(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
             return Ok(None);
         }
         body[..len].to_vec()
+    } else if eof || status == 204 || status == 304 {
+        body.to_vec()
     } else {
         return Ok(None);
     };
-    if status != 200 {
+    if !(200..300).contains(&status) {
         return Err(format!(
             "the engine answered {status}: {}",
             String::from_utf8_lossy(&body).trim()
@@ -193,14 +333,16 @@ mod tests {
     #[test]
     fn bodies() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
-        assert_eq!(complete_body(r).unwrap(), Some(b"[]".to_vec()));
+        assert_eq!(complete_body(r, false).unwrap(), Some(b"[]".to_vec()));
         let r =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\n1\r\n]\r\n0\r\n\r\n";
-        assert_eq!(complete_body(r).unwrap(), Some(b"[{}]".to_vec()));
+        assert_eq!(complete_body(r, false).unwrap(), Some(b"[{}]".to_vec()));
         let partial = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\n";
-        assert_eq!(complete_body(partial).unwrap(), None);
+        assert_eq!(complete_body(partial, false).unwrap(), None);
         let r = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops";
-        assert!(complete_body(r).unwrap_err().contains("500"));
+        assert!(complete_body(r, false).unwrap_err().contains("500"));
+        let r = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(complete_body(r, false).unwrap(), Some(vec![]));
     }
 
     #[test]

@@ -1,0 +1,350 @@
+//! Finding running containers and the facts to decide on: from the Docker
+//! engine, from runc's and crun's state directories, and from bare cgroups.
+//! What cannot be asked is reported, and the rest goes on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::cgroup::{self, CgroupDir};
+use crate::cli::ApplyArgs;
+use crate::engine::{self, Running};
+use crate::facts::{Facts, Requested};
+use crate::oci;
+use crate::size::Limit;
+
+/// Where a container was found, which decides how its limits change.
+pub enum Source {
+    /// Through the engine's update endpoint (and `memory.high` in the cgroup).
+    Docker {
+        socket: PathBuf,
+        running: Running,
+    },
+    /// Directly in the cgroup.
+    Runtime {
+        name: &'static str,
+    },
+    Cgroup,
+}
+
+impl Source {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Source::Docker { .. } => "docker",
+            Source::Runtime { name } => name,
+            Source::Cgroup => "cgroup",
+        }
+    }
+}
+
+pub struct Target {
+    pub facts: Facts,
+    pub source: Source,
+    pub dir: CgroupDir,
+}
+
+/// A container that was found but cannot be handled, or a source that could
+/// not be asked.
+pub struct Problem {
+    pub container: String,
+    pub message: String,
+}
+
+pub fn all(args: &ApplyArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
+    let mut out = Vec::new();
+    if !args.no_docker {
+        docker(args, &mut out, problems);
+    }
+    let runc = if args.runc_roots.is_empty() {
+        vec![PathBuf::from("/run/runc")]
+    } else {
+        args.runc_roots.clone()
+    };
+    let crun = if args.crun_roots.is_empty() {
+        vec![PathBuf::from("/run/crun")]
+    } else {
+        args.crun_roots.clone()
+    };
+    for root in &runc {
+        runtime(
+            "runc",
+            root,
+            !args.runc_roots.is_empty(),
+            &mut out,
+            problems,
+        );
+    }
+    for root in &crun {
+        runtime(
+            "crun",
+            root,
+            !args.crun_roots.is_empty(),
+            &mut out,
+            problems,
+        );
+    }
+    for parent in &args.cgroup_parents {
+        cgroups(parent, &mut out, problems);
+    }
+    // An engine's container may also be in a runtime's state dir: keep one.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|t| seen.insert(t.facts.id.clone()));
+    out
+}
+
+fn docker(args: &ApplyArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
+    let host = args
+        .docker_host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok());
+    let socket = match engine::socket_path(host.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(Problem {
+                container: "docker".into(),
+                message: e,
+            });
+            return;
+        }
+    };
+    if host.is_none() && !socket.exists() {
+        return; // No Docker on this host, and none was asked for.
+    }
+    let running = match engine::running(&socket, args.engine_timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(Problem {
+                container: "docker".into(),
+                message: format!(
+                    "cannot ask the Docker engine: {e}; Docker containers were skipped"
+                ),
+            });
+            return;
+        }
+    };
+    for r in running {
+        let (dir, path) = match cgroup::for_pid(r.pid) {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(Problem {
+                    container: display(&r.id, r.facts.name.as_deref()),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let facts = Facts {
+            id: r.id.clone(),
+            name: r.facts.name.clone(),
+            image: r.facts.image.clone(),
+            labels: r.facts.labels.clone(),
+            cgroup: Some(path),
+            requested: Requested::from_oci(Some(r.memory), Some(r.memory_swap)),
+            ..Default::default()
+        };
+        out.push(Target {
+            facts,
+            source: Source::Docker {
+                socket: socket.clone(),
+                running: r,
+            },
+            dir,
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct ListedState {
+    id: String,
+    #[serde(default)]
+    pid: i32,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    bundle: String,
+}
+
+/// Containers of `runc` / `crun` under `root`, through `<runtime> --root
+/// ROOT list --format json`, the runtime's own view of its state.
+fn runtime(
+    name: &'static str,
+    root: &Path,
+    explicit: bool,
+    out: &mut Vec<Target>,
+    problems: &mut Vec<Problem>,
+) {
+    if !root.exists() {
+        if explicit {
+            problems.push(Problem {
+                container: name.into(),
+                message: format!("{} does not exist", root.display()),
+            });
+        }
+        return;
+    }
+    let listed = Command::new(name)
+        .arg("--root")
+        .arg(root)
+        .args(["list", "--format", "json"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    let listed = match listed {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => {
+            problems.push(Problem {
+                container: name.into(),
+                message: format!(
+                    "{name} --root {} list failed: {}",
+                    root.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+            });
+            return;
+        }
+        Err(e) => {
+            problems.push(Problem {
+                container: name.into(),
+                message: format!("cannot run {name}: {e}"),
+            });
+            return;
+        }
+    };
+    let states: Vec<ListedState> =
+        if listed.iter().all(u8::is_ascii_whitespace) || listed.starts_with(b"null") {
+            Vec::new()
+        } else {
+            match serde_json::from_slice(&listed) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(Problem {
+                        container: name.into(),
+                        message: format!("unexpected {name} list output: {e}"),
+                    });
+                    return;
+                }
+            }
+        };
+    for s in states {
+        if s.status != "running" && s.status != "paused" && s.status != "created" {
+            continue;
+        }
+        let (dir, path) = match cgroup::for_pid(s.pid) {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(Problem {
+                    container: s.id.clone(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut facts = Facts {
+            id: s.id.clone(),
+            cgroup: Some(path),
+            ..Default::default()
+        };
+        match oci::read_config(Path::new(&s.bundle)) {
+            Ok(c) => {
+                let m = c.memory();
+                facts.requested = Requested::from_oci(m.limit, m.swap);
+                facts.annotations = c.annotations;
+            }
+            Err(e) => {
+                // The bundle may be gone; decide on what the cgroup holds.
+                log::info!(
+                    "{}: {e}; using the cgroup's current limits as the request",
+                    s.id
+                );
+                facts.requested = current_as_request(&dir);
+            }
+        }
+        out.push(Target {
+            facts,
+            source: Source::Runtime { name },
+            dir,
+        });
+    }
+}
+
+/// Every child of a memory cgroup, as a container with its directory name as id.
+fn cgroups(parent: &str, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
+    let parent_dir = match cgroup::open_path(parent) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(Problem {
+                container: parent.into(),
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    let entries = match std::fs::read_dir(parent_dir.path()) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Problem {
+                container: parent.into(),
+                message: format!("cannot list: {e}"),
+            });
+            return;
+        }
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in names {
+        let path = format!("{}/{n}", parent.trim_end_matches('/'));
+        match cgroup::open_path(&path) {
+            Ok(dir) => {
+                let requested = current_as_request(&dir);
+                out.push(Target {
+                    facts: Facts {
+                        id: n,
+                        cgroup: Some(path),
+                        requested,
+                        ..Default::default()
+                    },
+                    source: Source::Cgroup,
+                    dir,
+                });
+            }
+            Err(e) => problems.push(Problem {
+                container: n,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// With no bundle to say what was asked, the cgroup's bounded limits are
+/// the request; an unbounded one is "nothing asked" (the default applies).
+fn current_as_request(dir: &CgroupDir) -> Requested {
+    let Ok(s) = cgroup::snapshot(dir) else {
+        return Requested::default();
+    };
+    let bounded = |l: Limit| matches!(l, Limit::Bytes(_)).then_some(l);
+    let memory = bounded(s.memory);
+    let memory_swap = match (dir.hierarchy.clone(), s.swap_file) {
+        (cgroup::Hierarchy::V1, Some(l)) => bounded(l),
+        (cgroup::Hierarchy::V2, Some(Limit::Bytes(sw))) => {
+            memory.map(|m| m.saturating_add(Limit::Bytes(sw)))
+        }
+        _ => None,
+    };
+    Requested {
+        memory,
+        memory_swap: memory.and(memory_swap),
+    }
+}
+
+/// `name (id…)` or the short id.
+pub fn display(id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => n.to_string(),
+        None => id.chars().take(12).collect(),
+    }
+}

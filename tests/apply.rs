@@ -1,0 +1,324 @@
+//! `cglimit apply` against running containers: Docker's through a private
+//! dockerd, runc's through a state directory, with real cgroups.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::docker::{Dockerd, IMAGE};
+use common::*;
+
+fn apply(lab: &Lab, d: Option<&Dockerd>, extra: &[&str]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.arg("apply").arg("--policy-dir").arg(&lab.policy_dir);
+    c.arg("--state-dir").arg(&lab.state_dir);
+    match d {
+        Some(d) => c
+            .arg("--docker-host")
+            .arg(format!("unix://{}", d.sock.display())),
+        None => c.arg("--no-docker"),
+    };
+    c.args(extra).stdin(Stdio::null()).output().unwrap()
+}
+
+fn inspect(d: &Dockerd, name: &str) -> (u64, u64) {
+    let out = d.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}",
+        name,
+    ]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = t
+        .split_whitespace()
+        .map(|x| x.parse::<i64>().unwrap().max(0) as u64)
+        .collect();
+    (v[0], v[1])
+}
+
+fn limit_inside(d: &Dockerd, name: &str) -> u64 {
+    let out = d.docker(&[
+        "exec",
+        name,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn start(d: &Dockerd, name: &str, flags: &[&str]) {
+    let mut a = vec![
+        "run",
+        "-d",
+        "--runtime",
+        "runc",
+        "--net",
+        "none",
+        "--name",
+        name,
+    ];
+    a.extend_from_slice(flags);
+    a.extend([IMAGE, "sleep", "600"]);
+    let out = d.docker(&a);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn apply_brings_docker_containers_under_policy() {
+    let lab = Lab::new("apply");
+    lab.set_policy("labelled.yaml", "name: big\npriority: 5\nmatch: {labels: {tier: big}}\nmemory: {default: 128M, max: 512M}\nswap: {default: 0, max: 0}\nhigh: 75%\n");
+    let d = Dockerd::start(&lab, &[]);
+    // Started with plain runc: no limits at all, one labelled, one above max.
+    start(&d, "free1", &[]);
+    start(&d, "free2", &[]);
+    start(&d, "labelled", &["--label", "tier=big"]);
+    start(&d, "greedy", &["-m", "1g", "--memory-swap", "1g"]);
+
+    // --dry-run shows the plan and changes nothing.
+    let out = apply(&lab, Some(&d), &["--all", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("free1") && plan.contains("unlimited -> 64M") && plan.contains("would fix"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("greedy: memory 1G crosses max 256M: clamped to 256M"),
+        "{plan}"
+    );
+    assert_eq!(limit_inside(&d, "free1"), V1_UNLIMITED);
+    assert_eq!(inspect(&d, "greedy"), (1 << 30, 1 << 30));
+    let json = apply(&lab, Some(&d), &["--all", "--dry-run", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["containers"].as_array().unwrap().len(), 4);
+    assert!(
+        v["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "would_fix")
+    );
+
+    // apply --all fixes them, and docker inspect agrees with the cgroup.
+    let out = apply(&lab, Some(&d), &["--all"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(limit_inside(&d, "free1"), 64 * M);
+    assert_eq!(inspect(&d, "free1"), (64 * M, 64 * M));
+    assert_eq!(limit_inside(&d, "labelled"), 128 * M);
+    assert_eq!(limit_inside(&d, "greedy"), 256 * M);
+    assert_eq!(inspect(&d, "greedy"), (256 * M, 256 * M));
+    let stats = d.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}",
+        "greedy",
+    ]);
+    assert!(
+        stdout(&stats).trim().ends_with("/ 256MiB"),
+        "{}",
+        stdout(&stats)
+    );
+    // A second pass finds everything compliant.
+    let out = apply(&lab, Some(&d), &["--all"]);
+    assert!(
+        stdout(&out).matches("compliant").count() == 4,
+        "{}",
+        stdout(&out)
+    );
+
+    // A docker update above max is corrected by apply.
+    assert!(
+        d.docker(&["update", "-m", "2g", "--memory-swap", "2g", "free2"])
+            .status
+            .success()
+    );
+    assert_eq!(limit_inside(&d, "free2"), 2 << 30);
+    let out = apply(&lab, Some(&d), &["free2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(limit_inside(&d, "free2"), 256 * M);
+
+    // ... and by --watch within one interval, recorded as drift_corrected.
+    let mut watch = Command::new(BIN)
+        .arg("apply")
+        .arg("--policy-dir")
+        .arg(&lab.policy_dir)
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .arg("--docker-host")
+        .arg(format!("unix://{}", d.sock.display()))
+        .args(["--all", "--watch", "--interval", "1s"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        d.docker(&["update", "-m", "3g", "--memory-swap", "3g", "free1"])
+            .status
+            .success()
+    );
+    let t = Instant::now();
+    // Above max is clamped to max, as at the start.
+    while limit_inside(&d, "free1") != 256 * M && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = t.elapsed();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(limit_inside(&d, "free1"), 256 * M, "corrected");
+    assert_eq!(inspect(&d, "free1"), (256 * M, 256 * M));
+    assert!(
+        took < Duration::from_millis(2500),
+        "within one interval (1s) of the next pass: {took:?}"
+    );
+    let events = std::fs::read_to_string(lab.state_dir.join("events.jsonl")).unwrap();
+    let ev: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        ev.iter()
+            .any(|e| e["kind"] == "drift_corrected" && e["container"]["name"] == "free1"),
+        "{events}"
+    );
+
+    // A stopped container: a clear message, exit 1.
+    assert!(d.docker(&["stop", "-t", "1", "labelled"]).status.success());
+    let out = apply(&lab, Some(&d), &["labelled", "free1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("labelled: container is not running (status exited)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("free1"),
+        "the rest is still applied: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn apply_reports_instead_of_killing_and_finds_runc_containers() {
+    let mut lab = Lab::new("applyv1");
+    let d = Dockerd::start(&lab, &[]);
+    // 100M in a tmpfs (shmem, charged to the container, not reclaimable
+    // without swap); the policy wants 64M: v1 would answer EBUSY.
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "runc",
+        "--net",
+        "none",
+        "--tmpfs",
+        "/big:size=200m",
+        "--name",
+        "fat",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 100000000 /dev/zero > /big/f; sleep 600",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = Instant::now();
+    loop {
+        let u = d.docker(&[
+            "exec",
+            "fat",
+            "cat",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ]);
+        if String::from_utf8_lossy(&u.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 90 * M
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the workload did not grow"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A runc container no engine owns, in its own state directory.
+    let root = lab.dir.join("runc-root");
+    let bundle = lab.bundle_with("r1", None, "", vec![], "sleep 600");
+    let id = format!("{}-r1", lab.name);
+    let st = Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "-d", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let root2 = root.clone();
+    let id2 = id.clone();
+    lab.on_drop(move || {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&root2)
+            .args(["delete", "-f", &id2])
+            .status();
+    });
+    let root_arg = root.display().to_string();
+    let out = apply(&lab, Some(&d), &["--all", "--runc-root", &root_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one could not be fixed: {}",
+        stdout(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("fat: uses") && text.contains("more than the wanted limit 64M; not lowered"),
+        "{text}"
+    );
+    assert!(text.contains(&id[..12]) && text.contains("runc"), "{text}");
+    // Not killed, not limited; the runc container was fixed.
+    let state = d.docker(&["inspect", "-f", "{{.State.Status}}", "fat"]);
+    assert_eq!(stdout(&state).trim(), "running");
+    let cg = v1_memory_root()
+        .join(lab.cgroup_parent.trim_start_matches('/'))
+        .join("r1");
+    let lim: u64 = std::fs::read_to_string(cg.join("memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(lim, 64 * M);
+
+    // With no engine running: a clear message, and the runc container still handled.
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg("--policy-dir")
+        .arg(&lab.policy_dir)
+        .args([
+            "--all",
+            "--docker-host",
+            "unix:///nonexistent/d.sock",
+            "--runc-root",
+            &root_arg,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot ask the Docker engine"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("compliant"), "{}", stdout(&out));
+}
