@@ -24,3 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo test --all-targets -- --test-threads 4
+
+# The same checks on a real cgroup v2 kernel (this host's memory controller
+# is v1): tests/v2vm/run.sh boots one under qemu.
+bash tests/v2vm/run.sh

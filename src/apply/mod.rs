@@ -117,7 +117,9 @@ fn pass(args: &ApplyArgs) -> Result<(Vec<Row>, Vec<Problem>), String> {
 /// Keeps the named containers, and says why any name was not found.
 fn select(args: &ApplyArgs, targets: Vec<Target>, problems: &mut Vec<Problem>) -> Vec<Target> {
     let matches = |t: &Target, want: &str| {
-        t.facts.name.as_deref() == Some(want) || (want.len() >= 4 && t.facts.id.starts_with(want))
+        t.facts.name.as_deref() == Some(want)
+            || t.facts.id == want
+            || (want.len() >= 4 && t.facts.id.starts_with(want))
     };
     for want in &args.containers {
         if targets.iter().any(|t| matches(t, want)) {

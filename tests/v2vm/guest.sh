@@ -1,0 +1,160 @@
+#!/bin/busybox sh
+# /init of the v2 test VM: mounts a cgroup v2-only hierarchy with the memory
+# controller, runs cglimit's checks against runc and crun, prints
+# PASS/FAIL lines and "CGLIMIT-VM: N passed, M failed", and powers off.
+# Runtimes pivot_root, which the initramfs root does not allow: move to a
+# tmpfs root first.
+if [ ! -e /.switched ]; then
+  /bin/busybox mkdir -p /newroot
+  /bin/busybox mount -t tmpfs -o size=768m tmpfs /newroot
+  for d in bin usr lib lib64 etc cglimit init; do
+    [ -e /$d ] && /bin/busybox cp -a /$d /newroot/
+  done
+  /bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run
+  /bin/busybox touch /newroot/.switched
+  exec /bin/busybox switch_root /newroot /init
+fi
+/bin/busybox --install -s /bin
+export PATH=/usr/bin:/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm
+mount -t cgroup2 none /sys/fs/cgroup
+echo "+memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
+echo "INFO kernel $(uname -r); controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+check() { # name want got
+  if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "want [$2] got [$3]"; fi
+}
+
+M=1048576
+P=/cglimit/policies
+mkdir -p $P /cglimit/deny /cglimit/state /rootfs/bin /rootfs/proc /rootfs/sys /rootfs/dev /rootfs/big
+cat > $P/default.yaml <<'EOF'
+name: default
+memory: {default: 64M, min: 16M, max: 256M}
+swap: {default: 0, max: 32M}
+high: 50%
+onViolation: clamp
+EOF
+cat > /cglimit/deny/strict.yaml <<'EOF'
+name: strict
+memory: {default: 64M, max: 256M}
+onViolation: deny
+message: ask the platform team for more than 256M
+EOF
+cp /bin/busybox /rootfs/bin/busybox
+for a in sh cat sleep head; do ln -s busybox /rootfs/bin/$a; done
+
+# bundle DIR CGROUPS_PATH MEMORY_JSON HOOK_JSON ARGS_JSON [EXTRA_MOUNT_JSON]
+bundle() {
+  mkdir -p "$1"
+  cat > "$1/config.json" <<EOF
+{"ociVersion": "1.0.2",
+ "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/", "env": ["PATH=/bin"], "args": $5},
+ "root": {"path": "/rootfs", "readonly": true},
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "noexec", "nodev"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
+            {"destination": "/big", "type": "tmpfs", "source": "tmpfs", "options": ["size=200m"]}],
+ "hooks": $4,
+ "linux": {"cgroupsPath": "$2", "resources": {"memory": $3},
+           "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}]}}
+EOF
+}
+READ='["sh", "-c", "cd /sys/fs/cgroup && echo $(cat memory.max) $(cat memory.swap.max) $(cat memory.high)"]'
+hook() { # POLICY_DIR [extra args...]
+  d=$1; shift
+  printf '{"createRuntime": [{"path": "/usr/bin/cglimit", "args": ["cglimit", "hook", "--policy-dir", "%s", "--state-dir", "/cglimit/state"%s]}]}' "$d" "$*"
+}
+run_seen() { # RUNTIME ID BUNDLE
+  out=$("$1" run --bundle "$3" "$2" 2>/tmp/err.$2 </dev/null | tr -d '\r')
+  [ -n "$out" ] || echo "INFO $1 $2: $(head -c 600 /tmp/err.$2)" >&2
+  echo "$out"
+}
+
+# 1. The hook under runc and crun: defaults, clamping, values kept.
+for rt in runc crun; do
+  bundle /b/$rt-def /test/$rt-def '{}' "$(hook $P)" "$READ"
+  check "$rt default limits" "$((64*M)) 0 $((32*M))" "$(run_seen $rt $rt-def /b/$rt-def)"
+  bundle /b/$rt-clamp /test/$rt-clamp '{"limit": 1073741824, "swap": 1073741824}' "$(hook $P)" "$READ"
+  check "$rt clamps -m 1g --memory-swap 1g to max, no swap" "$((256*M)) 0 $((128*M))" "$(run_seen $rt $rt-clamp /b/$rt-clamp)"
+  bundle /b/$rt-keep /test/$rt-keep '{"limit": 134217728, "swap": 150994944}' "$(hook $P)" "$READ"
+  check "$rt keeps 128M + 16M swap" "$((128*M)) $((16*M)) $((64*M))" "$(run_seen $rt $rt-keep /b/$rt-keep)"
+  bundle /b/$rt-unl /test/$rt-unl '{"limit": -1, "swap": -1}' "$(hook $P)" "$READ"
+  check "$rt clamps unlimited memory and swap" "$((256*M)) $((32*M)) $((128*M))" "$(run_seen $rt $rt-unl /b/$rt-unl)"
+  bundle /b/$rt-deny /test/$rt-deny '{"limit": 1073741824}' "$(hook /cglimit/deny)" "$READ"
+  out=$(run_seen $rt $rt-deny /b/$rt-deny)
+  if [ -z "$out" ] && grep -q "memory 1G is above the policy's max 256M" /cglimit/state/decisions.jsonl; then
+    pass "$rt deny refuses the start"
+  else
+    fail "$rt deny refuses the start" "container printed [$out]"
+  fi
+  "$rt" delete -f $rt-deny >/dev/null 2>&1
+done
+grep -q "memory 1G is above the policy's max 256M" /tmp/err.runc-deny && pass "runc shows the refusal" || fail "runc shows the refusal" "$(cat /tmp/err.runc-deny)"
+
+# memory.high throttles before the limit: 48M of tmpfs under high 32M and
+# max 64M raises memory.events "high" and no OOM kill.
+bundle /b/high /test/high '{}' "$(hook $P)" '["sh", "-c", "head -c 50331648 /dev/zero > /big/f; cat /sys/fs/cgroup/memory.events"]'
+ev=$(runc run --bundle /b/high high </dev/null 2>/dev/null | tr -d '\r')
+h=$(echo "$ev" | awk '$1 == "high" {print $2}')
+k=$(echo "$ev" | awk '$1 == "oom_kill" {print $2}')
+if [ "${h:-0}" -gt 0 ] && [ "${k:-1}" -eq 0 ]; then pass "memory.high throttles (high events $h), no OOM kill"; else fail "memory.high throttles" "$ev"; fi
+
+# 2. A systemd-style path, made by hand: system.slice/docker-<id>.scope.
+mkdir -p /sys/fs/cgroup/system.slice
+echo "+memory" > /sys/fs/cgroup/system.slice/cgroup.subtree_control
+bundle /b/sd /system.slice/docker-0123456789ab.scope '{}' "$(hook $P)" "$READ"
+check "runc on system.slice/docker-<id>.scope" "$((64*M)) 0 $((32*M))" "$(run_seen runc sd /b/sd)"
+grep -q '"cgroup":"/system.slice/docker-0123456789ab.scope"' /cglimit/state/decisions.jsonl \
+  && pass "the record names the systemd-style cgroup" || fail "the record names the systemd-style cgroup" "$(tail -n1 /cglimit/state/decisions.jsonl)"
+
+# 3. All or nothing: the last write fails (memory.high read-only to a
+#    writer without CAP_DAC_OVERRIDE); memory.max and swap.max are restored.
+mkdir -p /sys/fs/cgroup/test/aon
+sleep 600 & S=$!
+echo $S > /sys/fs/cgroup/test/aon/cgroup.procs
+echo $((200*M)) > /sys/fs/cgroup/test/aon/memory.max
+echo $((50*M)) > /sys/fs/cgroup/test/aon/memory.swap.max
+chmod 0444 /sys/fs/cgroup/test/aon/memory.high
+mkdir -p /b/aon && echo '{"ociVersion":"1.0.2","linux":{}}' > /b/aon/config.json
+out=$(echo "{\"ociVersion\":\"1.0.2\",\"id\":\"aon\",\"status\":\"creating\",\"pid\":$S,\"bundle\":\"/b/aon\"}" \
+  | /usr/bin/setpriv --inh-caps=-dac_override --bounding-set=-dac_override /usr/bin/cglimit hook --policy-dir $P 2>&1)
+rc=$?
+check "failed write exits 1" 1 $rc
+case "$out" in *"memory.high"*"nothing was changed"*) pass "failed write names the file";; *) fail "failed write names the file" "$out";; esac
+check "memory.max restored" $((200*M)) "$(cat /sys/fs/cgroup/test/aon/memory.max)"
+check "memory.swap.max restored" $((50*M)) "$(cat /sys/fs/cgroup/test/aon/memory.swap.max)"
+kill $S
+
+# 4. apply on a running container; lowering below usage.
+bundle /b/app /test/app '{}' '{}' '["sh", "-c", "head -c 100000000 /dev/zero > /big/f; sleep 600"]'
+runc run -d --bundle /b/app app </dev/null >/dev/null 2>&1
+i=0; while [ "$(cat /sys/fs/cgroup/test/app/memory.current 2>/dev/null || echo 0)" -lt $((90*M)) ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+bundle /b/app2 /test/app2 '{}' '{}' '["sleep", "600"]'
+runc run -d --bundle /b/app2 app2 </dev/null >/dev/null 2>&1
+out=$(cglimit apply --all --no-docker --crun-root /tmp --policy-dir $P 2>&1)
+rc=$?
+echo "INFO apply: $out"
+check "apply exits 1 when one cannot be lowered" 1 $rc
+case "$out" in *"app: uses"*"more than the wanted limit 64M; not lowered"*) pass "apply reports usage above the new limit";; *) fail "apply reports usage above the new limit" "$out";; esac
+check "apply leaves that one alone" max "$(cat /sys/fs/cgroup/test/app/memory.max)"
+check "apply fixes the other" $((64*M)) "$(cat /sys/fs/cgroup/test/app2/memory.max)"
+check "apply sets memory.high on v2" $((32*M)) "$(cat /sys/fs/cgroup/test/app2/memory.high)"
+out=$(cglimit apply app --force --no-docker --crun-root /tmp --policy-dir $P 2>&1)
+echo "INFO apply --force: $out"
+check "apply --force lowers below usage" $((64*M)) "$(cat /sys/fs/cgroup/test/app/memory.max)"
+echo "INFO memory.events after --force: $(tr '\n' ' ' < /sys/fs/cgroup/test/app/memory.events)"
+runc delete -f app >/dev/null 2>&1; runc delete -f app2 >/dev/null 2>&1
+
+echo "CGLIMIT-VM: $passed passed, $failed failed"
+sync
+poweroff -f
