@@ -38,6 +38,14 @@ pub enum Command {
     /// crun's from their state directories, and bare cgroups. Exit 0 when all
     /// are compliant or fixed, 1 when some could not be fixed, 2 on usage errors.
     Apply(ApplyArgs),
+    /// Record failcnt, OOM and OOM-kill events durably, export Prometheus
+    /// metrics, and warn of leaks before the OOM killer fires.
+    Watch(WatchArgs),
+    /// Print the recorded events.
+    Events(EventsArgs),
+    /// Memory of every container, like `docker stats`: usage / limit, swap,
+    /// failcnt, OOM kills and the growth trend.
+    Top(TopArgs),
     /// Wrap runc for Docker (daemon.json `runtimes`): on `create` and `run`,
     /// write the policy's limits into the bundle's config.json, then exec the
     /// real runtime with the arguments unchanged; everything else passes
@@ -189,6 +197,13 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Where running containers are looked for (`apply`, `watch`, `top`).
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
     /// The Docker engine (default $DOCKER_HOST, else unix:///var/run/docker.sock).
     #[arg(long, value_name = "URL")]
     pub docker_host: Option<String>,
@@ -213,6 +228,66 @@ pub struct ApplyArgs {
     /// /proc/PID/cgroup) as a container, for hosts with no engine to ask.
     #[arg(long = "cgroup-parent", value_name = "PATH")]
     pub cgroup_parents: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Where events.jsonl is written and decisions.jsonl is read.
+    #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Sampling interval for counters without notifications and for the
+    /// leak detector.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// Samples in the leak detector's window.
+    #[arg(long, default_value = "45", value_name = "N")]
+    pub leak_window: usize,
+
+    /// Growth of anonymous memory, in bytes per second, above which a leak is suspected.
+    #[arg(long, default_value = "262144", value_name = "BYTES")]
+    pub leak_threshold: u64,
+
+    /// Rotate events.jsonl to events.jsonl.1 above this size.
+    #[arg(long, default_value = "16777216", value_name = "BYTES")]
+    pub rotate_bytes: u64,
+
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Only events newer than this, e.g. 1h, 30m.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Option<Duration>,
+    /// Only this container (id prefix or name).
+    #[arg(long, value_name = "ID|NAME")]
+    pub container: Option<String>,
+    /// Keep printing new events as they are recorded.
+    #[arg(long)]
+    pub follow: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Print one table and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Also show the containers recorded in DIR/decisions.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod decision;
 mod engine;
+mod events;
 mod explain;
 mod facts;
 mod glob;
@@ -17,7 +18,9 @@ mod record;
 mod runtime;
 mod select;
 mod size;
+mod top;
 mod validate;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -50,6 +53,9 @@ fn main() -> ExitCode {
         cli::Command::Explain(a) => explain::run(a),
         cli::Command::Hook(a) => hook::run(a),
         cli::Command::Apply(a) => apply::run(a),
+        cli::Command::Watch(a) => watch::run(a),
+        cli::Command::Events(a) => events::run(a),
+        cli::Command::Top(a) => top::run(a),
         cli::Command::Runtime { args } => {
             runtime::main(&args.iter().map(Into::into).collect::<Vec<_>>())
         }

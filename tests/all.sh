@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for cmd in runc crun podman busybox dockerd; do
+for cmd in runc crun podman busybox dockerd promtool; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,6 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
     case "$c" in
       busybox) pkgs+=(busybox-static) ;;
       dockerd) pkgs+=(docker.io) ;;
+      promtool) pkgs+=(prometheus) ;;
       *) pkgs+=("$c") ;;
     esac
   done

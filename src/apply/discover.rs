@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 use crate::cgroup::{self, CgroupDir};
-use crate::cli::ApplyArgs;
+use crate::cli::SourceArgs;
 use crate::engine::{self, Running};
 use crate::facts::{Facts, Requested};
 use crate::oci;
@@ -51,7 +51,7 @@ pub struct Problem {
     pub message: String,
 }
 
-pub fn all(args: &ApplyArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
+pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
     let mut out = Vec::new();
     if !args.no_docker {
         docker(args, &mut out, problems);
@@ -93,7 +93,7 @@ pub fn all(args: &ApplyArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
     out
 }
 
-fn docker(args: &ApplyArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
+fn docker(args: &SourceArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
     let host = args
         .docker_host
         .clone()

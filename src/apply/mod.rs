@@ -5,7 +5,7 @@
 //! for Docker containers (so `docker inspect`, restarts and `docker stats`
 //! agree) and the hook's cgroup writer for the rest.
 
-mod discover;
+pub mod discover;
 mod report;
 
 use std::process::ExitCode;
@@ -20,6 +20,14 @@ use crate::policy;
 use crate::record::{self, DecisionRecord};
 use crate::size::Limit;
 use discover::{Problem, Source, Target};
+
+/// The containers `watch` follows besides the recorded decisions.
+pub fn discover_for_watch(
+    args: &crate::cli::WatchArgs,
+    problems: &mut Vec<Problem>,
+) -> Vec<Target> {
+    discover::all(&args.sources, problems)
+}
 
 /// What happened to one container.
 #[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,7 +114,7 @@ fn pass(args: &ApplyArgs) -> Result<(Vec<Row>, Vec<Problem>), String> {
     let policies =
         policy::load_path(&args.policy.policy_dir).map_err(|e| format!("invalid policy:\n{e}"))?;
     let mut problems = Vec::new();
-    let mut targets = discover::all(args, &mut problems);
+    let mut targets = discover::all(&args.sources, &mut problems);
     if !args.all {
         targets = select(args, targets, &mut problems);
     }
@@ -138,8 +146,9 @@ fn select(args: &ApplyArgs, targets: Vec<Target>, problems: &mut Vec<Problem>) -
 }
 
 fn stopped_or_unknown(args: &ApplyArgs, want: &str) -> String {
-    if !args.no_docker {
-        let host = args
+    let src = &args.sources;
+    if !src.no_docker {
+        let host = src
             .docker_host
             .clone()
             .or_else(|| std::env::var("DOCKER_HOST").ok());
@@ -147,7 +156,7 @@ fn stopped_or_unknown(args: &ApplyArgs, want: &str) -> String {
             && let Ok(body) = engine::get(
                 &socket,
                 &format!("/containers/{want}/json"),
-                args.engine_timeout,
+                src.engine_timeout,
             )
         {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();

@@ -155,6 +155,26 @@ check "apply --force lowers below usage" $((64*M)) "$(cat /sys/fs/cgroup/test/ap
 echo "INFO memory.events after --force: $(tr '\n' ' ' < /sys/fs/cgroup/test/app/memory.events)"
 runc delete -f app >/dev/null 2>&1; runc delete -f app2 >/dev/null 2>&1
 
+# 5. The watcher on v2: an OOM kill recorded from memory.events (inotify).
+# (No memory.high here: it would throttle the child long before the limit.)
+mkdir -p /cglimit/nohigh
+printf 'name: nohigh\nmemory: {default: 64M}\nswap: {default: 0}\nhigh: off\n' > /cglimit/nohigh/default.yaml
+cglimit --log-file /tmp/watch.log watch --state-dir /cglimit/state --no-docker --crun-root /tmp --interval 1s &
+W=$!
+sleep 1
+bundle /b/oomw /test/oomw '{}' "$(hook /cglimit/nohigh)" '["sh", "-c", "sleep 1; sh -c '"'"'s=aaaaaaaaaaaaaaaa; while :; do s=$s$s; done'"'"'; sleep 600"]'
+runc run -d --bundle /b/oomw oomw </dev/null >/dev/null 2>&1
+i=0
+while ! grep -q '"kind":"oom_kill"' /cglimit/state/events.jsonl 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+if grep -q '"kind":"oom_kill".*"counter":"memory.events:oom_kill"' /cglimit/state/events.jsonl; then
+  pass "watch records a v2 OOM kill from memory.events"
+else
+  fail "watch records a v2 OOM kill from memory.events" "$(cat /cglimit/state/events.jsonl /tmp/watch.log 2>&1 | tail -5)"
+fi
+grep -q '"kind":"max"' /cglimit/state/events.jsonl && pass "watch records v2 max events (limit hit)" || fail "watch records v2 max events" "$(cat /cglimit/state/events.jsonl | head -3)"
+kill $W
+runc delete -f oomw >/dev/null 2>&1
+
 echo "CGLIMIT-VM: $passed passed, $failed failed"
 sync
 poweroff -f

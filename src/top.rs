@@ -1,0 +1,101 @@
+//! `cglimit top`: like `docker stats` for memory: usage / limit, swap,
+//! failcnt, OOM kills and the trend of anonymous memory, straight from the
+//! cgroups.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::cli::TopArgs;
+use crate::size::Limit;
+use crate::watch::stats;
+
+pub fn run(args: &TopArgs) -> ExitCode {
+    loop {
+        let mut problems = Vec::new();
+        let targets = crate::apply::discover::all(&args.sources, &mut problems);
+        let mut rows = Vec::new();
+        let first: Vec<Option<stats::Sample>> =
+            targets.iter().map(|t| stats::read(&t.dir).ok()).collect();
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        for (t, a) in targets.iter().zip(first) {
+            let (Some(a), Ok(b)) = (a, stats::read(&t.dir)) else {
+                continue;
+            };
+            let dt = t0.elapsed().as_secs_f64();
+            let trend = (b.anon as f64 - a.anon as f64) / dt;
+            let name = crate::apply::discover::display(&t.facts.id, t.facts.name.as_deref());
+            let limit = b.limit.map(Limit::Bytes).unwrap_or(Limit::Unlimited);
+            let pct = b
+                .limit
+                .map(|l| format!("{:.1}%", b.usage as f64 * 100.0 / l as f64))
+                .unwrap_or_else(|| "-".into());
+            let swap = b
+                .swap_usage
+                .map(|s| Limit::Bytes(s).to_string())
+                .unwrap_or_else(|| "-".into());
+            let failcnt = b
+                .counters
+                .get("failcnt")
+                .or(b.counters.get("max"))
+                .copied()
+                .unwrap_or(0);
+            let kills = b.counters.get("oom_kill").copied().unwrap_or(0);
+            let trend = if trend.abs() < 1024.0 {
+                "flat".to_string()
+            } else if trend > 0.0 {
+                format!("+{}/s", Limit::Bytes(trend as u64))
+            } else {
+                format!("-{}/s", Limit::Bytes((-trend) as u64))
+            };
+            rows.push([
+                name,
+                format!("{} / {limit}", Limit::Bytes(b.usage)),
+                pct,
+                swap,
+                failcnt.to_string(),
+                kills.to_string(),
+                trend,
+                b.usage.to_string(),
+            ]);
+        }
+        if !args.once {
+            print!("\x1b[2J\x1b[H");
+        }
+        let header = [
+            "CONTAINER",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "SWAP",
+            "FAILCNT",
+            "OOM KILLS",
+            "TREND",
+            "USAGE BYTES",
+        ];
+        let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+        for r in &rows {
+            for (i, c) in r.iter().enumerate() {
+                widths[i] = widths[i].max(c.len());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let v: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            println!("{}", v.join("  ").trim_end());
+        };
+        line(header.to_vec());
+        for r in &rows {
+            line(r.iter().map(String::as_str).collect());
+        }
+        for p in &problems {
+            eprintln!("{}: {}", p.container, p.message);
+        }
+        if args.once {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}

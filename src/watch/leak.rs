@@ -1,0 +1,206 @@
+//! Leak warning: steady growth of anonymous memory, told apart from flat,
+//! sawtooth (garbage-collected) and cache-heavy use.
+//!
+//! Samples are anonymous memory only (v2 `memory.stat` `anon`, v1
+//! `total_rss`), so page cache never looks like a leak. Over a sliding
+//! window, two robust slopes (Theil–Sen: the median of pairwise slopes,
+//! insensitive to outliers) must both show growth:
+//! - the slope of all samples, and
+//! - the slope of the *floor*: the minimum of each third of the window.
+//!
+//! A garbage-collected heap climbs between collections but its floor stays
+//! put as long as every third of the window holds a collection (cycles up to
+//! a third of the window: 15 s with the default 45 samples of 1 s); a leak
+//! raises the floor. The warning clears when either slope falls
+//! below half the threshold, so it does not flap at the boundary.
+
+use std::collections::VecDeque;
+
+#[derive(Clone, Debug)]
+pub struct Detector {
+    /// (seconds, bytes)
+    samples: VecDeque<(f64, f64)>,
+    window: usize,
+    /// Bytes per second above which growth is a suspected leak.
+    threshold: f64,
+    suspected: bool,
+}
+
+/// What a new sample changed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Change {
+    None,
+    /// Growth became steady: bytes per second.
+    Suspected(f64),
+    Cleared,
+}
+
+impl Detector {
+    pub fn new(window: usize, threshold: f64) -> Detector {
+        Detector {
+            samples: VecDeque::with_capacity(window + 1),
+            window: window.max(10),
+            threshold,
+            suspected: false,
+        }
+    }
+
+    pub fn suspected(&self) -> bool {
+        self.suspected
+    }
+
+    /// The current growth estimate in bytes per second (0 until the window is full).
+    pub fn rate(&self) -> f64 {
+        if self.samples.len() < self.window {
+            return 0.0;
+        }
+        let v: Vec<(f64, f64)> = self.samples.iter().copied().collect();
+        theil_sen(&v)
+    }
+
+    pub fn push(&mut self, t: f64, bytes: f64) -> Change {
+        self.samples.push_back((t, bytes));
+        while self.samples.len() > self.window {
+            self.samples.pop_front();
+        }
+        if self.samples.len() < self.window {
+            return Change::None;
+        }
+        let v: Vec<(f64, f64)> = self.samples.iter().copied().collect();
+        let all = theil_sen(&v);
+        let chunk = v.len().div_ceil(3);
+        let floor: Vec<(f64, f64)> = v
+            .chunks(chunk.max(1))
+            .map(|c| {
+                let m = c
+                    .iter()
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .copied()
+                    .unwrap_or((0.0, 0.0));
+                (c[c.len() / 2].0, m.1)
+            })
+            .collect();
+        let floor_rate = theil_sen(&floor);
+        let growing = all >= self.threshold && floor_rate >= self.threshold;
+        let stopped = all < self.threshold / 2.0 || floor_rate < self.threshold / 2.0;
+        if !self.suspected && growing {
+            self.suspected = true;
+            return Change::Suspected(all.min(floor_rate));
+        }
+        if self.suspected && stopped {
+            self.suspected = false;
+            return Change::Cleared;
+        }
+        Change::None
+    }
+}
+
+/// The median of the slopes between every pair of points.
+pub fn theil_sen(p: &[(f64, f64)]) -> f64 {
+    let mut slopes = Vec::with_capacity(p.len() * p.len() / 2);
+    for i in 0..p.len() {
+        for j in i + 1..p.len() {
+            let dt = p[j].0 - p[i].0;
+            if dt > 0.0 {
+                slopes.push((p[j].1 - p[i].1) / dt);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return 0.0;
+    }
+    let mid = slopes.len() / 2;
+    let (_, m, _) = slopes.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    *m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: f64 = 1048576.0;
+
+    fn run(f: impl Fn(f64) -> f64, seconds: usize) -> (Option<usize>, bool) {
+        let mut d = Detector::new(30, 256.0 * 1024.0);
+        let mut first = None;
+        for s in 0..seconds {
+            if let Change::Suspected(_) = d.push(s as f64, f(s as f64)) {
+                first.get_or_insert(s);
+            }
+        }
+        (first, d.suspected())
+    }
+
+    #[test]
+    fn a_steady_leak_is_flagged_within_a_minute() {
+        // 1 MiB/s on top of 50 MiB, with noise of +-2 MiB.
+        let (first, now) = run(
+            |t| 50.0 * MIB + t * MIB + ((t * 7.0).sin() * 2.0 * MIB),
+            120,
+        );
+        assert!(first.is_some_and(|s| s <= 60), "{first:?}");
+        assert!(now);
+    }
+
+    #[test]
+    fn flat_sawtooth_and_spikes_are_not() {
+        assert_eq!(run(|_| 80.0 * MIB, 300).0, None, "flat");
+        // GC: grows 2 MiB/s for 10 s, then drops back.
+        assert_eq!(
+            run(|t| 40.0 * MIB + (t % 10.0) * 2.0 * MIB, 300).0,
+            None,
+            "sawtooth"
+        );
+        // A GC cycle of a third of the window, climbing 3 MiB/s.
+        assert_eq!(
+            run(|t| 40.0 * MIB + (t % 10.0) * 3.0 * MIB, 300).0,
+            None,
+            "long sawtooth"
+        );
+        // Growth that levels off (a cache warming up) is not flagged once flat.
+        let (_, now) = run(|t| 40.0 * MIB + t.min(20.0) * MIB, 300);
+        assert!(!now, "levelled off");
+        // Rare big spikes.
+        assert_eq!(
+            run(
+                |t| if (t as usize).is_multiple_of(17) {
+                    500.0 * MIB
+                } else {
+                    60.0 * MIB
+                },
+                300
+            )
+            .0,
+            None,
+            "spikes"
+        );
+    }
+
+    #[test]
+    fn the_warning_clears_when_growth_stops() {
+        let mut d = Detector::new(30, 256.0 * 1024.0);
+        let mut flagged = false;
+        let mut cleared = false;
+        for s in 0..200 {
+            let t = s as f64;
+            let v = if s < 80 { t * MIB } else { 80.0 * MIB };
+            match d.push(t, v) {
+                Change::Suspected(r) => {
+                    flagged = true;
+                    assert!((r - MIB).abs() < 0.2 * MIB, "{r}");
+                }
+                Change::Cleared => cleared = true,
+                Change::None => {}
+            }
+        }
+        assert!(flagged && cleared && !d.suspected());
+    }
+
+    #[test]
+    fn theil_sen_ignores_outliers() {
+        let mut p: Vec<(f64, f64)> = (0..20).map(|i| (i as f64, 2.0 * i as f64)).collect();
+        p[5].1 = 1e9;
+        p[15].1 = -1e9;
+        assert!((theil_sen(&p) - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,150 @@
+//! The event log: `STATE_DIR/events.jsonl`, one JSON line per event.
+//!
+//! Appended with one `write(2)` per batch and `fdatasync` before the batch
+//! counts as recorded, so a crash loses no acknowledged line; rotated by
+//! size to `events.jsonl.1`. On start the watcher reads both back to learn
+//! the last value recorded for each counter of each cgroup, so a restart
+//! neither loses nor repeats an event.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const FILE: &str = "events.jsonl";
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Who {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Event {
+    pub time: String,
+    /// `oom`, `oom_kill`, `failcnt`, `high`, `max`, `oom_group_kill`,
+    /// `leak_suspected`, `leak_cleared`, `drift_corrected`…
+    pub kind: String,
+    pub container: Who,
+    #[serde(default)]
+    pub cgroup: String,
+    /// The kernel counter that rose (`memory.failcnt`, `memory.events:oom_kill`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<u64>,
+    #[serde(default)]
+    pub usage: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Leak: growth of anonymous memory, bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Leak: seconds until the limit at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_limit: Option<f64>,
+}
+
+pub struct EventLog {
+    path: PathBuf,
+    max_bytes: u64,
+}
+
+impl EventLog {
+    pub fn new(state_dir: &Path, max_bytes: u64) -> std::io::Result<EventLog> {
+        std::fs::create_dir_all(state_dir)?;
+        Ok(EventLog {
+            path: state_dir.join(FILE),
+            max_bytes,
+        })
+    }
+
+    /// Appends and syncs a batch; returns once it is on disk.
+    pub fn append(&self, events: &[Event]) -> std::io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0) > self.max_bytes {
+            std::fs::rename(&self.path, self.path.with_extension("jsonl.1"))?;
+        }
+        let mut buf = Vec::new();
+        for e in events {
+            serde_json::to_writer(&mut buf, e)?;
+            buf.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.path)?;
+        f.write_all(&buf)?;
+        f.sync_data()
+    }
+
+    /// The last recorded value of each (cgroup, counter), from the log and
+    /// its previous generation.
+    pub fn baselines(&self) -> HashMap<(String, String), u64> {
+        let mut out = HashMap::new();
+        for p in [self.path.with_extension("jsonl.1"), self.path.clone()] {
+            for e in read(&p) {
+                if let (Some(c), Some(n)) = (e.counter, e.new) {
+                    let slot = out.entry((e.cgroup, c)).or_insert(0);
+                    *slot = (*slot).max(n);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every event of a log file; a torn last line (a crash mid-write before
+/// the sync) is skipped.
+pub fn read(path: &Path) -> Vec<Event> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_rotate_and_rebuild() {
+        let d = std::env::temp_dir().join(format!("cglimit-evlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let log = EventLog::new(&d, 300).unwrap();
+        let ev = |n: u64| Event {
+            time: "t".into(),
+            kind: "failcnt".into(),
+            cgroup: "/a".into(),
+            counter: Some("memory.failcnt".into()),
+            old: Some(n - 1),
+            new: Some(n),
+            ..Default::default()
+        };
+        for n in 1..=5 {
+            log.append(&[ev(n)]).unwrap();
+        }
+        assert!(d.join("events.jsonl.1").exists(), "rotated by size");
+        // A torn line at the end is ignored.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join(FILE))
+            .unwrap()
+            .write_all(b"{\"time\":")
+            .unwrap();
+        let b = log.baselines();
+        assert_eq!(b[&("/a".to_string(), "memory.failcnt".to_string())], 5);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,263 @@
+//! Prometheus text exposition on `--listen`, rendered once per sampling
+//! tick and served as is: a scrape costs no cgroup reads.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use super::log::Who;
+use super::stats::Sample;
+
+/// One watched container, as the metrics see it.
+pub struct Row<'a> {
+    pub who: &'a Who,
+    pub sample: &'a Sample,
+    /// Watcher-counted OOM notifications (v1 eventfd), kernel counters otherwise.
+    pub oom_total: u64,
+    pub leak_rate: f64,
+    pub leak_suspected: bool,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(rows: &[Row]) -> String {
+    let mut o = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, f: &mut dyn FnMut(&mut String)| {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        f(&mut o);
+    };
+    let labels = |r: &Row| {
+        format!(
+            "id=\"{}\",name=\"{}\",image=\"{}\"",
+            esc(&r.who.id),
+            esc(r.who.name.as_deref().unwrap_or("")),
+            esc(r.who.image.as_deref().unwrap_or(""))
+        )
+    };
+    type Get = fn(&Row) -> Option<f64>;
+    let series: [(&str, &str, &str, Get); 8] = [
+        (
+            "cglimit_memory_usage_bytes",
+            "gauge",
+            "Memory in use (v2 memory.current, v1 memory.usage_in_bytes).",
+            |r| Some(r.sample.usage as f64),
+        ),
+        (
+            "cglimit_memory_limit_bytes",
+            "gauge",
+            "Memory limit (absent: no limit).",
+            |r| r.sample.limit.map(|v| v as f64),
+        ),
+        (
+            "cglimit_memory_high_bytes",
+            "gauge",
+            "memory.high (v2) / soft limit (v1).",
+            |r| r.sample.high.map(|v| v as f64),
+        ),
+        (
+            "cglimit_memory_anon_bytes",
+            "gauge",
+            "Anonymous memory, the leak detector's input.",
+            |r| Some(r.sample.anon as f64),
+        ),
+        ("cglimit_swap_usage_bytes", "gauge", "Swap in use.", |r| {
+            r.sample.swap_usage.map(|v| v as f64)
+        }),
+        (
+            "cglimit_swap_limit_bytes",
+            "gauge",
+            "Swap limit (v2: on top of memory; v1: memory+swap).",
+            |r| r.sample.swap_limit.map(|v| v as f64),
+        ),
+        (
+            "cglimit_leak_growth_bytes_per_second",
+            "gauge",
+            "Robust (Theil-Sen) growth of anonymous memory over the window.",
+            |r| Some(r.leak_rate),
+        ),
+        (
+            "cglimit_leak_suspected",
+            "gauge",
+            "1 while growth is steady enough to suspect a leak.",
+            |r| Some(if r.leak_suspected { 1.0 } else { 0.0 }),
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        family(name, kind, help, &mut |o| {
+            for r in rows {
+                if let Some(v) = get(r) {
+                    let _ = writeln!(o, "{name}{{{}}} {v}", labels(r));
+                }
+            }
+        });
+    }
+    family(
+        "cglimit_leak_time_to_limit_seconds",
+        "gauge",
+        "Seconds until the limit at the current growth (only while a leak is suspected).",
+        &mut |o| {
+            for r in rows
+                .iter()
+                .filter(|r| r.leak_suspected && r.leak_rate > 0.0)
+            {
+                if let Some(l) = r.sample.limit {
+                    let t = l.saturating_sub(r.sample.usage) as f64 / r.leak_rate;
+                    let _ = writeln!(o, "cglimit_leak_time_to_limit_seconds{{{}}} {t}", labels(r));
+                }
+            }
+        },
+    );
+    family(
+        "cglimit_memory_failcnt_total",
+        "counter",
+        "Times the memory limit was hit (v1 memory.failcnt; v2 memory.events max).",
+        &mut |o| {
+            for r in rows {
+                let v = r
+                    .sample
+                    .counters
+                    .get("failcnt")
+                    .or(r.sample.counters.get("max"));
+                if let Some(v) = v {
+                    let _ = writeln!(o, "cglimit_memory_failcnt_total{{{}}} {v}", labels(r));
+                }
+            }
+        },
+    );
+    family(
+        "cglimit_oom_total",
+        "counter",
+        "OOM conditions (v2 memory.events oom; v1 OOM notifications seen).",
+        &mut |o| {
+            for r in rows {
+                let _ = writeln!(o, "cglimit_oom_total{{{}}} {}", labels(r), r.oom_total);
+            }
+        },
+    );
+    family(
+        "cglimit_oom_kills_total",
+        "counter",
+        "Processes killed by the OOM killer in this cgroup.",
+        &mut |o| {
+            for r in rows {
+                let v = r.sample.counters.get("oom_kill").copied().unwrap_or(0);
+                let _ = writeln!(o, "cglimit_oom_kills_total{{{}}} {v}", labels(r));
+            }
+        },
+    );
+    family(
+        "cglimit_memory_events_total",
+        "counter",
+        "Memory events by kind (v2 memory.events; v1 failcnt, memsw_failcnt, oom_kill).",
+        &mut |o| {
+            for r in rows {
+                for (k, v) in &r.sample.counters {
+                    let _ = writeln!(
+                        o,
+                        "cglimit_memory_events_total{{{},kind=\"{}\"}} {v}",
+                        labels(r),
+                        esc(k)
+                    );
+                }
+            }
+        },
+    );
+    family(
+        "cglimit_watched_containers",
+        "gauge",
+        "Containers being watched.",
+        &mut |o| {
+            let _ = writeln!(o, "cglimit_watched_containers {}", rows.len());
+        },
+    );
+    o
+}
+
+/// Serves `GET /metrics` from `text` until the process ends.
+pub fn serve(listener: TcpListener, text: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16384 {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&req);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body, ctype) = if path == "/metrics" || path.starts_with("/metrics?") {
+                (
+                    "200 OK",
+                    text.lock().map(|t| t.clone()).unwrap_or_default(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            } else {
+                ("404 Not Found", "try /metrics\n".to_string(), "text/plain")
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_labels() {
+        let who = Who {
+            id: "abc".into(),
+            name: Some("we\"b".into()),
+            image: None,
+        };
+        let mut s = Sample {
+            usage: 10,
+            limit: Some(100),
+            anon: 5,
+            ..Default::default()
+        };
+        s.counters.insert("oom_kill".into(), 2);
+        s.counters.insert("failcnt".into(), 7);
+        let rows = [Row {
+            who: &who,
+            sample: &s,
+            oom_total: 3,
+            leak_rate: 1.5,
+            leak_suspected: true,
+        }];
+        let t = render(&rows);
+        assert!(
+            t.contains("cglimit_oom_kills_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("cglimit_memory_failcnt_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 7"),
+            "{t}"
+        );
+        assert!(
+            t.contains("cglimit_memory_limit_bytes{id=\"abc\",name=\"we\\\"b\",image=\"\"} 100"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "cglimit_leak_time_to_limit_seconds{id=\"abc\",name=\"we\\\"b\",image=\"\"} 60"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("# TYPE cglimit_oom_kills_total counter"));
+    }
+}

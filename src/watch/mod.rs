@@ -1,0 +1,489 @@
+//! `cglimit watch`: records failcnt, OOM and OOM-kill events durably, exports
+//! Prometheus metrics, and warns of leaks before the OOM killer fires.
+//!
+//! Event-driven where the kernel offers it: on v1 an eventfd registered on
+//! `memory.oom_control` through `cgroup.event_control` (it also fires when
+//! the cgroup is removed); on v2 inotify on `memory.events`. Counters the
+//! kernel does not notify about (v1 `memory.failcnt`) and the leak
+//! detector's samples are read once per `--interval`. New containers are
+//! picked up from `decisions.jsonl` as the hook writes it (inotify), and
+//! from the engines and runtime state directories every few ticks.
+
+pub mod leak;
+pub mod log;
+mod metrics;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+use crate::cgroup::{self, CgroupDir, Hierarchy};
+use crate::cli::WatchArgs;
+use crate::record;
+use log::{Event, EventLog, Who};
+
+struct Watched {
+    who: Who,
+    cgroup: String,
+    dir: CgroupDir,
+    /// v1: the OOM eventfd, and the `memory.oom_control` it is tied to.
+    oom: Option<(EventFd, File)>,
+    /// v2: the inotify watch on `memory.events`.
+    wd: Option<WatchDescriptor>,
+    last: BTreeMap<String, u64>,
+    sample: stats::Sample,
+    oom_seen: u64,
+    leak: leak::Detector,
+    recheck_at: Option<Instant>,
+}
+
+pub fn run(args: &WatchArgs) -> ExitCode {
+    match Watcher::new(args).and_then(|mut w| w.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            ::log::error!("{e}");
+            eprintln!("cglimit watch: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+struct Watcher<'a> {
+    args: &'a WatchArgs,
+    log: EventLog,
+    baselines: HashMap<(String, String), u64>,
+    containers: HashMap<String, Watched>,
+    inotify: Inotify,
+    decisions_wd: Option<WatchDescriptor>,
+    decisions_read: u64,
+    metrics: Arc<Mutex<String>>,
+    started: Instant,
+}
+
+impl<'a> Watcher<'a> {
+    fn new(args: &'a WatchArgs) -> Result<Self, String> {
+        let log = EventLog::new(&args.state_dir, args.rotate_bytes)
+            .map_err(|e| format!("{}: {e}", args.state_dir.display()))?;
+        let baselines = log.baselines();
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| format!("inotify: {e}"))?;
+        let metrics = Arc::new(Mutex::new(String::new()));
+        if let Some(addr) = &args.listen {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            metrics::serve(l, Arc::clone(&metrics));
+        }
+        Ok(Watcher {
+            args,
+            log,
+            baselines,
+            containers: HashMap::new(),
+            inotify,
+            decisions_wd: None,
+            decisions_read: 0,
+            metrics,
+            started: Instant::now(),
+        })
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let mut next_tick = Instant::now();
+        let mut tick_no: u64 = 0;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                if tick_no.is_multiple_of(5) {
+                    self.discover();
+                }
+                self.ingest_decisions();
+                self.sample_all();
+                self.render();
+                tick_no += 1;
+                next_tick = now + self.args.interval;
+            }
+            let rechecks: Vec<String> = self
+                .containers
+                .iter()
+                .filter(|(_, w)| w.recheck_at.is_some_and(|t| t <= Instant::now()))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in rechecks {
+                self.read_one(&k, false);
+            }
+            let mut wake = next_tick;
+            for w in self.containers.values() {
+                if let Some(t) = w.recheck_at {
+                    wake = wake.min(t);
+                }
+            }
+            self.wait(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// Sleeps until `timeout`, an OOM eventfd, or an inotify event.
+    fn wait(&mut self, timeout: Duration) {
+        let keys: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, w)| w.oom.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let fired: Vec<(usize, bool)> = {
+            let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            for k in &keys {
+                let (efd, _) = self.containers[k].oom.as_ref().expect("filtered");
+                fds.push(PollFd::new(efd.as_fd(), PollFlags::POLLIN));
+            }
+            let ms = timeout.as_millis().min(60_000) as u16;
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+            fds.iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    (
+                        i,
+                        f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)),
+                    )
+                })
+                .collect()
+        };
+        for (i, ready) in fired {
+            if !ready {
+                continue;
+            }
+            if i == 0 {
+                self.inotify_ready();
+            } else {
+                let k = keys[i - 1].clone();
+                let n = self.containers[&k]
+                    .oom
+                    .as_ref()
+                    .and_then(|(e, _)| e.read().ok())
+                    .unwrap_or(0);
+                // The eventfd also fires when the cgroup is removed: then
+                // there was no OOM, the container is just gone.
+                if !self.containers[&k].dir.path().exists() {
+                    self.read_one(&k, false);
+                    continue;
+                }
+                if let Some(w) = self.containers.get_mut(&k) {
+                    w.oom_seen += n;
+                }
+                self.oom_notified(&k, n);
+            }
+        }
+    }
+
+    fn inotify_ready(&mut self) {
+        let Ok(events) = self.inotify.read_events() else {
+            return;
+        };
+        let mut decisions = false;
+        let mut touched = Vec::new();
+        for e in events {
+            if Some(e.wd) == self.decisions_wd {
+                decisions = true;
+            } else if let Some((k, _)) = self.containers.iter().find(|(_, w)| w.wd == Some(e.wd)) {
+                touched.push(k.clone());
+            }
+        }
+        if decisions {
+            self.ingest_decisions();
+        }
+        for k in touched {
+            self.read_one(&k, false);
+        }
+    }
+
+    /// v1 OOM notification (or the cgroup's removal): read the counters at
+    /// once, and again shortly, since `oom_kill` rises after the kill.
+    fn oom_notified(&mut self, key: &str, n: u64) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        let ev = Event {
+            time: record::now_rfc3339(),
+            kind: "oom".into(),
+            container: w.who.clone(),
+            cgroup: w.cgroup.clone(),
+            counter: Some("memory.oom_control:notifications".into()),
+            old: Some(w.oom_seen - n),
+            new: Some(w.oom_seen),
+            usage: w.sample.usage,
+            limit: w.sample.limit,
+            ..Default::default()
+        };
+        w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
+        self.record(vec![ev]);
+        self.read_one(key, true);
+    }
+
+    fn record(&self, events: Vec<Event>) {
+        for e in &events {
+            ::log::info!(
+                "{} {} {}: {:?} -> {:?}",
+                e.kind,
+                e.container.id,
+                e.cgroup,
+                e.old,
+                e.new
+            );
+        }
+        if let Err(e) = self.log.append(&events) {
+            ::log::error!("cannot record events: {e}");
+        }
+    }
+
+    /// Reads one container's counters now; records rises. A cgroup that is
+    /// gone is dropped (after its last counters were read).
+    fn read_one(&mut self, key: &str, from_notification: bool) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        w.recheck_at = None;
+        match stats::read(&w.dir) {
+            Ok(s) => {
+                let events = rises(w, &s, &self.baselines);
+                for (k, v) in &s.counters {
+                    w.last.insert(k.clone(), *v);
+                }
+                w.sample = s;
+                self.record(events);
+            }
+            Err(e) => {
+                if !from_notification || !w.dir.path().exists() {
+                    ::log::info!("{}: gone ({e})", w.cgroup);
+                    if let Some(wd) = w.wd {
+                        let _ = self.inotify.rm_watch(wd);
+                    }
+                    self.containers.remove(key);
+                }
+            }
+        }
+    }
+
+    fn sample_all(&mut self) {
+        let t = self.started.elapsed().as_secs_f64();
+        let keys: Vec<String> = self.containers.keys().cloned().collect();
+        for k in keys {
+            self.read_one(&k, false);
+            let Some(w) = self.containers.get_mut(&k) else {
+                continue;
+            };
+            let change = w.leak.push(t, w.sample.anon as f64);
+            let ev = match change {
+                leak::Change::None => None,
+                leak::Change::Suspected(rate) => Some(("leak_suspected", Some(rate))),
+                leak::Change::Cleared => Some(("leak_cleared", None)),
+            };
+            if let Some((kind, rate)) = ev {
+                let ttl = rate
+                    .zip(w.sample.limit)
+                    .map(|(r, l)| l.saturating_sub(w.sample.usage) as f64 / r);
+                let e = Event {
+                    time: record::now_rfc3339(),
+                    kind: kind.into(),
+                    container: w.who.clone(),
+                    cgroup: w.cgroup.clone(),
+                    usage: w.sample.usage,
+                    limit: w.sample.limit,
+                    rate,
+                    time_to_limit: ttl,
+                    ..Default::default()
+                };
+                self.record(vec![e]);
+            }
+        }
+    }
+
+    fn render(&self) {
+        let rows: Vec<metrics::Row> = self
+            .containers
+            .values()
+            .map(|w| metrics::Row {
+                who: &w.who,
+                sample: &w.sample,
+                oom_total: if w.dir.hierarchy == Hierarchy::V2 {
+                    w.sample.counters.get("oom").copied().unwrap_or(0)
+                } else {
+                    w.oom_seen.max(
+                        self.baselines
+                            .get(&(w.cgroup.clone(), "memory.oom_control:notifications".into()))
+                            .copied()
+                            .unwrap_or(0),
+                    )
+                },
+                leak_rate: w.leak.rate(),
+                leak_suspected: w.leak.suspected(),
+            })
+            .collect();
+        let text = metrics::render(&rows);
+        if let Ok(mut m) = self.metrics.lock() {
+            *m = text;
+        }
+    }
+
+    /// New cgroups from the hook's, wrapper's and apply's decision records.
+    fn ingest_decisions(&mut self) {
+        let path = self.args.state_dir.join(record::DECISIONS);
+        if self.decisions_wd.is_none() && path.exists() {
+            self.decisions_wd = self.inotify.add_watch(&path, AddWatchFlags::IN_MODIFY).ok();
+        }
+        let Ok(mut f) = File::open(&path) else { return };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.decisions_read {
+            self.decisions_read = 0; // replaced
+        }
+        use std::io::{Read, Seek, SeekFrom};
+        if f.seek(SeekFrom::Start(self.decisions_read)).is_err() {
+            return;
+        }
+        let mut text = String::new();
+        if f.read_to_string(&mut text).is_err() {
+            return;
+        }
+        let complete = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        self.decisions_read += complete as u64;
+        for line in text[..complete].lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let c = &v["container"];
+            let Some(cg) = c["cgroup"].as_str() else {
+                continue;
+            };
+            let who = Who {
+                id: c["id"].as_str().unwrap_or_default().to_string(),
+                name: c["name"].as_str().map(String::from),
+                image: c["image"].as_str().map(String::from),
+            };
+            if let Ok(dir) = cgroup::open_path(cg) {
+                self.add(cg.to_string(), who, dir);
+            }
+        }
+    }
+
+    /// Containers of the engines and runtimes, as `apply` finds them.
+    fn discover(&mut self) {
+        let mut problems = Vec::new();
+        for t in crate::apply::discover_for_watch(self.args, &mut problems) {
+            let who = Who {
+                id: t.facts.id.clone(),
+                name: t.facts.name.clone(),
+                image: t.facts.image.clone(),
+            };
+            let cg = t.facts.cgroup.clone().unwrap_or_default();
+            self.add(cg, who, t.dir);
+        }
+        for p in problems {
+            ::log::debug!("{}: {}", p.container, p.message);
+        }
+    }
+
+    fn add(&mut self, cgroup: String, who: Who, dir: CgroupDir) {
+        if let Some(w) = self.containers.get_mut(&cgroup) {
+            // Names arrive later than cgroups sometimes: keep the best known.
+            if w.who.name.is_none() {
+                w.who.name = who.name;
+            }
+            if w.who.image.is_none() {
+                w.who.image = who.image;
+            }
+            return;
+        }
+        let (oom, wd) = match dir.hierarchy {
+            Hierarchy::V1 => (
+                register_oom(&dir)
+                    .map_err(|e| ::log::warn!("{cgroup}: no OOM notification: {e}"))
+                    .ok(),
+                None,
+            ),
+            Hierarchy::V2 => (
+                None,
+                self.inotify
+                    .add_watch(&dir.path().join("memory.events"), AddWatchFlags::IN_MODIFY)
+                    .ok(),
+            ),
+        };
+        let w = Watched {
+            who,
+            cgroup: cgroup.clone(),
+            dir,
+            oom,
+            wd,
+            last: BTreeMap::new(),
+            sample: stats::Sample::default(),
+            oom_seen: 0,
+            leak: leak::Detector::new(self.args.leak_window, self.args.leak_threshold as f64),
+            recheck_at: None,
+        };
+        self.containers.insert(cgroup.clone(), w);
+        self.read_one(&cgroup, false);
+    }
+}
+
+/// v1: an eventfd that the kernel signals on OOM in this cgroup (and on its
+/// removal), registered by writing "<eventfd> <fd of memory.oom_control>"
+/// to `cgroup.event_control`.
+fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), String> {
+    let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+        .map_err(|e| e.to_string())?;
+    let f = File::open(dir.path().join("memory.oom_control")).map_err(|e| e.to_string())?;
+    dir.write(
+        "cgroup.event_control",
+        &format!("{} {}", efd.as_fd().as_raw_fd(), f.as_raw_fd()),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((efd, f))
+}
+
+/// Counter rises since the last reading (or since the log's baseline, for a
+/// cgroup first seen after a restart), as events.
+fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u64>) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (k, &new) in &s.counters {
+        let counter = match (&w.dir.hierarchy, k.as_str()) {
+            (Hierarchy::V1, "failcnt") => "memory.failcnt".to_string(),
+            (Hierarchy::V1, "memsw_failcnt") => "memory.memsw.failcnt".to_string(),
+            (Hierarchy::V1, "oom_kill") => "memory.oom_control:oom_kill".to_string(),
+            (Hierarchy::V2, k) => format!("memory.events:{k}"),
+            _ => continue,
+        };
+        let old = w
+            .last
+            .get(k)
+            .copied()
+            .or_else(|| baselines.get(&(w.cgroup.clone(), counter.clone())).copied())
+            .unwrap_or(0);
+        if new <= old {
+            continue;
+        }
+        let kind = match k.as_str() {
+            "memsw_failcnt" => "failcnt",
+            other => other,
+        };
+        if kind == "low" {
+            continue;
+        }
+        out.push(Event {
+            time: record::now_rfc3339(),
+            kind: kind.into(),
+            container: w.who.clone(),
+            cgroup: w.cgroup.clone(),
+            counter: Some(counter),
+            old: Some(old),
+            new: Some(new),
+            usage: s.usage,
+            limit: s.limit,
+            ..Default::default()
+        });
+    }
+    out
+}

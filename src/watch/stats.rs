@@ -1,0 +1,110 @@
+//! Reading a memory cgroup's counters and usage, v1 and v2.
+
+use std::collections::BTreeMap;
+
+use crate::cgroup::{CgroupDir, CgroupError, Hierarchy};
+
+/// One reading of a container's memory cgroup.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub usage: u64,
+    /// `None`: no limit.
+    pub limit: Option<u64>,
+    pub swap_usage: Option<u64>,
+    /// v2: swap on top of memory; v1: memory+swap.
+    pub swap_limit: Option<u64>,
+    pub high: Option<u64>,
+    /// Anonymous memory: v2 `anon`, v1 `total_rss` (page cache excluded).
+    pub anon: u64,
+    /// Cumulative counters by name: v1 `failcnt`, `memsw_failcnt`,
+    /// `oom_kill`; v2 the `memory.events` keys (`high`, `max`, `oom`,
+    /// `oom_kill`, `oom_group_kill`).
+    pub counters: BTreeMap<String, u64>,
+    /// v1 `under_oom` from `memory.oom_control`.
+    pub under_oom: bool,
+}
+
+/// `key value` lines (`memory.stat`, `memory.events`, `memory.oom_control`).
+pub fn parse_kv(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?;
+            let v = it.next()?.parse().ok()?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn num(dir: &CgroupDir, file: &str) -> Result<Option<u64>, CgroupError> {
+    let v = dir.read_value(file)?;
+    Ok(crate::cgroup::parse_limit(&v).and_then(|l| l.bytes()))
+}
+
+pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
+    let mut s = Sample::default();
+    match dir.hierarchy {
+        Hierarchy::V1 => {
+            s.usage = num(dir, "memory.usage_in_bytes")?.unwrap_or(0);
+            s.limit = num(dir, "memory.limit_in_bytes")?;
+            s.high = num(dir, "memory.soft_limit_in_bytes")?;
+            let stat = parse_kv(&dir.read("memory.stat")?);
+            s.anon = stat
+                .get("total_rss")
+                .or(stat.get("rss"))
+                .copied()
+                .unwrap_or(0);
+            s.counters
+                .insert("failcnt".into(), num(dir, "memory.failcnt")?.unwrap_or(0));
+            if dir.has("memory.memsw.failcnt") {
+                let memsw = num(dir, "memory.memsw.usage_in_bytes")?.unwrap_or(0);
+                s.swap_usage = Some(memsw.saturating_sub(s.usage));
+                s.swap_limit = num(dir, "memory.memsw.limit_in_bytes")?;
+                s.counters.insert(
+                    "memsw_failcnt".into(),
+                    num(dir, "memory.memsw.failcnt")?.unwrap_or(0),
+                );
+            }
+            let oom = parse_kv(&dir.read("memory.oom_control")?);
+            s.under_oom = oom.get("under_oom").copied().unwrap_or(0) > 0;
+            s.counters
+                .insert("oom_kill".into(), oom.get("oom_kill").copied().unwrap_or(0));
+        }
+        Hierarchy::V2 => {
+            s.usage = num(dir, "memory.current")?.unwrap_or(0);
+            s.limit = num(dir, "memory.max")?;
+            s.high = num(dir, "memory.high")?;
+            let stat = parse_kv(&dir.read("memory.stat")?);
+            s.anon = stat.get("anon").copied().unwrap_or(0);
+            if dir.has("memory.swap.current") {
+                s.swap_usage = num(dir, "memory.swap.current")?;
+                s.swap_limit = num(dir, "memory.swap.max")?;
+            }
+            // The local file counts this cgroup's own events, not a child's.
+            let events = if dir.has("memory.events.local") {
+                dir.read("memory.events.local")?
+            } else {
+                dir.read("memory.events")?
+            };
+            s.counters = parse_kv(&events);
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_files() {
+        let e = parse_kv("low 0\nhigh 12\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n");
+        assert_eq!(e["high"], 12);
+        assert_eq!(e["oom_kill"], 1);
+        let o = parse_kv("oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
+        assert_eq!(o["oom_kill"], 4);
+        let s = parse_kv("cache 8192\nrss 4096\ntotal_rss 1048576\nbad line\nx y\n");
+        assert_eq!(s["total_rss"], 1048576);
+        assert!(!s.contains_key("x"));
+    }
+}

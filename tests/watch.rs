@@ -1,0 +1,376 @@
+//! `cglimit watch`, `events` and `top` with real runc containers and the
+//! hook: OOM kills recorded within a second and counted in /metrics, no
+//! duplicates after a restart, a leak flagged and a flat workload not.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Watcher(Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_watch(lab: &Lab, port: u16) -> Watcher {
+    let child = Command::new(BIN)
+        .arg("--log-file")
+        .arg(lab.dir.join("watch.log"))
+        .arg("watch")
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-docker",
+            "--interval",
+            "1s",
+        ])
+        .args([
+            "--runc-root",
+            &lab.dir.join("no-runc").display().to_string(),
+        ])
+        .args([
+            "--crun-root",
+            &lab.dir.join("no-runc").display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::create_dir_all(lab.dir.join("no-runc")).unwrap();
+    // Wait for the metrics endpoint.
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "watch did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Watcher(child)
+}
+
+fn metrics(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn events(lab: &Lab) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(lab.state_dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every event line is JSON"))
+        .collect()
+}
+
+/// A detached runc container with the hook; cleaned up with the lab.
+fn detached(lab: &mut Lab, name: &str, memory: Option<(i64, Option<i64>)>, script: &str) -> String {
+    let bundle = lab.bundle_with(name, memory, "createRuntime", lab.hook_args(), script);
+    let id = format!("{}-{name}", lab.name);
+    lab.track("runc", &id);
+    let st = Command::new("runc")
+        .args(["run", "-d", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    id
+}
+
+#[test]
+fn oom_kills_are_recorded_counted_and_not_repeated() {
+    let mut lab = Lab::new("watchoom");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let port = free_port();
+    let w = start_watch(&lab, port);
+    // A child doubles a string until the 64M limit: the OOM killer takes it,
+    // the container's shell lives on.
+    let id = detached(
+        &mut lab,
+        "oom",
+        None,
+        "sleep 2; sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; echo survived; sleep 600",
+    );
+    let t = Instant::now();
+    let mut first_kill = None;
+    while t.elapsed() < Duration::from_secs(20) {
+        if let Some(e) = events(&lab).into_iter().find(|e| e["kind"] == "oom_kill") {
+            first_kill = Some(e);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = first_kill.expect("an oom_kill event");
+    assert_eq!(e["container"]["id"], id.as_str());
+    assert_eq!(e["new"], 1);
+    assert_eq!(e["limit"], 64 * M);
+    // Recorded within a second of the kill: the kernel's counter and the
+    // line's time stamp are compared through the OOM notification, which
+    // precedes the kill by microseconds.
+    let evs = events(&lab);
+    let oom = evs
+        .iter()
+        .find(|e| e["kind"] == "oom")
+        .expect("an oom event");
+    let ts = |v: &serde_json::Value| v["time"].as_str().unwrap().to_string();
+    let secs = |s: &str| -> f64 {
+        let hms = &s[11..s.len() - 1];
+        let p: Vec<&str> = hms.split(':').collect();
+        p[0].parse::<f64>().unwrap() * 3600.0
+            + p[1].parse::<f64>().unwrap() * 60.0
+            + p[2].parse::<f64>().unwrap()
+    };
+    let lag = secs(&ts(&e)) - secs(&ts(oom));
+    assert!(
+        (0.0..1.0).contains(&lag),
+        "oom_kill recorded {lag}s after the OOM"
+    );
+    // Counted in /metrics.
+    std::thread::sleep(Duration::from_millis(1200));
+    let m = metrics(port);
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("cglimit_oom_kills_total") && l.contains(&id))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.ends_with(" 1"), "{line}\n{m}");
+
+    // A restart neither loses nor repeats events.
+    let before = events(&lab).len();
+    drop(w);
+    let _w = start_watch(&lab, port);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(events(&lab).len(), before, "no event recorded twice");
+    let m = metrics(port);
+    assert!(
+        m.lines().any(|l| l.starts_with("cglimit_oom_kills_total")
+            && l.contains(&id)
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+
+    // events prints them, filtered.
+    let out = Command::new(BIN)
+        .args(["events", "--state-dir"])
+        .arg(&lab.state_dir)
+        .args(["--container", &id, "--output", "json"])
+        .output()
+        .unwrap();
+    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), before);
+    let out = Command::new(BIN)
+        .args(["events", "--state-dir"])
+        .arg(&lab.state_dir)
+        .args(["--container", "nope"])
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_leak_is_flagged_and_a_flat_workload_is_not() {
+    let mut lab = Lab::new("watchleak");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let port = free_port();
+    let _w = start_watch(&lab, port);
+    // ~1 MiB/s of anonymous memory that is never freed.
+    let leaker = detached(
+        &mut lab,
+        "leak",
+        Some((256 << 20, Some(256 << 20))),
+        "s=''; while :; do s=\"$s$(head -c 1048576 /dev/zero | tr '\\000' a)\"; sleep 1; done",
+    );
+    let flat = detached(&mut lab, "flat", None, "sleep 600");
+    let t = Instant::now();
+    let mut flagged = None;
+    while t.elapsed() < Duration::from_secs(75) {
+        if let Some(e) = events(&lab)
+            .into_iter()
+            .find(|e| e["kind"] == "leak_suspected")
+        {
+            flagged = Some((t.elapsed(), e));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (after, e) = flagged.expect("the leak is flagged");
+    assert_eq!(e["container"]["id"], leaker.as_str());
+    let rate = e["rate"].as_f64().unwrap();
+    assert!(
+        rate > 0.5 * M as f64 && rate < 4.0 * M as f64,
+        "rate {rate}"
+    );
+    assert!(e["time_to_limit"].as_f64().unwrap() > 0.0);
+    assert!(after < Duration::from_secs(60), "flagged after {after:?}");
+    assert!(
+        !events(&lab)
+            .iter()
+            .any(|e| e["kind"] == "leak_suspected" && e["container"]["id"] == flat.as_str())
+    );
+    let m = metrics(port);
+    assert!(
+        m.lines().any(|l| l.starts_with("cglimit_leak_suspected")
+            && l.contains(&leaker)
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+    assert!(
+        m.lines().any(|l| l.starts_with("cglimit_leak_suspected")
+            && l.contains(&flat)
+            && l.ends_with(" 0")),
+        "{m}"
+    );
+
+    // top --once shows what the cgroup says.
+    let out = Command::new(BIN)
+        .args([
+            "top",
+            "--once",
+            "--no-docker",
+            "--cgroup-parent",
+            &lab.cgroup_parent,
+        ])
+        .args([
+            "--runc-root",
+            &lab.dir.join("no-runc").display().to_string(),
+        ])
+        .args([
+            "--crun-root",
+            &lab.dir.join("no-runc").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("flat"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cg = v1_memory_root()
+        .join(lab.cgroup_parent.trim_start_matches('/'))
+        .join("flat");
+    let usage: u64 = std::fs::read_to_string(cg.join("memory.usage_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let shown: u64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(
+        shown.abs_diff(usage) <= 64 * 1024,
+        "top {shown} vs cgroup {usage}: {row}"
+    );
+    assert!(row.contains("/ 64M"), "{row}");
+    let lrow = text
+        .lines()
+        .find(|l| l.starts_with("leak"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(lrow.contains("/ 256M"), "{lrow}");
+}
+
+/// The shipped alert rules pass promtool, and a real Prometheus scrapes the
+/// watcher and answers the OOM-kill counter through its HTTP API.
+#[test]
+fn prometheus_scrapes_the_oom_kill_counter() {
+    let st = Command::new("promtool")
+        .args([
+            "check",
+            "rules",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cglimit-alerts.yml"),
+        ])
+        .output()
+        .expect("promtool (tests/all.sh installs prometheus)");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+
+    let mut lab = Lab::new("prom");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let port = free_port();
+    let _w = start_watch(&lab, port);
+    let id = detached(
+        &mut lab,
+        "oomp",
+        None,
+        "sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",
+    );
+    let cfg = lab.dir.join("prometheus.yml");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus.yml"
+    ))
+    .unwrap();
+    std::fs::write(
+        &cfg,
+        shipped
+            .replace("scrape_interval: 15s", "scrape_interval: 1s")
+            .replace("127.0.0.1:9477", &format!("127.0.0.1:{port}"))
+            .replace(
+                "cglimit-alerts.yml",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cglimit-alerts.yml"),
+            ),
+    )
+    .unwrap();
+    let web = free_port();
+    let prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            lab.dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _p = Watcher(prom);
+    let query = format!("/api/v1/query?query=cglimit_oom_kills_total%7Bid%3D%22{id}%22%7D");
+    let t = Instant::now();
+    let mut last = String::new();
+    while t.elapsed() < Duration::from_secs(40) {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
+            let _ = s.write_all(
+                format!("GET {query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            );
+            last.clear();
+            let _ = s.read_to_string(&mut last);
+            if let Some(body) = last.split("\r\n\r\n").nth(1) {
+                // Chunked or not, the JSON is in there.
+                if let Some(i) = body.find("{\"status\"") {
+                    let json = &body[i..body.rfind('}').unwrap_or(body.len() - 1) + 1];
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+                        if v["data"]["result"][0]["value"][1] == "1" {
+                            assert_eq!(v["data"]["result"][0]["metric"]["id"], id.as_str());
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("Prometheus never answered cglimit_oom_kills_total = 1: {last}");
+}
