@@ -361,11 +361,11 @@ fn prometheus_scrapes_the_oom_kill_counter() {
                 // Chunked or not, the JSON is in there.
                 if let Some(i) = body.find("{\"status\"") {
                     let json = &body[i..body.rfind('}').unwrap_or(body.len() - 1) + 1];
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
-                        if v["data"]["result"][0]["value"][1] == "1" {
-                            assert_eq!(v["data"]["result"][0]["metric"]["id"], id.as_str());
-                            return;
-                        }
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+                        && v["data"]["result"][0]["value"][1] == "1"
+                    {
+                        assert_eq!(v["data"]["result"][0]["metric"]["id"], id.as_str());
+                        return;
                     }
                 }
             }
