@@ -210,6 +210,18 @@ impl CgroupDir {
         }
     }
 
+    /// Opens a file for repeated reads (`pread` at offset 0 re-reads a
+    /// cgroup file's current value without another open).
+    pub fn open_read(&self, name: &str) -> Result<std::fs::File, CgroupError> {
+        beneath(&self.fd, name, OFlag::O_RDONLY)
+            .map(std::fs::File::from)
+            .map_err(|errno| CgroupError::Io {
+                path: self.file_path(name),
+                op: "open",
+                errno,
+            })
+    }
+
     /// Reads a file holding one number (or `max`).
     pub fn read_value(&self, name: &str) -> Result<String, CgroupError> {
         Ok(self.read(name)?.trim().to_string())

@@ -43,9 +43,24 @@ struct Watched {
     oom_seen: u64,
     leak: leak::Detector,
     recheck_at: Option<Instant>,
+    probe: Option<stats::Probe>,
+    /// Ticks since every file was last read.
+    stale: u32,
 }
 
+/// Every file of an unchanged container is read again after this many ticks
+/// (limits changed by `apply`, `memory.stat` drift without usage change).
+const FULL_EVERY: u32 = 30;
+
 pub fn run(args: &WatchArgs) -> ExitCode {
+    // Two descriptors per v1 container (eventfd, memory.oom_control) plus
+    // the kept-open probes: lift the soft limit to the hard one.
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
     match Watcher::new(args).and_then(|mut w| w.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -248,6 +263,7 @@ impl<'a> Watcher<'a> {
             return;
         };
         w.recheck_at = None;
+        w.stale = 0;
         match stats::read(&w.dir) {
             Ok(s) => {
                 let events = rises(w, &s, &self.baselines);
@@ -273,7 +289,9 @@ impl<'a> Watcher<'a> {
         let t = self.started.elapsed().as_secs_f64();
         let keys: Vec<String> = self.containers.keys().cloned().collect();
         for k in keys {
-            self.read_one(&k, false);
+            if !self.unchanged(&k) {
+                self.read_one(&k, false);
+            }
             let Some(w) = self.containers.get_mut(&k) else {
                 continue;
             };
@@ -300,6 +318,28 @@ impl<'a> Watcher<'a> {
                 };
                 self.record(vec![e]);
             }
+        }
+    }
+
+    /// Whether a container is idle: usage and failure counters as at the
+    /// last full read (one `pread` each), and a full read not yet due.
+    fn unchanged(&mut self, key: &str) -> bool {
+        let Some(w) = self.containers.get_mut(key) else {
+            return false;
+        };
+        w.stale += 1;
+        if w.stale >= FULL_EVERY {
+            return false;
+        }
+        let Some(p) = &w.probe else { return false };
+        match p.quick() {
+            Ok(q) => {
+                q.usage == w.sample.usage
+                    && q.counters
+                        .iter()
+                        .all(|(k, v)| w.sample.counters.get(*k) == Some(v))
+            }
+            Err(_) => false,
         }
     }
 
@@ -423,7 +463,11 @@ impl<'a> Watcher<'a> {
             oom_seen: 0,
             leak: leak::Detector::new(self.args.leak_window, self.args.leak_threshold as f64),
             recheck_at: None,
+            probe: None,
+            stale: 0,
         };
+        let mut w = w;
+        w.probe = stats::Probe::open(&w.dir).ok();
         self.containers.insert(cgroup.clone(), w);
         self.read_one(&cgroup, false);
     }

@@ -1,0 +1,226 @@
+//! `cglimit watch` with 1,000 idle real v1 cgroups at one-second sampling:
+//! CPU and RSS, against a shell loop that only reads each cgroup's usage
+//! once a second (what a hand-made poller does), measured in the same run;
+//! OOM kill to recorded line, p50 and p99; and `cglimit top --once` against
+//! `docker stats --no-stream` on 50 containers.
+//!
+//! Needs root (docker.io and busybox-static for the last part).
+//! Run: `cargo bench --bench watch`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::docker::{Dockerd, IMAGE};
+use common::{BIN, Lab};
+
+/// utime+stime (+ reaped children) in seconds, and VmRSS in KiB.
+fn cpu_rss(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = f[11..15].iter().map(|v| v.parse::<f64>().unwrap()).sum();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks / 100.0, rss)
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let n = if smoke { 20 } else { 1000 };
+    let measure = Duration::from_secs(if smoke { 3 } else { 30 });
+    let ooms = if smoke { 3 } else { 40 };
+    let lab = Lab::new("watchbench");
+    let root = common::v1_memory_root().join(lab.cgroup_parent.trim_start_matches('/'));
+    for i in 0..n {
+        std::fs::create_dir_all(root.join(format!("c{i:04}"))).unwrap();
+    }
+    let oomc = root.join("oomc");
+    std::fs::create_dir_all(&oomc).unwrap();
+    std::fs::write(oomc.join("memory.limit_in_bytes"), "16777216").unwrap();
+    let none = lab.dir.join("none");
+    std::fs::create_dir_all(&none).unwrap();
+
+    // The baseline: a shell reading every cgroup's usage once a second.
+    let script = format!(
+        "cd {}; while :; do cat c*/memory.usage_in_bytes > /dev/null; sleep 1; done",
+        root.display()
+    );
+    let mut base = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (c0, _) = cpu_rss(base.id());
+    std::thread::sleep(measure);
+    let (c1, base_rss) = cpu_rss(base.id());
+    let _ = base.kill();
+    let _ = base.wait();
+    let base_cpu = (c1 - c0) / measure.as_secs_f64() * 100.0;
+
+    let state = lab.dir.join("state");
+    let mut w = Command::new(BIN)
+        .args([
+            "watch",
+            "--no-docker",
+            "--interval",
+            "1s",
+            "--cgroup-parent",
+            &lab.cgroup_parent,
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--runc-root")
+        .arg(&none)
+        .arg("--crun-root")
+        .arg(&none)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it find every cgroup (discovery runs every fifth tick) and settle.
+    std::thread::sleep(Duration::from_secs(if smoke { 2 } else { 8 }));
+    let (c0, _) = cpu_rss(w.id());
+    std::thread::sleep(measure);
+    let (c1, rss) = cpu_rss(w.id());
+    let cpu = (c1 - c0) / measure.as_secs_f64() * 100.0;
+
+    println!(
+        "### `cglimit watch`, {n} idle v1 cgroups, 1 s sampling ({}s measured)\n",
+        measure.as_secs()
+    );
+    println!("| process | CPU, % of one core | RSS |");
+    println!("|---|---|---|");
+    println!(
+        "| shell loop reading usage only (baseline) | {base_cpu:.2} | {} KiB |",
+        base_rss
+    );
+    println!(
+        "| `cglimit watch` | {cpu:.2} ({:.2}× the baseline) | {rss} KiB ({:.1} MiB) |",
+        cpu / base_cpu.max(1e-9),
+        rss as f64 / 1024.0
+    );
+
+    // OOM kill -> recorded line. The benchmark's own eventfd on the same
+    // cgroup marks the OOM; the line is seen by polling the file's size.
+    let efd = nix::sys::eventfd::EventFd::from_value_and_flags(
+        0,
+        nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+    )
+    .unwrap();
+    let oc = std::fs::File::open(oomc.join("memory.oom_control")).unwrap();
+    std::fs::write(
+        oomc.join("cgroup.event_control"),
+        format!("{} {}", efd.as_fd().as_raw_fd(), oc.as_raw_fd()),
+    )
+    .unwrap();
+    let events = state.join("events.jsonl");
+    let count = || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .matches("\"kind\":\"oom_kill\"")
+            .count()
+    };
+    let mut lat = Vec::new();
+    for _ in 0..ooms {
+        let before = count();
+        let procs = oomc.join("cgroup.procs").display().to_string();
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "echo $$ > {procs}; exec sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=$s$s; done'"
+                ),
+            ])
+            .spawn()
+            .unwrap();
+        efd.read().unwrap();
+        let t0 = Instant::now();
+        while count() == before && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    println!("\n### OOM kill to recorded line ({ooms} OOM kills)\n");
+    println!("| p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        p(1.0)
+    );
+    let _ = w.kill();
+    let _ = w.wait();
+    // The cgroups go with the lab; the OOM cgroup's processes are gone.
+
+    // top --once against docker stats --no-stream on 50 containers.
+    let containers = if smoke { 3 } else { 50 };
+    let d = Dockerd::start(&lab, &[]);
+    for i in 0..containers {
+        let name = format!("s{i}");
+        let out = d.docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            "runc",
+            "--net",
+            "none",
+            "--name",
+            &name,
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+        assert!(out.status.success());
+    }
+    let host = format!("unix://{}", d.sock.display());
+    let runs = if smoke { 1 } else { 5 };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(BIN)
+            .args(["top", "--once", "--docker-host", &host])
+            .arg("--runc-root")
+            .arg(&none)
+            .arg("--crun-root")
+            .arg(&none)
+            .output()
+            .unwrap();
+        a.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().count(),
+            containers + 1
+        );
+        let t = Instant::now();
+        assert!(d.docker(&["stats", "--no-stream"]).status.success());
+        b.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    a.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    b.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let (ma, mb) = (a[a.len() / 2], b[b.len() / 2]);
+    println!(
+        "\n### {containers} containers: `cglimit top --once` against `docker stats --no-stream` ({runs} runs, median)\n"
+    );
+    println!("| command | ms |");
+    println!("|---|---|");
+    println!("| `docker stats --no-stream` (baseline) | {mb:.0} |");
+    println!(
+        "| `cglimit top --once` (includes a 0.5 s pause to measure the trend) | {ma:.0} ({:.2}× the baseline) |",
+        ma / mb
+    );
+}
