@@ -298,7 +298,7 @@ fn cgroups(parent: &str, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
     names.sort();
     for n in names {
         let path = format!("{}/{n}", parent.trim_end_matches('/'));
-        match cgroup::open_path(&path) {
+        match parent_dir.child(&n) {
             Ok(dir) => {
                 let requested = current_as_request(&dir);
                 out.push(Target {

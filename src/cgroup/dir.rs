@@ -147,6 +147,23 @@ impl CgroupDir {
         })
     }
 
+    /// A child cgroup, opened beneath this one (no mount table lookup).
+    pub fn child(&self, name: &str) -> Result<Self, CgroupError> {
+        let path = self.path.join(name);
+        let fd = beneath(&self.fd, name, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(|errno| {
+            CgroupError::Io {
+                path: path.clone(),
+                op: "open",
+                errno,
+            }
+        })?;
+        Ok(CgroupDir {
+            fd,
+            path,
+            hierarchy: self.hierarchy.clone(),
+        })
+    }
+
     /// A directory of files laid out like a cgroup, for unit tests of the
     /// v2 logic on hosts whose memory controller is v1 (no fs check).
     #[cfg(test)]

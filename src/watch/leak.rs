@@ -24,6 +24,8 @@ pub struct Detector {
     /// Bytes per second above which growth is a suspected leak.
     threshold: f64,
     suspected: bool,
+    /// The slope of all samples at the last push.
+    rate: f64,
 }
 
 /// What a new sample changed.
@@ -42,6 +44,7 @@ impl Detector {
             window: window.max(10),
             threshold,
             suspected: false,
+            rate: 0.0,
         }
     }
 
@@ -51,11 +54,7 @@ impl Detector {
 
     /// The current growth estimate in bytes per second (0 until the window is full).
     pub fn rate(&self) -> f64 {
-        if self.samples.len() < self.window {
-            return 0.0;
-        }
-        let v: Vec<(f64, f64)> = self.samples.iter().copied().collect();
-        theil_sen(&v)
+        self.rate
     }
 
     pub fn push(&mut self, t: f64, bytes: f64) -> Change {
@@ -66,8 +65,16 @@ impl Detector {
         if self.samples.len() < self.window {
             return Change::None;
         }
+        // An idle container's window is flat: every slope is 0, no need to
+        // compute the n² of them.
+        let first = self.samples[0].1;
         let v: Vec<(f64, f64)> = self.samples.iter().copied().collect();
-        let all = theil_sen(&v);
+        let all = if v.iter().all(|s| s.1 == first) {
+            0.0
+        } else {
+            theil_sen(&v)
+        };
+        self.rate = all;
         let chunk = v.len().div_ceil(3);
         let floor: Vec<(f64, f64)> = v
             .chunks(chunk.max(1))

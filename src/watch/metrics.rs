@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::log::Who;
 use super::stats::Sample;
@@ -179,8 +182,49 @@ pub fn render(rows: &[Row]) -> String {
     o
 }
 
+/// A scrape asks the watcher's loop for fresh text and waits for it: a
+/// thousand containers make a megabyte of text, so it is rendered only when
+/// someone reads it, from the loop's own current readings.
+pub struct Demand {
+    /// Written by a scrape; in the loop's poll set.
+    pub wake: EventFd,
+    /// Bumped by the loop after each render.
+    generation: Mutex<u64>,
+    rendered: Condvar,
+}
+
+impl Demand {
+    pub fn new() -> std::io::Result<Arc<Demand>> {
+        Ok(Arc::new(Demand {
+            wake: EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+            generation: Mutex::new(0),
+            rendered: Condvar::new(),
+        }))
+    }
+
+    /// Called by the loop once the text is fresh.
+    pub fn done(&self) {
+        if let Ok(mut g) = self.generation.lock() {
+            *g += 1;
+        }
+        self.rendered.notify_all();
+    }
+
+    /// Asks for a render and waits for it (at most 2 s; then the last text).
+    fn fresh(&self) {
+        let Ok(g) = self.generation.lock() else {
+            return;
+        };
+        let before = *g;
+        let _ = self.wake.write(1);
+        let _ = self
+            .rendered
+            .wait_timeout_while(g, Duration::from_secs(2), |g| *g == before);
+    }
+}
+
 /// Serves `GET /metrics` from `text` until the process ends.
-pub fn serve(listener: TcpListener, text: Arc<Mutex<String>>) {
+pub fn serve(listener: TcpListener, text: Arc<Mutex<String>>, demand: Arc<Demand>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
@@ -196,6 +240,7 @@ pub fn serve(listener: TcpListener, text: Arc<Mutex<String>>) {
             let line = String::from_utf8_lossy(&req);
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body, ctype) = if path == "/metrics" || path.starts_with("/metrics?") {
+                demand.fresh();
                 (
                     "200 OK",
                     text.lock().map(|t| t.clone()).unwrap_or_default(),

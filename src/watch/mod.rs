@@ -80,6 +80,7 @@ struct Watcher<'a> {
     decisions_wd: Option<WatchDescriptor>,
     decisions_read: u64,
     metrics: Arc<Mutex<String>>,
+    demand: Arc<metrics::Demand>,
     started: Instant,
 }
 
@@ -91,10 +92,11 @@ impl<'a> Watcher<'a> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| format!("inotify: {e}"))?;
         let metrics = Arc::new(Mutex::new(String::new()));
+        let demand = metrics::Demand::new().map_err(|e| format!("eventfd: {e}"))?;
         if let Some(addr) = &args.listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            metrics::serve(l, Arc::clone(&metrics));
+            metrics::serve(l, Arc::clone(&metrics), Arc::clone(&demand));
         }
         Ok(Watcher {
             args,
@@ -105,6 +107,7 @@ impl<'a> Watcher<'a> {
             decisions_wd: None,
             decisions_read: 0,
             metrics,
+            demand,
             started: Instant::now(),
         })
     }
@@ -115,12 +118,11 @@ impl<'a> Watcher<'a> {
         loop {
             let now = Instant::now();
             if now >= next_tick {
-                if tick_no.is_multiple_of(5) {
+                if tick_no.is_multiple_of(10) {
                     self.discover();
                 }
                 self.ingest_decisions();
                 self.sample_all();
-                self.render();
                 tick_no += 1;
                 next_tick = now + self.args.interval;
             }
@@ -152,7 +154,10 @@ impl<'a> Watcher<'a> {
             .map(|(k, _)| k.clone())
             .collect();
         let fired: Vec<(usize, bool)> = {
-            let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![
+                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.demand.wake.as_fd(), PollFlags::POLLIN),
+            ];
             for k in &keys {
                 let (efd, _) = self.containers[k].oom.as_ref().expect("filtered");
                 fds.push(PollFd::new(efd.as_fd(), PollFlags::POLLIN));
@@ -175,8 +180,12 @@ impl<'a> Watcher<'a> {
             }
             if i == 0 {
                 self.inotify_ready();
+            } else if i == 1 {
+                let _ = self.demand.wake.read();
+                self.render();
+                self.demand.done();
             } else {
-                let k = keys[i - 1].clone();
+                let k = keys[i - 2].clone();
                 let n = self.containers[&k]
                     .oom
                     .as_ref()

@@ -93,9 +93,11 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
 }
 
 /// The few files an idle container needs read every tick, kept open:
-/// usage, and on v1 the failure counters (v1 notifies only OOM; v2 notifies
+/// usage, and on v1 `memory.failcnt` (v1 notifies only OOM; v2 notifies
 /// every `memory.events` change through inotify). One `pread` each, so a
-/// thousand idle containers cost a few thousand syscalls a second.
+/// thousand idle containers cost two thousand syscalls a second.
+/// `memory.memsw.failcnt` is read with everything else: when usage or
+/// failcnt changes, and at least every 30 ticks.
 pub struct Probe {
     usage: std::fs::File,
     failcnt: Vec<(&'static str, std::fs::File)>,
@@ -112,10 +114,7 @@ impl Probe {
     pub fn open(dir: &CgroupDir) -> Result<Probe, CgroupError> {
         let (usage, failcnt) = match dir.hierarchy {
             Hierarchy::V1 => {
-                let mut f = vec![("failcnt", dir.open_read("memory.failcnt")?)];
-                if dir.has("memory.memsw.failcnt") {
-                    f.push(("memsw_failcnt", dir.open_read("memory.memsw.failcnt")?));
-                }
+                let f = vec![("failcnt", dir.open_read("memory.failcnt")?)];
                 (dir.open_read("memory.usage_in_bytes")?, f)
             }
             Hierarchy::V2 => (dir.open_read("memory.current")?, Vec::new()),
