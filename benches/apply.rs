@@ -39,7 +39,14 @@ fn main() {
                 .arg("apply")
                 .arg("--policy-dir")
                 .arg(&lab.policy_dir)
-                .args(["--all", "--runc-root", &none, "--crun-root", &none])
+                .args([
+                    "--all",
+                    "--no-podman",
+                    "--runc-root",
+                    &none,
+                    "--crun-root",
+                    &none,
+                ])
                 .args(["--cgroup-parent", parent])
                 .args(extra)
                 .stdout(Stdio::null())
@@ -77,7 +84,13 @@ fn main() {
             .arg("apply")
             .arg("--policy-dir")
             .arg(&lab.policy_dir)
-            .args(["--all", "--no-docker", "--cgroup-parent", &parent])
+            .args([
+                "--all",
+                "--no-docker",
+                "--no-podman",
+                "--cgroup-parent",
+                &parent,
+            ])
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -123,6 +136,7 @@ fn main() {
             .arg(&lab.policy_dir)
             .args([
                 "--all",
+                "--no-podman",
                 "--docker-host",
                 &host,
                 "--runc-root",

@@ -71,6 +71,7 @@ fn main() {
     let mut w = Command::new(BIN)
         .args([
             "watch",
+            "--no-podman",
             "--no-docker",
             "--interval",
             "1s",
@@ -194,7 +195,7 @@ fn main() {
     for _ in 0..runs {
         let t = Instant::now();
         let out = Command::new(BIN)
-            .args(["top", "--once", "--docker-host", &host])
+            .args(["top", "--once", "--no-podman", "--docker-host", &host])
             .arg("--runc-root")
             .arg(&none)
             .arg("--crun-root")

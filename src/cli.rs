@@ -228,6 +228,17 @@ pub struct SourceArgs {
     /// /proc/PID/cgroup) as a container, for hosts with no engine to ask.
     #[arg(long = "cgroup-parent", value_name = "PATH")]
     pub cgroup_parents: Vec<String>,
+
+    /// Do not ask podman (`podman ps`) for names, labels and images of the
+    /// containers found in the runtime state directories.
+    #[arg(long)]
+    pub no_podman: bool,
+
+    /// podman's --root and --runroot, where its storage is not the default.
+    #[arg(long, value_name = "DIR")]
+    pub podman_root: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub podman_runroot: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

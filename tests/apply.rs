@@ -19,6 +19,14 @@ fn apply(lab: &Lab, d: Option<&Dockerd>, extra: &[&str]) -> std::process::Output
             .arg(format!("unix://{}", d.sock.display())),
         None => c.arg("--no-docker"),
     };
+    // Only this test's containers: not the host's (or other tests') runc,
+    // crun and podman containers.
+    let empty = lab.dir.join("empty-root");
+    std::fs::create_dir_all(&empty).unwrap();
+    c.arg("--no-podman").arg("--crun-root").arg(&empty);
+    if !extra.contains(&"--runc-root") {
+        c.arg("--runc-root").arg(&empty);
+    }
     c.args(extra).stdin(Stdio::null()).output().unwrap()
 }
 
@@ -95,7 +103,12 @@ fn apply_brings_docker_containers_under_policy() {
     assert_eq!(inspect(&d, "greedy"), (1 << 30, 1 << 30));
     let json = apply(&lab, Some(&d), &["--all", "--dry-run", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["containers"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        v["containers"].as_array().unwrap().len(),
+        4,
+        "{}",
+        stdout(&json)
+    );
     assert!(
         v["containers"]
             .as_array()
@@ -152,7 +165,11 @@ fn apply_brings_docker_containers_under_policy() {
         .arg(&lab.state_dir)
         .arg("--docker-host")
         .arg(format!("unix://{}", d.sock.display()))
-        .args(["--all", "--watch", "--interval", "1s"])
+        .args(["--all", "--watch", "--interval", "1s", "--no-podman"])
+        .arg("--runc-root")
+        .arg(lab.dir.join("empty-root"))
+        .arg("--crun-root")
+        .arg(lab.dir.join("empty-root"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -311,6 +328,9 @@ fn apply_reports_instead_of_killing_and_finds_runc_containers() {
             "unix:///nonexistent/d.sock",
             "--runc-root",
             &root_arg,
+            "--crun-root",
+            &root_arg,
+            "--no-podman",
         ])
         .output()
         .unwrap();
@@ -321,4 +341,120 @@ fn apply_reports_instead_of_killing_and_finds_runc_containers() {
         stderr(&out)
     );
     assert!(stdout(&out).contains("compliant"), "{}", stdout(&out));
+}
+
+/// podman has no daemon: its containers are found in runc's state directory
+/// and named through `podman ps`.
+#[test]
+fn apply_finds_podman_containers_by_name() {
+    let mut lab = Lab::new("applypodman");
+    let rootfs = lab.dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sleep")).unwrap();
+    let (root, runroot) = (lab.dir.join("proot"), lab.dir.join("prunroot"));
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--runtime",
+                "runc",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-cf"])
+        .arg(lab.dir.join("r.tar"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let img = format!("localhost/{}", lab.name.to_lowercase());
+    assert!(
+        podman(&["import", &lab.dir.join("r.tar").display().to_string(), &img])
+            .status
+            .success()
+    );
+    let (r2, rr2) = (root.clone(), runroot.clone());
+    lab.on_drop(move || {
+        let _ = Command::new("podman")
+            .arg("--root")
+            .arg(&r2)
+            .arg("--runroot")
+            .arg(&rr2)
+            .args(["--storage-driver", "vfs", "rm", "-af"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let name = format!("{}-pm", lab.name);
+    let out = podman(&[
+        "run",
+        "-d",
+        "--net",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "--cgroup-parent",
+        &lab.cgroup_parent,
+        "--name",
+        &name,
+        "--label",
+        "tier=big",
+        &img,
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.set_policy(
+        "big.yaml",
+        "name: big\npriority: 5\nmatch: {labels: {tier: big}}\nmemory: {default: 128M}\n",
+    );
+    let out = Command::new(BIN)
+        .arg("apply")
+        .arg("--policy-dir")
+        .arg(&lab.policy_dir)
+        .args(["--no-docker", "--podman-root"])
+        .arg(&root)
+        .arg("--podman-runroot")
+        .arg(&runroot)
+        .arg(&name)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        row.contains("podman") && row.contains("big") && row.contains("fixed"),
+        "{row}"
+    );
+    let id = String::from_utf8_lossy(&podman(&["inspect", "-f", "{{.Id}}", &name]).stdout)
+        .trim()
+        .to_string();
+    let cg = v1_memory_root()
+        .join(lab.cgroup_parent.trim_start_matches('/'))
+        .join(format!("libpod-{id}"));
+    let lim: u64 = std::fs::read_to_string(cg.join("memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(lim, 128 * M);
 }

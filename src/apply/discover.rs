@@ -2,6 +2,7 @@
 //! engine, from runc's and crun's state directories, and from bare cgroups.
 //! What cannot be asked is reported, and the rest goes on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -66,11 +67,17 @@ pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
     } else {
         args.crun_roots.clone()
     };
+    let podman = if args.no_podman {
+        HashMap::new()
+    } else {
+        podman(args, problems)
+    };
     for root in &runc {
         runtime(
             "runc",
             root,
             !args.runc_roots.is_empty(),
+            &podman,
             &mut out,
             problems,
         );
@@ -80,6 +87,7 @@ pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
             "crun",
             root,
             !args.crun_roots.is_empty(),
+            &podman,
             &mut out,
             problems,
         );
@@ -155,6 +163,58 @@ fn docker(args: &SourceArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>)
 }
 
 #[derive(Deserialize)]
+struct PodmanEntry {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Names", default)]
+    names: Vec<String>,
+    #[serde(rename = "Image", default)]
+    image: Option<String>,
+    #[serde(rename = "Labels", default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// podman has no daemon to ask; `podman ps --format json` names its
+/// containers, which run under runc's or crun's state directory (found
+/// there, and named from here).
+fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, PodmanEntry> {
+    let explicit = args.podman_root.is_some() || args.podman_runroot.is_some();
+    let mut c = Command::new("podman");
+    if let Some(r) = &args.podman_root {
+        c.arg("--root").arg(r);
+    }
+    if let Some(r) = &args.podman_runroot {
+        c.arg("--runroot").arg(r);
+    }
+    if args.podman_root.is_some() {
+        c.args(["--storage-driver", "vfs"]);
+    }
+    let out = c
+        .args(["ps", "--format", "json"])
+        .stdin(Stdio::null())
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => {
+            if explicit {
+                problems.push(Problem {
+                    container: "podman".into(),
+                    message: format!(
+                        "podman ps failed: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                });
+            }
+            return HashMap::new();
+        }
+        // No podman on this host: nothing to ask.
+        Err(_) => return HashMap::new(),
+    };
+    let list: Vec<PodmanEntry> = serde_json::from_slice(&out).unwrap_or_default();
+    list.into_iter().map(|e| (e.id.clone(), e)).collect()
+}
+
+#[derive(Deserialize)]
 struct ListedState {
     id: String,
     #[serde(default)]
@@ -171,6 +231,7 @@ fn runtime(
     name: &'static str,
     root: &Path,
     explicit: bool,
+    podman: &HashMap<String, PodmanEntry>,
     out: &mut Vec<Target>,
     problems: &mut Vec<Problem>,
 ) {
@@ -260,11 +321,14 @@ fn runtime(
                 facts.requested = current_as_request(&dir);
             }
         }
-        out.push(Target {
-            facts,
-            source: Source::Runtime { name },
-            dir,
-        });
+        let mut source = Source::Runtime { name };
+        if let Some(p) = podman.get(&facts.id) {
+            facts.name = p.names.first().cloned();
+            facts.image = p.image.clone();
+            facts.labels = p.labels.clone().unwrap_or_default();
+            source = Source::Runtime { name: "podman" };
+        }
+        out.push(Target { facts, source, dir });
     }
 }
 
