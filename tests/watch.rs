@@ -169,6 +169,45 @@ fn oom_kills_are_recorded_counted_and_not_repeated() {
         "{m}"
     );
 
+    // An OOM kill while the watcher is down is recorded when it is back.
+    drop(_w);
+    let st = Command::new("runc")
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "s=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!st.success(), "the exec'd process was OOM-killed");
+    let _w = start_watch(&lab, port);
+    let t = Instant::now();
+    while !events(&lab)
+        .iter()
+        .any(|e| e["kind"] == "oom_kill" && e["new"] == 2)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the kill while down was lost"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kills: Vec<_> = events(&lab)
+        .into_iter()
+        .filter(|e| e["kind"] == "oom_kill")
+        .collect();
+    assert_eq!(kills.len(), 2, "one line per kill: {kills:?}");
+    assert_eq!(
+        (kills[1]["old"].as_u64(), kills[1]["new"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let before = events(&lab).len();
+
     // events prints them, filtered.
     let out = Command::new(BIN)
         .args(["events", "--state-dir"])
