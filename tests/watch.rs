@@ -243,6 +243,35 @@ fn a_leak_is_flagged_and_a_flat_workload_is_not() {
         "s=''; while :; do s=\"$s$(head -c 1048576 /dev/zero | tr '\\000' a)\"; sleep 1; done",
     );
     let flat = detached(&mut lab, "flat", None, "sleep 600");
+    // Garbage-collector-like: 8 MiB built up over 4 s, then dropped (large
+    // strings are mmap'd, so freeing them returns the memory), again and again.
+    let saw = detached(
+        &mut lab,
+        "saw",
+        Some((256 << 20, Some(256 << 20))),
+        "while :; do s=''; i=0; while [ $i -lt 8 ]; do s=\"$s$(head -c 1048576 /dev/zero | tr '\\000' a)\"; i=$((i+1)); sleep 0.5; done; done",
+    );
+    // Cache-heavy: 100 MiB of tmpfs written and read over and over.
+    let cache = detached(
+        &mut lab,
+        "cache",
+        Some((256 << 20, Some(256 << 20))),
+        "while :; do head -c 100000000 /dev/zero > /big/f; cat /big/f > /dev/null; rm /big/f; sleep 1; done",
+    );
+    let stat = |name: &str, key: &str| -> u64 {
+        let p = v1_memory_root()
+            .join(lab.cgroup_parent.trim_start_matches('/'))
+            .join(name)
+            .join("memory.stat");
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{key} "))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let (mut saw_min, mut saw_max, mut cache_max) = (u64::MAX, 0u64, 0u64);
     let t = Instant::now();
     let mut flagged = None;
     while t.elapsed() < Duration::from_secs(75) {
@@ -253,8 +282,23 @@ fn a_leak_is_flagged_and_a_flat_workload_is_not() {
             flagged = Some((t.elapsed(), e));
             break;
         }
+        if t.elapsed() > Duration::from_secs(5) {
+            let a = stat("saw", "total_rss");
+            saw_min = saw_min.min(a);
+            saw_max = saw_max.max(a);
+        }
+        cache_max = cache_max.max(stat("cache", "total_cache"));
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The quiet workloads really did what they stand for.
+    assert!(
+        saw_max - saw_min >= 6 * M,
+        "sawtooth anon between {saw_min} and {saw_max}"
+    );
+    assert!(
+        cache_max >= 90 * M,
+        "cache-heavy reached {cache_max} of page cache"
+    );
     let (after, e) = flagged.expect("the leak is flagged");
     assert_eq!(e["container"]["id"], leaker.as_str());
     let rate = e["rate"].as_f64().unwrap();
@@ -264,11 +308,15 @@ fn a_leak_is_flagged_and_a_flat_workload_is_not() {
     );
     assert!(e["time_to_limit"].as_f64().unwrap() > 0.0);
     assert!(after < Duration::from_secs(60), "flagged after {after:?}");
-    assert!(
-        !events(&lab)
-            .iter()
-            .any(|e| e["kind"] == "leak_suspected" && e["container"]["id"] == flat.as_str())
-    );
+    for quiet in [&flat, &saw, &cache] {
+        assert!(
+            !events(&lab)
+                .iter()
+                .any(|e| e["kind"] == "leak_suspected" && e["container"]["id"] == quiet.as_str()),
+            "{quiet} was flagged: {:?}",
+            events(&lab)
+        );
+    }
     let m = metrics(port);
     assert!(
         m.lines().any(|l| l.starts_with("cglimit_leak_suspected")

@@ -117,7 +117,7 @@ impl Lab {
         let bundle = self.dir.join(id);
         let rootfs = bundle.join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        for d in ["proc", "sys", "dev", "tmp"] {
+        for d in ["proc", "sys", "dev", "tmp", "big"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         let bb = rootfs.join("bin/busybox");
@@ -153,7 +153,8 @@ impl Lab {
                 {"destination": "/proc", "type": "proc", "source": "proc"},
                 {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+                {"destination": "/big", "type": "tmpfs", "source": "tmpfs", "options": ["size=200m"]}
             ],
             "hooks": if stage.is_empty() { serde_json::json!({}) } else { serde_json::json!({ stage: [{"path": BIN, "args": hook_args}] }) },
             "linux": {
