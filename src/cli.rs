@@ -264,6 +264,11 @@ pub struct WatchArgs {
     #[arg(long, default_value = "262144", value_name = "BYTES")]
     pub leak_threshold: u64,
 
+    /// v2: record a `pressure` event when the container's tasks stall on
+    /// memory this long within one second (a PSI trigger on memory.pressure).
+    #[arg(long, default_value = "150ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub pressure_stall: Duration,
+
     /// Rotate events.jsonl to events.jsonl.1 above this size.
     #[arg(long, default_value = "16777216", value_name = "BYTES")]
     pub rotate_bytes: u64,

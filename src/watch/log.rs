@@ -50,6 +50,9 @@ pub struct Event {
     /// Leak: seconds until the limit at that rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_limit: Option<f64>,
+    /// Pressure: the kernel's `some` line (`avg10=… avg60=… total=…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 pub struct EventLog {

@@ -17,6 +17,7 @@ pub mod stats;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +47,10 @@ struct Watched {
     probe: Option<stats::Probe>,
     /// Ticks since every file was last read.
     stale: u32,
+    /// v2: a PSI trigger on `memory.pressure` (POLLPRI when it fires).
+    psi: Option<File>,
+    /// Sustained pressure fires every window: one event per minute is enough.
+    last_pressure: Option<Instant>,
 }
 
 /// Every file of an unchanged container is read again after this many ticks
@@ -153,6 +158,12 @@ impl<'a> Watcher<'a> {
             .filter(|(_, w)| w.oom.is_some())
             .map(|(k, _)| k.clone())
             .collect();
+        let psi_keys: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, w)| w.psi.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
         let fired: Vec<(usize, bool)> = {
             let mut fds = vec![
                 PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
@@ -162,20 +173,31 @@ impl<'a> Watcher<'a> {
                 let (efd, _) = self.containers[k].oom.as_ref().expect("filtered");
                 fds.push(PollFd::new(efd.as_fd(), PollFlags::POLLIN));
             }
+            for k in &psi_keys {
+                let f = self.containers[k].psi.as_ref().expect("filtered");
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
+            }
             let ms = timeout.as_millis().min(60_000) as u16;
             let _ = poll(&mut fds, PollTimeout::from(ms));
             fds.iter()
                 .enumerate()
                 .map(|(i, f)| {
-                    (
-                        i,
-                        f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)),
-                    )
+                    let want = if i >= 2 + keys.len() {
+                        PollFlags::POLLPRI
+                    } else {
+                        PollFlags::POLLIN
+                    };
+                    (i, f.revents().is_some_and(|r| r.intersects(want)))
                 })
                 .collect()
         };
         for (i, ready) in fired {
             if !ready {
+                continue;
+            }
+            if i >= 2 + keys.len() {
+                let k = psi_keys[i - 2 - keys.len()].clone();
+                self.pressure(&k);
                 continue;
             }
             if i == 0 {
@@ -247,6 +269,36 @@ impl<'a> Watcher<'a> {
         w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
         self.record(vec![ev]);
         self.read_one(key, true);
+    }
+
+    /// v2 PSI trigger fired: memory stall above the threshold in the window.
+    fn pressure(&mut self, key: &str) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        if w.last_pressure
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        w.last_pressure = Some(Instant::now());
+        let detail = w
+            .dir
+            .read("memory.pressure")
+            .ok()
+            .and_then(|t| t.lines().next().map(String::from));
+        let ev = Event {
+            time: record::now_rfc3339(),
+            kind: "pressure".into(),
+            container: w.who.clone(),
+            cgroup: w.cgroup.clone(),
+            counter: Some("memory.pressure".into()),
+            usage: w.sample.usage,
+            limit: w.sample.limit,
+            detail,
+            ..Default::default()
+        };
+        self.record(vec![ev]);
     }
 
     fn record(&self, events: Vec<Event>) {
@@ -474,9 +526,14 @@ impl<'a> Watcher<'a> {
             recheck_at: None,
             probe: None,
             stale: 0,
+            psi: None,
+            last_pressure: None,
         };
         let mut w = w;
         w.probe = stats::Probe::open(&w.dir).ok();
+        if w.dir.hierarchy == Hierarchy::V2 {
+            w.psi = psi_trigger(&w.dir, self.args.pressure_stall).ok();
+        }
         self.containers.insert(cgroup.clone(), w);
         self.read_one(&cgroup, false);
     }
@@ -495,6 +552,19 @@ fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), String> {
     )
     .map_err(|e| e.to_string())?;
     Ok((efd, f))
+}
+
+/// v2: a PSI trigger: the kernel signals POLLPRI when tasks of the cgroup
+/// stall on memory for `stall` within a one-second window ("some").
+fn psi_trigger(dir: &CgroupDir, stall: Duration) -> std::io::Result<File> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(dir.path().join("memory.pressure"))?;
+    f.write_all(format!("some {} 1000000", stall.as_micros()).as_bytes())?;
+    Ok(f)
 }
 
 /// Counter rises since the last reading (or since the log's baseline, for a

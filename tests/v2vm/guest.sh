@@ -174,6 +174,12 @@ else
   fail "watch records a v2 OOM kill from memory.events" "$(cat /cglimit/state/events.jsonl /tmp/watch.log 2>&1 | tail -5)"
 fi
 grep -q '"kind":"max"' /cglimit/state/events.jsonl && pass "watch records v2 max events (limit hit)" || fail "watch records v2 max events" "$(cat /cglimit/state/events.jsonl | head -3)"
+# Memory stall above memory.high: a PSI trigger on memory.pressure fires.
+bundle /b/pres /test/pres '{}' "$(hook $P)" '["sh", "-c", "sleep 2; head -c 34603008 /dev/zero > /big/f; sleep 3"]'
+timeout 60 runc run --bundle /b/pres pres </dev/null >/dev/null 2>&1
+runc delete -f pres >/dev/null 2>&1
+grep -q '"kind":"pressure"' /cglimit/state/events.jsonl && pass "watch records memory pressure (PSI trigger)" \
+  || fail "watch records memory pressure (PSI trigger)" "$(grep -c . /cglimit/state/events.jsonl) events; $(tail -3 /tmp/watch.log)"
 kill $W
 runc delete -f oomw >/dev/null 2>&1
 
