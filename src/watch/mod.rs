@@ -266,9 +266,29 @@ impl<'a> Watcher<'a> {
             limit: w.sample.limit,
             ..Default::default()
         };
-        w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
         self.record(vec![ev]);
-        self.read_one(key, true);
+        // The notification comes as the OOM starts; `oom_kill` rises when the
+        // victim is chosen, and the cgroup may vanish soon after the kill:
+        // read again at once, for a short while, until the counter moves.
+        let before = self
+            .containers
+            .get(key)
+            .and_then(|w| w.last.get("oom_kill").copied());
+        let until = Instant::now() + Duration::from_millis(50);
+        loop {
+            self.read_one(key, true);
+            let now = self
+                .containers
+                .get(key)
+                .and_then(|w| w.last.get("oom_kill").copied());
+            if now != before || now.is_none() || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(w) = self.containers.get_mut(key) {
+            w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
+        }
     }
 
     /// v2 PSI trigger fired: memory stall above the threshold in the window.
