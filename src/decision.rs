@@ -90,6 +90,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Who refused: `policy "strict" (file:line)`, or cglimit itself when
+    /// no policy matched.
+    pub fn refused_by(&self) -> String {
+        self.policy
+            .as_ref()
+            .map(|p| format!("policy {p:?} ({})", self.origin.as_deref().unwrap_or("?")))
+            .unwrap_or_else(|| "cglimit".into())
+    }
+
     pub fn is_denied(&self) -> bool {
         matches!(self.verdict, Verdict::Deny { .. })
     }

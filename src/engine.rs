@@ -25,6 +25,20 @@ pub struct EngineFacts {
     pub labels: BTreeMap<String, String>,
 }
 
+impl ListEntry {
+    /// Docker lists names with a leading `/`.
+    fn facts(self) -> EngineFacts {
+        EngineFacts {
+            name: self
+                .names
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string()),
+            image: self.image,
+            labels: self.labels.unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ListEntry {
     #[serde(rename = "Id")]
@@ -66,14 +80,7 @@ pub fn lookup(
     Ok(list
         .into_iter()
         .find(|e| e.id == id || e.id.starts_with(id))
-        .map(|e| EngineFacts {
-            name: e
-                .names
-                .first()
-                .map(|n| n.trim_start_matches('/').to_string()),
-            image: e.image,
-            labels: e.labels.unwrap_or_default(),
-        }))
+        .map(ListEntry::facts))
 }
 
 /// A running container as the engine lists and inspects it.
@@ -127,14 +134,7 @@ pub fn running(socket: &std::path::Path, timeout: Duration) -> Result<Vec<Runnin
             continue;
         };
         out.push(Running {
-            facts: EngineFacts {
-                name: e
-                    .names
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string()),
-                image: e.image,
-                labels: e.labels.unwrap_or_default(),
-            },
+            facts: e.facts(),
             ..r
         });
     }

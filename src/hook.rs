@@ -110,11 +110,7 @@ fn finish(args: &HookArgs, run: &Run, result: Result<(), HookError>) -> ExitCode
         }
         (Ok(()), Some(d)) => match &d.verdict {
             Verdict::Deny { message } => {
-                let by = d
-                    .policy
-                    .as_ref()
-                    .map(|p| format!("policy {p:?} ({})", d.origin.as_deref().unwrap_or("?")))
-                    .unwrap_or_else(|| "cglimit".into());
+                let by = d.refused_by();
                 log::error!("{who}: refused by {by}: {message}");
                 user_error(&format!("{who} refused by {by}: {message}"));
                 ("denied", ExitCode::from(1), None)

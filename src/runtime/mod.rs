@@ -249,11 +249,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
     let d = decision::decide_chosen(chosen, &facts);
     let result = match &d.verdict {
         Verdict::Deny { message } => {
-            let by = d
-                .policy
-                .as_ref()
-                .map(|p| format!("policy {p:?} ({})", d.origin.as_deref().unwrap_or("?")))
-                .unwrap_or_else(|| "cglimit".into());
+            let by = d.refused_by();
             Err(Failure::Denied(format!("{who} refused by {by}: {message}")))
         }
         Verdict::Apply => {
