@@ -74,6 +74,21 @@ pub struct PolicyArgs {
     /// Directory of policy files (*.yaml, *.yml), or one file.
     #[arg(long, default_value = "/etc/cglimit/policies", value_name = "DIR")]
     pub policy_dir: PathBuf,
+    /// Accept policy files (and the directories leading to them) that a
+    /// user other than root, or than the user cglimit runs as, could change.
+    /// By default such files are refused, as sudo and sshd refuse theirs.
+    #[arg(long)]
+    pub insecure_policy_perms: bool,
+}
+
+impl PolicyArgs {
+    /// Refuses policies others could have written, unless told not to.
+    pub fn check_perms(&self) -> Result<(), crate::policy::perms::Unsafe> {
+        if self.insecure_policy_perms {
+            return Ok(());
+        }
+        crate::policy::perms::check_policies(&self.policy_dir)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]

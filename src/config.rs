@@ -31,11 +31,15 @@ pub struct FileConfig {
     pub engine_timeout: Option<String>,
     /// The engine's socket, `unix:///var/run/docker.sock` by default.
     pub docker_host: Option<String>,
+    /// Accept policy files others than root could change (not advised).
+    pub insecure_policy_perms: Option<bool>,
 }
 
 /// Reads the file; a missing default file is an empty configuration, a
-/// missing explicit one is an error.
-pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+/// missing explicit one is an error. The file names the binary the wrapper
+/// runs as root, so one that others could change is refused unless
+/// `insecure` (`--insecure-policy-perms`) says otherwise.
+pub fn load(path: Option<&Path>, insecure: bool) -> Result<FileConfig, String> {
     let from_env = std::env::var_os(ENV).map(PathBuf::from);
     let (path, explicit) = match (path, &from_env) {
         (Some(p), _) => (p, true),
@@ -49,6 +53,9 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
         }
         Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
     };
+    if !insecure {
+        crate::policy::perms::check_file(path).map_err(|e| format!("untrusted config: {e}"))?;
+    }
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
@@ -76,14 +83,14 @@ mod tests {
             "policyDir: /p\nruntime: /usr/bin/runc\nonError: allow\nlogFile: /l\nstateDir: /s\ncacheDir: /c\nengineTimeout: 100ms\ndockerHost: unix:///d.sock\n",
         )
         .unwrap();
-        let c = load(Some(&p)).unwrap();
+        let c = load(Some(&p), false).unwrap();
         assert_eq!(c.policy_dir, Some("/p".into()));
         assert_eq!(c.on_error, Some(OnError::Allow));
         assert_eq!(c.engine_timeout.as_deref(), Some("100ms"));
         std::fs::write(&p, "policyDir: /p\nruntme: runc\n").unwrap();
-        let e = load(Some(&p)).unwrap_err();
+        let e = load(Some(&p), false).unwrap_err();
         assert!(e.contains(":2:") && e.contains("runtme"), "{e}");
-        assert!(load(Some(&dir.join("missing.yaml"))).is_err());
+        assert!(load(Some(&dir.join("missing.yaml")), false).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -137,7 +137,40 @@ pub fn decide_chosen(chosen: Option<select::Chosen>, facts: &Facts) -> Decision 
             ),
         );
     };
-    decide_with(&chosen.policy, facts, chosen.why)
+    let Some(base) = &chosen.baseline else {
+        return decide_with(&chosen.policy, facts, chosen.why);
+    };
+    let (policy, notes) = bounded_by(&chosen.policy, base);
+    let mut d = decide_with(&policy, facts, chosen.why);
+    d.notes.splice(0..0, notes);
+    d
+}
+
+/// Caps a policy selected through container-controlled keys at the
+/// baseline's maximum: defaults, minimums and maximums above it come down
+/// to it, so a label cannot buy a container more than the operator's own
+/// selection gives it. Lower bounds stay as written.
+fn bounded_by(policy: &Policy, base: &Policy) -> (Policy, Vec<String>) {
+    let mut p = policy.clone();
+    let mut notes = Vec::new();
+    for (field, b, cap) in [
+        ("memory", &mut p.memory, base.memory.max),
+        ("swap", &mut p.swap, base.swap.max),
+    ] {
+        if b.max <= cap {
+            continue;
+        }
+        notes.push(format!(
+            "{field} max {} of {:?} is capped at {cap}, the max of {:?}: it was selected through keys the container's creator sets",
+            b.max, policy.name, base.name
+        ));
+        b.max = cap;
+        b.default = b.default.map(|d| d.min(cap));
+        if let Limit::Bytes(c) = cap {
+            b.min = b.min.min(c);
+        }
+    }
+    (p, notes)
 }
 
 /// Applies one policy to a container's request.
@@ -517,5 +550,66 @@ mod tests {
             assert!(l.memory_swap() >= l.memory);
             assert!(l.high.is_some_and(|h| h <= l.memory));
         }
+    }
+
+    const TRUST: &str = "name: default\nmemory: {max: 2G}\nswap: {max: 0}\n---\nname: big\npriority: 10\nmatch: {labels: {tier: batch}}\nmemory: {default: 4G, min: 3G, max: 16G}\nswap: {max: 4G}\n";
+
+    fn labelled(text: &str, memory: Option<i64>) -> Decision {
+        let p = parse_file(Path::new("t.yaml"), text).unwrap();
+        let f = Facts {
+            labels: [("tier".to_string(), "batch".to_string())].into(),
+            ..ask(memory, None)
+        };
+        decide(&p, &f)
+    }
+
+    #[test]
+    fn a_label_cannot_lift_a_container_above_the_baseline() {
+        // Asked 6G: the label policy allows 16G, the baseline only 2G.
+        let d = labelled(TRUST, gi(6));
+        assert_eq!(d.policy.as_deref(), Some("big"));
+        assert_eq!(d.limits.memory, b(2 * G));
+        assert_eq!(d.limits.swap, b(0));
+        assert!(d.why.contains("tier"), "{}", d.why);
+        assert!(d.why.contains("\"default\""), "{}", d.why);
+        assert!(
+            d.notes.iter().any(|n| n.contains("memory max 16G")),
+            "{:?}",
+            d.notes
+        );
+        // Nothing asked: the default and the min come down to the cap too.
+        let d = labelled(TRUST, None);
+        assert_eq!(d.limits.memory, b(2 * G));
+    }
+
+    #[test]
+    fn a_trusted_key_may_lift_it() {
+        let text = format!("{TRUST}trust: [tier]\n");
+        let d = labelled(&text, gi(6));
+        assert_eq!(d.limits.memory, b(6 * G));
+        assert_eq!(d.limits.swap, b(4 * G));
+        assert!(d.notes.is_empty(), "{:?}", d.notes);
+        assert!(!d.why.contains("creator"), "{}", d.why);
+    }
+
+    #[test]
+    fn a_label_may_always_lower_limits() {
+        let text = "name: default\nmemory: {max: 2G}\n---\nname: small\npriority: 10\nmatch: {annotations: {tier: batch}}\nmemory: {max: 256M}\n";
+        let p = parse_file(Path::new("t.yaml"), text).unwrap();
+        let f = Facts {
+            annotations: [("tier".to_string(), "batch".to_string())].into(),
+            ..ask(gi(1), None)
+        };
+        let d = decide(&p, &f);
+        assert_eq!(d.limits.memory, b(256 * M));
+        assert!(d.notes.is_empty(), "{:?}", d.notes);
+    }
+
+    #[test]
+    fn without_a_baseline_nothing_caps_and_the_reason_says_so() {
+        let text = "name: big\nmatch: {labels: {tier: batch}}\nmemory: {max: 16G}\n";
+        let d = labelled(text, gi(6));
+        assert_eq!(d.limits.memory, b(6 * G));
+        assert!(d.why.contains("no other matching policy"), "{}", d.why);
     }
 }

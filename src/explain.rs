@@ -32,6 +32,9 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
 
 fn explain(args: &ExplainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let facts = gather(args)?;
+    if let Err(e) = args.policy.check_perms() {
+        eprintln!("warning: the hook and apply would refuse these policies: {e}");
+    }
     let policies = policy::load_path(&args.policy.policy_dir)?;
     let matching = select::matching(&policies, &facts);
     let d = decision::decide(&policies, &facts);

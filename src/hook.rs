@@ -16,6 +16,7 @@ use crate::cli::{HookArgs, OnError};
 use crate::decision::{self, Decision, Verdict};
 use crate::facts::Facts;
 use crate::oci::{self, OciError};
+use crate::policy::perms::Unsafe;
 use crate::policy::{self, PolicyErrors};
 use crate::record::{self, DecisionRecord};
 use crate::size::Limit;
@@ -24,6 +25,7 @@ use crate::size::Limit;
 pub enum HookError {
     Oci(OciError),
     Policy(PolicyErrors),
+    Perms(Unsafe),
     Cgroup(CgroupError),
     NoPid,
 }
@@ -33,6 +35,7 @@ impl fmt::Display for HookError {
         match self {
             HookError::Oci(e) => e.fmt(f),
             HookError::Policy(e) => write!(f, "invalid policy:\n{e}"),
+            HookError::Perms(e) => write!(f, "untrusted policy: {e}"),
             HookError::Cgroup(e) => e.fmt(f),
             HookError::NoPid => f.write_str(
                 "the container state has no \"pid\": run cglimit as a createRuntime or prestart hook",
@@ -50,6 +53,8 @@ struct Run {
 
 pub fn run(args: &HookArgs) -> ExitCode {
     let started = std::time::Instant::now();
+    // Before the watchdog thread exists: capabilities are per thread.
+    crate::privilege::drop_for_hook();
     // Held from the first cgroup write until exit, so the watchdog never
     // ends the process between a write and its rollback.
     let enforcing = Arc::new(Mutex::new(()));
@@ -77,6 +82,7 @@ fn decide_and_enforce(
     run.facts = oci::facts(&state, &config);
     let (dir, cgroup_path) = cgroup::for_pid(pid).map_err(HookError::Cgroup)?;
     run.facts.cgroup = Some(cgroup_path);
+    args.policy.check_perms().map_err(HookError::Perms)?;
     let cache = (!args.no_cache).then_some(args.cache_dir.as_path());
     let chosen = policy::cache::choose(&args.policy.policy_dir, cache, &run.facts)
         .map_err(HookError::Policy)?;

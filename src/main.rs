@@ -1,28 +1,8 @@
 //! cglimit: memory limits for every container, enforced in its cgroup.
 
-mod apply;
-mod cgroup;
-mod cli;
-mod config;
-mod decision;
-mod engine;
-mod events;
-mod explain;
-mod facts;
-mod glob;
-mod hook;
-mod logger;
-mod oci;
-mod policy;
-mod record;
-mod runtime;
-mod select;
-mod size;
-mod top;
-mod validate;
-mod watch;
-
 use std::process::ExitCode;
+
+use cglimit::{apply, cli, events, explain, hook, logger, runtime, top, validate, watch};
 
 use clap::Parser;
 

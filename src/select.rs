@@ -24,6 +24,22 @@ pub trait Candidate {
     fn cgroups(&self) -> impl Iterator<Item = &str>;
     fn labels(&self) -> impl Iterator<Item = (&str, &str)>;
     fn annotations(&self) -> impl Iterator<Item = (&str, &str)>;
+    /// Label and annotation keys the operator vouches for (`trust:`).
+    fn trusted(&self) -> impl Iterator<Item = &str>;
+
+    /// Selector keys on labels and annotations that the container's
+    /// creator controls and `trust` does not list.
+    fn untrusted_keys(&self) -> impl Iterator<Item = &str> {
+        self.labels()
+            .chain(self.annotations())
+            .map(|(k, _)| k)
+            .filter(move |k| !self.trusted().any(|t| t == *k))
+    }
+
+    /// Whether the selection depends on data the container's creator sets.
+    fn container_controlled(&self) -> bool {
+        self.untrusted_keys().next().is_some()
+    }
 
     /// How many keys constrain the selection: the tie-breaker after priority.
     fn specificity(&self) -> usize {
@@ -83,6 +99,9 @@ impl Candidate for Policy {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
+    fn trusted(&self) -> impl Iterator<Item = &str> {
+        self.trust.iter().map(String::as_str)
+    }
 }
 
 impl<T: Candidate> Candidate for &T {
@@ -109,6 +128,9 @@ impl<T: Candidate> Candidate for &T {
     }
     fn annotations(&self) -> impl Iterator<Item = (&str, &str)> {
         (*self).annotations()
+    }
+    fn trusted(&self) -> impl Iterator<Item = &str> {
+        (*self).trusted()
     }
 }
 
@@ -144,41 +166,104 @@ pub fn matching<'p>(policies: &'p [Policy], facts: &Facts) -> Vec<&'p Policy> {
     m
 }
 
-/// The most preferred matching candidate and the runner-up, in one pass.
-pub fn top_two<C: Candidate>(
-    candidates: impl Iterator<Item = C>,
-    facts: &Facts,
-) -> (Option<C>, Option<C>) {
-    let (mut first, mut second): (Option<C>, Option<C>) = (None, None);
+/// The outcome of one pass over the candidates.
+pub struct Ranking<C> {
+    /// The most preferred matching candidate.
+    pub first: Option<C>,
+    /// The runner-up, for [`why_first`].
+    pub second: Option<C>,
+    /// The most preferred matching candidate that no container-controlled
+    /// key selects: what the container gets without its labels and annotations.
+    pub baseline: Option<C>,
+}
+
+/// The winner, the runner-up and the baseline, in one pass.
+pub fn rank<C: Candidate + Copy>(candidates: impl Iterator<Item = C>, facts: &Facts) -> Ranking<C> {
+    let mut r = Ranking {
+        first: None,
+        second: None,
+        baseline: None,
+    };
     for c in candidates.filter(|c| c.matches(facts)) {
-        match &first {
+        if !c.container_controlled()
+            && r.baseline
+                .as_ref()
+                .is_none_or(|b| preference(&c, b) == Ordering::Less)
+        {
+            r.baseline = Some(c);
+        }
+        match &r.first {
             Some(f) if preference(&c, f) != Ordering::Less => {
-                if second
+                if r.second
                     .as_ref()
                     .is_none_or(|s| preference(&c, s) == Ordering::Less)
                 {
-                    second = Some(c);
+                    r.second = Some(c);
                 }
             }
-            _ => second = first.replace(c),
+            _ => r.second = r.first.replace(c),
         }
     }
-    (first, second)
+    r
 }
 
 /// The chosen policy and why it was chosen.
 pub struct Chosen {
     pub policy: Policy,
     pub why: String,
+    /// Set when the policy was selected through keys the container's
+    /// creator controls: its bounds are capped at this policy's maximum.
+    pub baseline: Option<Policy>,
+}
+
+impl<C: Candidate + Copy> Ranking<C> {
+    /// The chosen policy, decoding only the winner (and its baseline when
+    /// one caps it); `None` when nothing matches, `Err` when decoding fails.
+    pub fn chosen<E>(&self, decode: impl Fn(&C) -> Result<Policy, E>) -> Result<Option<Chosen>, E> {
+        let Some(w) = &self.first else {
+            return Ok(None);
+        };
+        let mut why = why_first(w, self.second.as_ref());
+        let baseline = if w.container_controlled() {
+            let keys: Vec<&str> = w.untrusted_keys().collect();
+            match &self.baseline {
+                Some(b) => {
+                    why.push_str(&format!(
+                        "; selected through {}, set by the container's creator and not in its trust list, so bounded by the maximum of {:?}",
+                        keys_named(&keys),
+                        b.name()
+                    ));
+                    Some(decode(b)?)
+                }
+                None => {
+                    why.push_str(&format!(
+                        "; selected through {}, set by the container's creator, with no other matching policy to bound it",
+                        keys_named(&keys)
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Some(Chosen {
+            policy: decode(w)?,
+            why,
+            baseline,
+        }))
+    }
+}
+
+fn keys_named(keys: &[&str]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+    format!("label/annotation {}", quoted.join(", "))
 }
 
 /// Chooses among fully decoded policies.
 pub fn choose(policies: &[Policy], facts: &Facts) -> Option<Chosen> {
-    let (w, r) = top_two(policies.iter(), facts);
-    w.map(|w| Chosen {
-        why: why_first(w, r),
-        policy: w.clone(),
-    })
+    let r = rank(policies.iter(), facts);
+    let decoded: Result<_, std::convert::Infallible> = r.chosen(|p| Ok((*p).clone()));
+    decoded.unwrap_or_else(|never| match never {})
 }
 
 /// Why the winner beat the runner-up, in words for `explain` and the log.
@@ -284,9 +369,12 @@ mod tests {
         assert!(why_first(m[1], Some(m[2])).contains("name sorts first"));
         assert!(why_first(m[2], Some(m[3])).contains("highest priority"));
         // The one-pass choice agrees with the full sort.
-        let (w, r) = top_two(p.iter(), &facts());
+        let r = rank(p.iter(), &facts());
         assert_eq!(
-            (w.unwrap().name.as_str(), r.unwrap().name.as_str()),
+            (
+                r.first.unwrap().name.as_str(),
+                r.second.unwrap().name.as_str()
+            ),
             ("web", "a-default")
         );
     }

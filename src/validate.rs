@@ -32,6 +32,13 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     for e in &errors {
         eprintln!("{e}");
     }
+    // Files in a checkout belong to whoever checked them out: a warning
+    // here, a refusal where policies are enforced.
+    for path in &args.paths {
+        if let Err(e) = policy::perms::check_policies(path) {
+            eprintln!("warning: the hook and apply would refuse this: {e}");
+        }
+    }
     if !errors.is_empty() {
         eprintln!("{} error(s)", errors.len());
         return ExitCode::from(1);

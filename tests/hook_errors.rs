@@ -259,12 +259,22 @@ fn explain_writes_nothing_and_says_why() {
         text.contains("highest priority (5 over 0 of \"default\")"),
         "{text}"
     );
+    // The label is the container creator's to set: "web" cannot give more
+    // than the default's max.
     assert!(
-        text.contains("memory 512M, swap 0 (memory+swap 512M)"),
+        text.contains("selected through label/annotation \"tier\", set by the container's creator"),
         "{text}"
     );
     assert!(
-        text.contains("memory 1G crosses max 512M: clamped to 512M"),
+        text.contains("memory 256M, swap 0 (memory+swap 256M)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("memory max 512M of \"web\" is capped at 256M, the max of \"default\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("memory 1G crosses max 256M: clamped to 256M"),
         "{text}"
     );
     assert!(!lab.state_dir.exists());

@@ -37,7 +37,7 @@ fn docker_containers_get_their_policys_limits() {
     let lab = Lab::new("docker");
     lab.set_policy(
         "labelled.yaml",
-        "name: big\npriority: 5\nmatch: {labels: {tier: big}}\nmemory: {default: 128M, max: 512M}\nswap: {default: 0, max: 0}\nhigh: 75%\n---\nname: strict\npriority: 5\nmatch: {names: ['denyme-*']}\nmemory: {default: 64M, max: 256M}\nonViolation: deny\nmessage: ask the platform team for more than 256M\n",
+        "name: big\npriority: 5\nmatch: {labels: {tier: big}}\nmemory: {default: 128M, max: 512M}\nswap: {default: 0, max: 0}\nhigh: 75%\n---\nname: huge\npriority: 5\nmatch: {labels: {tier: huge}}\ntrust: [tier]\nmemory: {max: 512M}\nswap: {max: 0}\nhigh: 75%\n---\nname: strict\npriority: 5\nmatch: {names: ['denyme-*']}\nmemory: {default: 64M, max: 256M}\nonViolation: deny\nmessage: ask the platform team for more than 256M\n",
     );
     let d = Dockerd::start(&lab, &runtime_args(&lab));
 
@@ -48,6 +48,25 @@ fn docker_containers_get_their_policys_limits() {
     // A label selects its policy (names and labels come from the engine).
     let out = run(&d, &["--label", "tier=big"]);
     assert_eq!(limits_seen(&out), (128 * M, 128 * M, 96 * M));
+    // A label is the container creator's to set: it cannot lift the
+    // container above the default's max (256M) unless the key is trusted.
+    let out = run(
+        &d,
+        &["--label", "tier=big", "-m", "400m", "--memory-swap", "400m"],
+    );
+    assert_eq!(limits_seen(&out), (256 * M, 256 * M, 192 * M));
+    let out = run(
+        &d,
+        &[
+            "--label",
+            "tier=huge",
+            "-m",
+            "400m",
+            "--memory-swap",
+            "400m",
+        ],
+    );
+    assert_eq!(limits_seen(&out), (400 * M, 400 * M, 300 * M));
     // -m 1g --memory-swap 1g above max: clamped, and no swap (it asked for none).
     let out = run(&d, &["-m", "1g", "--memory-swap", "1g"]);
     assert_eq!(limits_seen(&out), (256 * M, 256 * M, 128 * M));

@@ -111,6 +111,9 @@ pub fn run(args: &ApplyArgs) -> ExitCode {
 }
 
 fn pass(args: &ApplyArgs) -> Result<(Vec<Row>, Vec<Problem>), String> {
+    args.policy
+        .check_perms()
+        .map_err(|e| format!("untrusted policy: {e}"))?;
     let policies =
         policy::load_path(&args.policy.policy_dir).map_err(|e| format!("invalid policy:\n{e}"))?;
     let mut problems = Vec::new();

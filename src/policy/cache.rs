@@ -30,7 +30,7 @@ use crate::size::Limit;
 
 /// Names the format; a new layout gets a new number, so an old cache is
 /// simply not recognised (and rewritten).
-const MAGIC: &[u8; 8] = b"CGLPOL\x00\x02";
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x03";
 /// Files changed more recently than this are not cached.
 pub const RACY: Duration = Duration::from_secs(2);
 
@@ -92,12 +92,8 @@ impl Compiled {
 
     fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
         let entries = self.entries()?;
-        let (w, r) = select::top_two(entries.iter(), facts);
-        let Some(w) = w else { return Ok(None) };
-        Ok(Some(Chosen {
-            why: select::why_first(w, r),
-            policy: decode_record(w.record, &self.files).ok_or(Damaged)?,
-        }))
+        select::rank(entries.iter(), facts)
+            .chosen(|e| decode_record(e.record, &self.files).ok_or(Damaged))
     }
 
     #[cfg(test)]
@@ -413,6 +409,7 @@ fn encode(e: &mut Enc, policies: &[Policy]) {
         e.strs(&s.cgroups);
         e.map(&s.labels);
         e.map(&s.annotations);
+        e.strs(&p.trust);
         e.bounds(&p.memory);
         e.bounds(&p.swap);
         match p.high {
@@ -459,6 +456,7 @@ struct Entry<'a> {
     cgroups: List<'a>,
     labels: List<'a>,
     annotations: List<'a>,
+    trusted: List<'a>,
     record: &'a [u8],
 }
 
@@ -493,6 +491,7 @@ impl<'a> Entry<'a> {
             cgroups: d.list(1)?,
             labels: d.list(2)?,
             annotations: d.list(2)?,
+            trusted: d.list(1)?,
             record,
         })
     }
@@ -523,6 +522,9 @@ impl Candidate for Entry<'_> {
     fn annotations(&self) -> impl Iterator<Item = (&str, &str)> {
         self.annotations.pairs()
     }
+    fn trusted(&self) -> impl Iterator<Item = &str> {
+        self.trusted.strs()
+    }
 }
 
 fn decode_record(record: &[u8], files: &[Arc<Path>]) -> Option<Policy> {
@@ -538,6 +540,7 @@ fn decode_record(record: &[u8], files: &[Arc<Path>]) -> Option<Policy> {
     };
     selector.labels = d.map()?;
     selector.annotations = d.map()?;
+    let trust = d.strs()?;
     let memory = d.bounds()?;
     let swap = d.bounds()?;
     let high = match d.u8()? {
@@ -568,6 +571,7 @@ fn decode_record(record: &[u8], files: &[Arc<Path>]) -> Option<Policy> {
         high,
         on_violation,
         message,
+        trust,
         origin: Origin { file, line },
     })
 }
@@ -657,7 +661,7 @@ mod tests {
     fn compiled_choice_equals_parsed_choice() {
         let parsed = super::super::parse_file(
             Path::new("x.yaml"),
-            "name: all\n---\nname: web\nmatch: {names: [web-*]}\n---\nname: hi\npriority: 2\nmatch: {labels: {tier: f*}}\n---\nname: none\nmatch: {ids: [zzz]}\n",
+            "name: all\n---\nname: web\nmatch: {names: [web-*]}\n---\nname: hi\npriority: 2\nmatch: {labels: {tier: f*}}\nmemory: {max: 9G}\n---\nname: none\nmatch: {ids: [zzz]}\n---\nname: trusted\npriority: 3\nmatch: {labels: {team: x}}\ntrust: [team]\n",
         )
         .unwrap();
         let (_, c) = compiled(&parsed);
@@ -669,6 +673,12 @@ mod tests {
                 Some("web-1"),
                 vec![("tier", "front")],
                 "hi",
+                "bounded by the maximum of \"web\"",
+            ),
+            (
+                Some("web-1"),
+                vec![("tier", "front"), ("team", "x")],
+                "trusted",
                 "highest priority",
             ),
         ] {
@@ -684,6 +694,7 @@ mod tests {
             let a = c.choose(&f).unwrap().unwrap();
             let b = select::choose(&parsed, &f).unwrap();
             assert_eq!(a.policy, b.policy);
+            assert_eq!(a.baseline, b.baseline);
             assert_eq!(a.policy.name, want);
             assert_eq!(a.why, b.why);
             assert!(a.why.contains(why), "{}", a.why);

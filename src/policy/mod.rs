@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 use crate::size::{self, Limit};
 
 pub mod cache;
+pub mod perms;
 
 /// What to do when a container asks for more (or less) than a policy allows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -90,6 +91,11 @@ pub struct Policy {
     pub on_violation: Action,
     /// Shown to the user when `deny` refuses a container.
     pub message: Option<String>,
+    /// Label and annotation keys of the selector that the operator vouches
+    /// for: whoever starts a container sets its labels and annotations, so
+    /// a policy selected through any other such key cannot grant more than
+    /// the policy that would apply without it (see [`crate::select`]).
+    pub trust: Vec<String>,
     pub origin: Origin,
 }
 
@@ -157,6 +163,8 @@ struct RawPolicy {
     on_violation: Action,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    trust: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -425,10 +433,20 @@ fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<Po
     let memory = cx.bounds(&raw.memory, "memory");
     let swap = cx.bounds(&raw.swap, "swap");
     let high = cx.high(&raw.high);
+    let s = raw.selector;
+    for key in &raw.trust {
+        let k = key.value.as_str();
+        if !s.labels.contains_key(k) && !s.annotations.contains_key(k) {
+            cx.err(
+                key,
+                "trust",
+                format!("{k:?} is not a label or annotation key of this policy's match"),
+            );
+        }
+    }
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
-    let s = raw.selector;
     Ok(Policy {
         name: raw.name.value,
         priority: raw.priority,
@@ -445,6 +463,7 @@ fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<Po
         high,
         on_violation: raw.on_violation,
         message: raw.message,
+        trust: raw.trust.into_iter().map(|k| k.value).collect(),
         origin: Origin {
             file: std::sync::Arc::clone(file),
             line: raw.name.referenced.line(),
@@ -501,6 +520,21 @@ swap:   {default: 0, max: 1G}
 high: 90%
 onViolation: clamp
 ";
+
+    #[test]
+    fn trust_names_keys_of_the_match() {
+        let p =
+            parse("name: t\nmatch: {labels: {tier: b*}, annotations: {x: y}}\ntrust: [tier, x]\n")
+                .unwrap();
+        assert_eq!(p[0].trust, ["tier", "x"]);
+        let e = one_error("name: t\nmatch: {labels: {tier: b*}}\ntrust:\n  - tier\n  - teir\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (5, 5, "trust"));
+        assert!(
+            e.message
+                .contains("\"teir\" is not a label or annotation key"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_documented_shape_loads() {

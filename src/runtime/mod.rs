@@ -6,8 +6,8 @@
 //! Then the real runtime is `exec`ed with the argv unchanged, so every other
 //! verb, global flag, exit status, stdout byte and signal is runc's own.
 
-mod argv;
-mod spec;
+pub mod argv;
+pub mod spec;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -36,7 +36,11 @@ struct Options {
     cache_dir: Option<PathBuf>,
     engine_timeout: Duration,
     docker_host: Option<String>,
+    insecure_policy_perms: bool,
 }
+
+/// The wrapper's flags that take no value.
+const SWITCHES: &[&str] = &["--no-cache", "--insecure-policy-perms"];
 
 /// The wrapper's own flags at the front of argv, and where runc's begin.
 fn own_flags(args: &[String]) -> (Vec<(&str, Option<&str>)>, usize) {
@@ -59,7 +63,7 @@ fn own_flags(args: &[String]) -> (Vec<(&str, Option<&str>)>, usize) {
                 | "--engine-timeout"
                 | "--docker-host"
         );
-        if !takes_value && name != "--no-cache" {
+        if !takes_value && !SWITCHES.contains(&name) {
             break;
         }
         let value = match (takes_value, inline) {
@@ -80,7 +84,7 @@ fn own_flags(args: &[String]) -> (Vec<(&str, Option<&str>)>, usize) {
 fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
     if let Some((name, _)) = flags
         .iter()
-        .find(|(n, v)| v.is_none() && *n != "--no-cache")
+        .find(|(n, v)| v.is_none() && !SWITCHES.contains(n))
     {
         return Err(format!("{name} needs a value"));
     }
@@ -89,7 +93,8 @@ fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
         .rev()
         .find(|(n, _)| *n == "--config")
         .and_then(|(_, v)| v.map(PathBuf::from));
-    let file = config::load(config_path.as_deref())?;
+    let insecure = flags.iter().any(|(n, _)| *n == "--insecure-policy-perms");
+    let file = config::load(config_path.as_deref(), insecure)?;
     let mut o = Options {
         policy_dir: file
             .policy_dir
@@ -109,6 +114,7 @@ fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
         docker_host: file
             .docker_host
             .or_else(|| std::env::var("DOCKER_HOST").ok()),
+        insecure_policy_perms: insecure || file.insecure_policy_perms.unwrap_or(false),
     };
     for &(name, value) in flags {
         let v = value.unwrap_or_default();
@@ -127,6 +133,7 @@ fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
             "--state-dir" => o.state_dir = Some(v.into()),
             "--cache-dir" => o.cache_dir = Some(v.into()),
             "--no-cache" => o.cache_dir = None,
+            "--insecure-policy-perms" => {}
             "--engine-timeout" => o.engine_timeout = parse_duration(v)?,
             "--docker-host" => o.docker_host = Some(v.into()),
             _ => unreachable!("listed above"),
@@ -152,6 +159,9 @@ pub fn main(raw: &[OsString]) -> ExitCode {
         }
     };
     init_log(opts.log_file.as_deref(), &runc_args);
+    if runc_args.creates() {
+        crate::privilege::drop_for_wrapper();
+    }
     if runc_args.creates()
         && let Err(e) = decide_and_write(&opts, &runc_args)
     {
@@ -244,6 +254,10 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
         .map_err(|e| err(format!("invalid config: {e}")))?;
     let (facts, engine_time) = gather(o, &id, &narrow, &tree);
     let who = crate::hook::describe(&facts);
+    if !o.insecure_policy_perms {
+        policy::perms::check_policies(&o.policy_dir)
+            .map_err(|e| Failure::Error(format!("{who}: untrusted policy: {e}")))?;
+    }
     let chosen = policy::cache::choose(&o.policy_dir, o.cache_dir.as_deref(), &facts)
         .map_err(|e| Failure::Error(format!("{who}: invalid policy:\n{e}")))?;
     let d = decision::decide_chosen(chosen, &facts);
