@@ -1,8 +1,9 @@
 //! Records: one JSON line per decision in `STATE_DIR/decisions.jsonl`, read
 //! later by the watcher and by people.
 //!
-//! Each line is built whole in memory and written with a single `write(2)`
-//! on an `O_APPEND` descriptor, so concurrent hooks never interleave lines.
+//! Each line is built whole in memory and appended under an exclusive
+//! `flock` (see [`append_lines`]), so concurrent hooks never interleave
+//! lines and no fault leaves a partial one behind.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,25 +24,71 @@ pub fn append<T: Serialize>(state_dir: &Path, file: &str, record: &T) -> Result<
     std::fs::create_dir_all(state_dir).map_err(err)?;
     let mut line = serde_json::to_vec(record).map_err(|e| err(e.into()))?;
     line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
+    append_lines(&path, &line, false).map_err(err)
+}
+
+/// Appends whole lines to a JSON-lines file that several processes write
+/// (hooks, wrappers, `apply`, the watcher), so that after any fault every
+/// line still parses:
+/// - writers take an exclusive `flock` for the append, so their lines never
+///   interleave and each knows where its own line starts;
+/// - a write that fails part-way (disk full, quota) is cut back off, so no
+///   partial line stays behind;
+/// - a writer killed mid-write (SIGKILL cannot be caught) can leave a torn
+///   last line; the next writer finds the file not ending in a newline
+///   while it holds the lock, and cuts the torn line off before appending.
+///
+/// With `sync`, returns once the data is on disk (`fdatasync`).
+pub fn append_lines(path: &Path, lines: &[u8], sync: bool) -> std::io::Result<()> {
+    use nix::fcntl::{Flock, FlockArg};
+    let f = std::fs::OpenOptions::new()
         .append(true)
+        .read(true)
         .create(true)
         .mode(0o640)
-        .custom_flags(libc_o_cloexec())
-        .open(&path)
-        .map_err(err)?;
-    let n = f.write(&line).map_err(err)?;
-    if n != line.len() {
-        // A short append (disk full) leaves a partial line; end it so the
-        // next record still starts on its own line, and report the failure.
-        let _ = f.write(b"\n");
-        return Err(err(std::io::Error::from_raw_os_error(28)));
+        .custom_flags(nix::fcntl::OFlag::O_CLOEXEC.bits())
+        .open(path)?;
+    let mut f =
+        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| std::io::Error::from(e))?;
+    let start = cut_torn_tail(&f)?;
+    if let Err(e) = f
+        .write_all(lines)
+        .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+    {
+        let _ = f.set_len(start);
+        return Err(e);
     }
     Ok(())
 }
 
-fn libc_o_cloexec() -> i32 {
-    nix::fcntl::OFlag::O_CLOEXEC.bits()
+/// Cuts off a last line without its newline; returns the file's length.
+fn cut_torn_tail(f: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    f.read_exact_at(&mut last, len - 1)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    // Look back for the end of the last whole line, a block at a time.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let from = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - from) as usize];
+        f.read_exact_at(chunk, from)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            let keep = from + i as u64 + 1;
+            f.set_len(keep)?;
+            return Ok(keep);
+        }
+        end = from;
+    }
+    f.set_len(0)?;
+    Ok(0)
 }
 
 #[derive(Debug)]
@@ -105,6 +152,28 @@ mod tests {
             "2026-11-23T00:00:00.000000123Z"
         );
         assert_eq!(rfc3339(4_107_542_399, 0), "2100-02-28T23:59:59.000000000Z");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_by_the_next_writer() {
+        let dir = std::env::temp_dir().join(format!("cglimit-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.jsonl");
+        // A writer killed mid-line; then one killed before writing any newline at all.
+        for (before, kept) in [("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"), ("{\"b\":", "")] {
+            std::fs::write(&p, before).unwrap();
+            append_lines(&p, b"{\"c\":3}\n", true).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&p).unwrap(),
+                format!("{kept}{{\"c\":3}}\n")
+            );
+        }
+        // A long torn line: the search for the last newline spans blocks.
+        let long = format!("{{\"a\":1}}\n{}", "x".repeat(200_000));
+        std::fs::write(&p, long).unwrap();
+        append_lines(&p, b"{}\n", false).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,51 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
-
-/// A real memory cgroup with a sleeping process in it, removed on drop.
-struct Victim {
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Victim {
-    fn new(lab: &Lab, name: &str) -> Victim {
-        let dir = v1_memory_root()
-            .join(lab.cgroup_parent.trim_start_matches('/'))
-            .join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("sleep").arg("60").spawn().unwrap();
-        std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
-        Victim { dir, child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn read(&self, file: &str) -> u64 {
-        std::fs::read_to_string(self.dir.join(file))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    fn write(&self, file: &str, v: u64) {
-        std::fs::write(self.dir.join(file), v.to_string()).unwrap();
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
 
 fn state(id: &str, pid: u32, bundle: &Path) -> String {
     serde_json::json!({

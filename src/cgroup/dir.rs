@@ -23,6 +23,8 @@ use super::procfs::Hierarchy;
 pub enum CgroupError {
     /// The container's process is gone (it exited before limits were set).
     ProcessGone { pid: i32 },
+    /// The process is in the hierarchy's root cgroup, which has no limits.
+    RootCgroup { pid: i32 },
     /// `/proc/<pid>/cgroup` has no memory cgroup line.
     NoMemoryController { pid: i32 },
     /// No mount of the hierarchy shows the process's cgroup.
@@ -58,6 +60,10 @@ impl fmt::Display for CgroupError {
                     "container process {pid} has exited; its cgroup cannot be limited"
                 )
             }
+            CgroupError::RootCgroup { pid } => write!(
+                f,
+                "process {pid} is in the root memory cgroup, which cannot be limited: is it a container's process?"
+            ),
             CgroupError::NoMemoryController { pid } => write!(
                 f,
                 "process {pid} is in no memory cgroup (no memory controller line in /proc/{pid}/cgroup)"

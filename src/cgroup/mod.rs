@@ -70,11 +70,32 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
         })?;
     let member =
         procfs::memory_membership(&proc_cgroup).ok_or(CgroupError::NoMemoryController { pid })?;
+    // A process that has exited reads as a member of the hierarchy's root
+    // (the kernel moves it there on exit), so the cgroup read is only the
+    // container's if the process is still alive after it.
+    if !alive(pid) {
+        return Err(CgroupError::ProcessGone { pid });
+    }
+    if member.path == "/" {
+        return Err(CgroupError::RootCgroup { pid });
+    }
     let dir = open_member(&member).map_err(|e| match e {
         CgroupError::NoMemoryController { .. } => CgroupError::NoMemoryController { pid },
         e => e,
     })?;
     Ok((dir, member.path))
+}
+
+/// Whether a process exists and has not exited (zombies have).
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which may itself hold ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
 }
 
 /// Opens a memory cgroup by its path (as `/proc/<pid>/cgroup` spells it),

@@ -84,7 +84,13 @@ fn check(path: &Path, seen: &mut HashSet<PathBuf>) -> Result<(), Unsafe> {
         path: p.to_path_buf(),
         error: e.to_string(),
     };
-    let real = std::fs::canonicalize(path).map_err(|e| stat_err(path, e))?;
+    let real = std::fs::canonicalize(path).map_err(|e| match std::fs::read_link(path) {
+        Ok(target) => Unsafe::Stat {
+            path: path.to_path_buf(),
+            error: format!("a symlink to {}: {e}", target.display()),
+        },
+        Err(_) => stat_err(path, e),
+    })?;
     let euid = nix::unistd::geteuid().as_raw();
     let mut leaf = true;
     for p in real.ancestors() {

@@ -7,8 +7,6 @@
 //! neither loses nor repeats an event.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -82,13 +80,7 @@ impl EventLog {
             serde_json::to_writer(&mut buf, e)?;
             buf.push(b'\n');
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&self.path)?;
-        f.write_all(&buf)?;
-        f.sync_data()
+        crate::record::append_lines(&self.path, &buf, true)
     }
 
     /// The last recorded value of each (cgroup, counter), from the log and
@@ -120,6 +112,7 @@ pub fn read(path: &Path) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn append_rotate_and_rebuild() {
@@ -148,6 +141,14 @@ mod tests {
             .unwrap();
         let b = log.baselines();
         assert_eq!(b[&("/a".to_string(), "memory.failcnt".to_string())], 5);
+        // The next append cuts it off: every line parses again.
+        log.append(&[ev(6)]).unwrap();
+        let text = std::fs::read_to_string(d.join(FILE)).unwrap();
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<Event>(l).is_ok()),
+            "{text}"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod docker;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,7 +68,11 @@ impl Lab {
         std::fs::create_dir_all(&dir).unwrap();
         let policy_dir = dir.join("policies");
         std::fs::create_dir_all(&policy_dir).unwrap();
-        std::fs::write(policy_dir.join("default.yaml"), POLICY).unwrap();
+        // Whatever the umask: cglimit refuses policies others could write.
+        for d in [&dir, &policy_dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        write_private(&policy_dir.join("default.yaml"), POLICY);
         let cgroup_parent = format!("{}/{}", own_memory_cgroup().trim_end_matches('/'), name);
         Lab {
             state_dir: dir.join("state"),
@@ -81,7 +86,7 @@ impl Lab {
     }
 
     pub fn set_policy(&self, file: &str, text: &str) {
-        std::fs::write(self.policy_dir.join(file), text).unwrap();
+        write_private(&self.policy_dir.join(file), text);
     }
 
     pub fn on_drop(&mut self, f: impl FnOnce() + 'static) {
@@ -215,6 +220,12 @@ impl Drop for Lab {
     }
 }
 
+/// Writes a file only its owner may change (mode 0644, whatever the umask).
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
 /// Removes a cgroup path (and children) from every hierarchy it exists in.
 pub fn remove_cgroups(path: &str) {
     let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
@@ -248,6 +259,74 @@ fn rmdir_tree(p: &Path) {
             }
             _ => return,
         }
+    }
+}
+
+/// A real memory cgroup with a sleeping process in it, removed on drop.
+pub struct Victim {
+    pub dir: PathBuf,
+    pub child: std::process::Child,
+}
+
+impl Victim {
+    pub fn new(lab: &Lab, name: &str) -> Victim {
+        Victim::running(lab, name, &["sleep", "60"])
+    }
+
+    /// `argv` runs in the cgroup from its first instruction: a shell joins
+    /// it, then executes `argv`.
+    pub fn running(lab: &Lab, name: &str, argv: &[&str]) -> Victim {
+        let dir = v1_memory_root()
+            .join(lab.cgroup_parent.trim_start_matches('/'))
+            .join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("echo $$ > \"$0/cgroup.procs\" && shift && exec \"$@\"")
+            .arg(&dir)
+            .arg("_")
+            .args(argv)
+            .spawn()
+            .unwrap();
+        let procs = dir.join("cgroup.procs");
+        let t = std::time::Instant::now();
+        while !std::fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .contains(&child.id().to_string())
+        {
+            assert!(
+                t.elapsed().as_secs() < 10,
+                "{} did not join {}",
+                child.id(),
+                dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Victim { dir, child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn read(&self, file: &str) -> u64 {
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn write(&self, file: &str, v: u64) {
+        std::fs::write(self.dir.join(file), v.to_string()).unwrap();
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        rmdir_tree(&self.dir);
     }
 }
 
