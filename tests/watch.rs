@@ -5,91 +5,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::watch::*;
 use common::*;
-
-struct Watcher(Child);
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the watcher on `port`, or on a free port when `None`; returns it
-/// and its port. Another test may take a free port between the look-up and
-/// the bind: then the watcher exits and another port is tried.
-fn start_watch(lab: &Lab, port: Option<u16>) -> (Watcher, u16) {
-    std::fs::create_dir_all(lab.dir.join("no-runc")).unwrap();
-    for _ in 0..5 {
-        let p = port.unwrap_or_else(free_port);
-        let mut child = Command::new(BIN)
-            .arg("--log-file")
-            .arg(lab.dir.join("watch.log"))
-            .arg("watch")
-            .arg("--state-dir")
-            .arg(&lab.state_dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{p}"),
-                "--no-docker",
-                "--no-podman",
-            ])
-            .args(["--interval", "1s"])
-            .arg("--runc-root")
-            .arg(lab.dir.join("no-runc"))
-            .arg("--crun-root")
-            .arg(lab.dir.join("no-runc"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        let mut up = false;
-        while t.elapsed() < Duration::from_secs(10) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", p)).is_ok() {
-                // Ours, and not another test's watcher on the same port?
-                std::thread::sleep(Duration::from_millis(100));
-                up = child.try_wait().unwrap().is_none();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if up {
-            return (Watcher(child), p);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(
-            port.is_none(),
-            "watch did not start on port {p}: {}",
-            std::fs::read_to_string(lab.dir.join("watch.log")).unwrap_or_default()
-        );
-    }
-    panic!("watch did not start");
-}
-
-fn metrics(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 fn events(lab: &Lab) -> Vec<serde_json::Value> {
     std::fs::read_to_string(lab.state_dir.join("events.jsonl"))

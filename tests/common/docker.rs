@@ -126,12 +126,16 @@ impl Dockerd {
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.client().args(args).output().unwrap()
+    }
+
+    /// A `docker` command talking to this daemon, for callers that build
+    /// their own arguments (or run it on another thread).
+    pub fn client(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .stdin(Stdio::null());
+        c
     }
 
     fn import_busybox(&self) {

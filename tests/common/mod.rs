@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod watch;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,96 @@
+//! A `cglimit watch` for tests: started on a free port with its log in the
+//! lab, killed on drop.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{BIN, Lab};
+
+pub struct Watcher(pub Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the watcher on `port`, or on a free port when `None`; returns it
+/// and its port. Another test may take a free port between the look-up and
+/// the bind: then the watcher exits and another port is tried.
+pub fn start_watch(lab: &Lab, port: Option<u16>) -> (Watcher, u16) {
+    let none = lab.dir.join("no-runc");
+    std::fs::create_dir_all(&none).unwrap();
+    let none = none.display().to_string();
+    let scope = [
+        "--no-docker",
+        "--no-podman",
+        "--runc-root",
+        &none,
+        "--crun-root",
+        &none,
+    ];
+    start_watch_in(lab, port, &scope.map(String::from))
+}
+
+/// The same, watching the containers `scope` names (source flags).
+pub fn start_watch_in(lab: &Lab, port: Option<u16>, scope: &[String]) -> (Watcher, u16) {
+    for _ in 0..5 {
+        let p = port.unwrap_or_else(free_port);
+        let mut child = Command::new(BIN)
+            .arg("--log-file")
+            .arg(lab.dir.join("watch.log"))
+            .arg("watch")
+            .arg("--state-dir")
+            .arg(&lab.state_dir)
+            .args(["--listen", &format!("127.0.0.1:{p}")])
+            .args(["--interval", "1s"])
+            .args(scope)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let mut up = false;
+        while t.elapsed() < Duration::from_secs(10) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", p)).is_ok() {
+                // Ours, and not another test's watcher on the same port?
+                std::thread::sleep(Duration::from_millis(100));
+                up = child.try_wait().unwrap().is_none();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if up {
+            return (Watcher(child), p);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            port.is_none(),
+            "watch did not start on port {p}: {}",
+            std::fs::read_to_string(lab.dir.join("watch.log")).unwrap_or_default()
+        );
+    }
+    panic!("watch did not start");
+}
+
+pub fn metrics(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
