@@ -74,6 +74,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_sample_loads() {
+        let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/config.yaml"));
+        let c = load(Some(p), true).unwrap();
+        assert_eq!(c.insecure_policy_perms, Some(false));
+        assert_eq!(c.runtime.as_deref(), Some("runc"));
+    }
+
+    #[test]
     fn reads_every_key_and_rejects_unknown_ones() {
         let dir = std::env::temp_dir().join(format!("cglimit-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -108,12 +108,22 @@ pub fn read_config(bundle: &Path) -> Result<Config, OciError> {
         path: path.clone(),
         message,
     };
-    let f = std::fs::File::open(&path).map_err(|e| err(format!("cannot open: {e}")))?;
-    let mut buf = Vec::new();
-    f.take(MAX_CONFIG)
-        .read_to_end(&mut buf)
-        .map_err(|e| err(format!("cannot read: {e}")))?;
+    let buf = read_config_bytes(&path).map_err(err)?;
     serde_json::from_slice(&buf).map_err(|e| err(format!("invalid JSON: {e}")))
+}
+
+/// The bytes of a `config.json`, refusing one larger than 16 MiB (it is
+/// the container creator's input, and real ones are a few KiB).
+pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > MAX_CONFIG {
+        return Err("larger than 16 MiB".into());
+    }
+    Ok(buf)
 }
 
 /// Annotations runtimes and orchestrators use for a container's name and

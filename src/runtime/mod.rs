@@ -247,7 +247,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
     let path = bundle.join("config.json");
     let err = |m: String| Failure::Error(format!("container {id}: {}: {m}", path.display()));
     let started = std::time::Instant::now();
-    let bytes = std::fs::read(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let bytes = oci::read_config_bytes(&path).map_err(err)?;
     let mut tree: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| err(format!("invalid JSON: {e}")))?;
     let narrow = <oci::Config as serde::Deserialize>::deserialize(&tree)
