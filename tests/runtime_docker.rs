@@ -257,3 +257,60 @@ fn symlink_dispatch_with_a_config_file() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("config.yaml:2:"), "{}", stderr(&out));
 }
+
+/// The shipped `hooks/daemon.json`: the `cglimit-runtime` symlink without
+/// runtimeArgs (dockerd then runs it directly, not through a generated
+/// shell script), configured by its config file.
+#[test]
+fn the_shipped_symlink_registration_runs_docker_containers() {
+    let lab = Lab::new("shipped");
+    lab.set_policy(
+        "labelled.yaml",
+        "name: big\npriority: 5\nmatch: {labels: {tier: big}}\nmemory: {default: 128M, max: 512M}\nswap: {default: 0, max: 0}\nhigh: 75%\n",
+    );
+    // dockerd hands CGLIMIT_CONFIG to the runtimes it starts when this
+    // file exists at its start; the engine's socket is known only after.
+    let cfg = lab.dir.join("config.yaml");
+    write_private(&cfg, "");
+    let d = Dockerd::start(&lab, &runtime_args(&lab));
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/daemon.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let entry = &shipped["runtimes"]["cglimit"];
+    assert!(entry.get("runtimeArgs").is_none(), "{entry}");
+    assert_eq!(shipped["default-runtime"], "cglimit");
+    let name = std::path::Path::new(entry["path"].as_str().unwrap())
+        .file_name()
+        .unwrap();
+    let link = lab.dir.join(name);
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    write_private(
+        &cfg,
+        &format!(
+            "policyDir: {}\nstateDir: {}\ndockerHost: unix://{}\n",
+            lab.policy_dir.display(),
+            lab.state_dir.display(),
+            d.sock.display()
+        ),
+    );
+    d.add_runtime_path("cglimit-shipped", &link);
+    let mut a = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "cglimit-shipped",
+        "--net",
+        "none",
+    ];
+    a.extend(["--label", "tier=big", IMAGE]);
+    a.extend_from_slice(READ);
+    let out = d.docker(&a);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The label policy: the engine was asked, through the config's dockerHost.
+    assert_eq!(limits_seen(&out), (128 * M, 128 * M, 96 * M));
+    let d0 = &lab.decisions()[0];
+    assert_eq!(d0["source"], "runtime");
+    assert_eq!(d0["decision"]["policy"], "big");
+}

@@ -27,10 +27,12 @@ impl Dockerd {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         std::fs::create_dir_all(dir.join("exec")).unwrap();
         let sock = dir.join("d.sock");
-        // The shipped registration, pointed at this build and this test's dirs.
-        let shipped =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/daemon.json"))
-                .unwrap();
+        // The shipped runtimeArgs registration, pointed at this build and this test's dirs.
+        let shipped = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hooks/daemon-runtimeargs.json"
+        ))
+        .unwrap();
         let mut config: serde_json::Value = serde_json::from_str(&shipped).unwrap();
         let rt = &mut config["runtimes"]["cglimit"];
         rt["path"] = BIN.into();
