@@ -183,6 +183,45 @@ grep -q '"kind":"pressure"' /cglimit/state/events.jsonl && pass "watch records m
 kill $W
 runc delete -f oomw >/dev/null 2>&1
 
+# 6. memory.failcnt on cgroup v1. The host this suite runs on has a v1
+# memory controller whose kernel no longer counts failcnt; this kernel
+# does. Once no v2 cgroup uses it, the memory controller can be bound to a
+# v1 hierarchy: the watcher must record the failcnt rises of a bare cgroup
+# that hits its limit (and the OOM kill that follows).
+for id in $(runc list -q 2>/dev/null); do runc delete -f "$id" >/dev/null 2>&1; done
+find /sys/fs/cgroup -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+echo "-memory" > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /run/v1mem
+# Removed cgroups linger while page cache is charged to them: drop it.
+i=0
+until mount -t cgroup -o memory none /run/v1mem 2>/tmp/v1mount.err || [ $i -ge 20 ]; do
+  sync; echo 3 > /proc/sys/vm/drop_caches; sleep 0.5; i=$((i+1))
+done
+echo "INFO left in cgroup2: $(find /sys/fs/cgroup -mindepth 1 -type d | tr '\n' ' ')"
+if grep -q ' /run/v1mem ' /proc/mounts; then
+  mkdir -p /run/v1mem/bare/fc
+  echo $((32*M)) > /run/v1mem/bare/fc/memory.limit_in_bytes
+  cglimit --log-file /tmp/watch1.log watch --state-dir /cglimit/state1 --no-docker --crun-root /tmp --runc-root /tmp \
+    --cgroup-parent /bare --interval 1s --listen 127.0.0.1:9478 &
+  W=$!
+  sleep 2
+  sh -c 'echo $$ > /run/v1mem/bare/fc/cgroup.procs; s=aaaaaaaaaaaaaaaa; while :; do s=$s$s; done' 2>/dev/null
+  i=0
+  while ! grep -q '"kind":"failcnt"' /cglimit/state1/events.jsonl 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  kernel=$(cat /run/v1mem/bare/fc/memory.failcnt)
+  echo "INFO v1 memory.failcnt $kernel; events: $(grep -o '"counter":"[^"]*","old":[0-9]*,"new":[0-9]*' /cglimit/state1/events.jsonl | tr '\n' ' ')"
+  if [ "$kernel" -gt 0 ] && grep -q "\"kind\":\"failcnt\".*\"counter\":\"memory.failcnt\",\"old\":0,\"new\":[1-9]" /cglimit/state1/events.jsonl; then
+    pass "watch records v1 failcnt rises"
+  else
+    fail "watch records v1 failcnt rises" "kernel failcnt $kernel; $(tail -3 /cglimit/state1/events.jsonl /tmp/watch1.log 2>&1)"
+  fi
+  grep -q '"kind":"oom_kill"' /cglimit/state1/events.jsonl && pass "watch records a v1 OOM kill (eventfd)" \
+    || fail "watch records a v1 OOM kill (eventfd)" "$(tail -3 /tmp/watch1.log)"
+  kill $W
+else
+  fail "bind the memory controller to a v1 hierarchy" "$(cat /tmp/v1mount.err)"
+fi
+
 echo "CGLIMIT-VM: $passed passed, $failed failed"
 sync
 poweroff -f
