@@ -118,6 +118,21 @@ mod tests {
         assert_eq!(out, expected);
     }
 
+    /// Found by fuzzing (`fuzz/` `config_edit`): an integer too large for
+    /// 64 bits is read as a float, and serde_json's default float parser is
+    /// not exact, so the value read back after the edit was a different
+    /// float. With `float_roundtrip` every number keeps its value.
+    #[test]
+    fn numbers_keep_their_value_through_an_edit() {
+        let text = r#"{"linux":{"x":{"memory":{"limit":12000000000000000000000000000000000000000000000000485766,"swap":-1}},"f":[0.1,1e-7,123456789.123456789,1.7976931348623157e308]}}"#;
+        let before: Value = serde_json::from_str(text).unwrap();
+        let mut v = before.clone();
+        set_limits(&mut v, &limits(), false);
+        let after: Value = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(after["linux"]["x"], before["linux"]["x"]);
+        assert_eq!(after["linux"]["f"], before["linux"]["f"]);
+    }
+
     #[test]
     fn v2_puts_high_in_unified() {
         let mut v: Value = serde_json::from_str(r#"{"linux":{}}"#).unwrap();
