@@ -267,7 +267,8 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
             Err(Failure::Denied(format!("{who} refused by {by}: {message}")))
         }
         Verdict::Apply => {
-            spec::set_limits(&mut tree, &d.limits, crate::cgroup::unified_host());
+            spec::set_limits(&mut tree, &d.limits, crate::cgroup::unified_host())
+                .map_err(|e| err(e.to_string()))?;
             let out = serde_json::to_vec(&tree).map_err(|e| err(e.to_string()))?;
             spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
             log::info!(

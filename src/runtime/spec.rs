@@ -24,23 +24,71 @@ use crate::size::Limit;
 /// - `high` goes to `linux.resources.unified["memory.high"]` on a v2 host,
 ///   and to `memory.reservation` (runc's `memory.soft_limit_in_bytes`) on
 ///   v1, where runc refuses `unified`.
-pub fn set_limits(config: &mut Value, limits: &Limits, unified: bool) {
+///
+/// An object on the way that is missing or `null` is created; one that is
+/// something else (a list, a string) is an error and nothing is changed:
+/// the wrapper never replaces what it does not own.
+pub fn set_limits(config: &mut Value, limits: &Limits, unified: bool) -> Result<(), NotAnObject> {
+    let high = match limits.high {
+        Some(Limit::Bytes(b)) => Some(b),
+        _ => None,
+    };
+    // Check the whole way first, so an error leaves the tree untouched.
+    check_objects(config, &["linux", "resources", "memory"])?;
+    if unified && high.is_some() {
+        check_objects(config, &["linux", "resources", "unified"])?;
+    }
     let resources = object_at(config, &["linux", "resources"]);
     let memory = object_in(resources, "memory");
     memory.insert("limit".into(), limits.memory.to_oci().into());
     memory.insert("swap".into(), limits.memory_swap().to_oci().into());
-    let Some(high) = limits.high else { return };
-    let high = match high {
-        Limit::Bytes(b) => b,
-        Limit::Unlimited => return,
-    };
+    let Some(high) = high else { return Ok(()) };
     if unified {
         let u = object_in(resources, "unified");
         u.insert("memory.high".into(), high.to_string().into());
     } else {
-        let memory = object_in(resources, "memory");
         memory.insert("reservation".into(), high.into());
     }
+    Ok(())
+}
+
+/// A field on the way to the limits holds something other than an object.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotAnObject {
+    /// Dotted path, e.g. `linux.resources.unified`.
+    pub field: String,
+}
+
+impl std::fmt::Display for NotAnObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not an object; refusing to replace it", self.field)
+    }
+}
+
+impl std::error::Error for NotAnObject {}
+
+fn check_objects(v: &Value, path: &[&str]) -> Result<(), NotAnObject> {
+    let mut cur = v;
+    for (i, key) in std::iter::once(&"").chain(path).enumerate() {
+        if i > 0 {
+            cur = match cur.get(key) {
+                Some(next) => next,
+                None => return Ok(()),
+            };
+        }
+        if !(cur.is_object() || cur.is_null()) {
+            let field = if i == 0 {
+                "the top level".to_string()
+            } else {
+                path[..i].join(".")
+            };
+            return Err(NotAnObject { field });
+        }
+        if cur.is_null() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// The object at `path`, creating empty objects (or replacing `null`) on the way.
@@ -55,6 +103,8 @@ fn object_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> 
     cur
 }
 
+/// The object under `key`, created when missing or `null` (callers check
+/// with [`check_objects`] first that nothing else is there).
 fn object_in<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
     let slot = m
         .entry(key.to_string())
@@ -109,7 +159,7 @@ mod tests {
     #[test]
     fn keeps_unknown_fields_and_key_order() {
         let mut v: Value = serde_json::from_str(CONFIG).unwrap();
-        set_limits(&mut v, &limits(), false);
+        set_limits(&mut v, &limits(), false).unwrap();
         let out = serde_json::to_string(&v).unwrap();
         let expected = CONFIG.replace(
             r#""memory":{"limit":17179869184,"kernelTCP":5,"swappiness":1}"#,
@@ -127,16 +177,54 @@ mod tests {
         let text = r#"{"linux":{"x":{"memory":{"limit":12000000000000000000000000000000000000000000000000485766,"swap":-1}},"f":[0.1,1e-7,123456789.123456789,1.7976931348623157e308]}}"#;
         let before: Value = serde_json::from_str(text).unwrap();
         let mut v = before.clone();
-        set_limits(&mut v, &limits(), false);
+        set_limits(&mut v, &limits(), false).unwrap();
         let after: Value = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
         assert_eq!(after["linux"]["x"], before["linux"]["x"]);
         assert_eq!(after["linux"]["f"], before["linux"]["f"]);
     }
 
+    /// Found by fuzzing: `unified` (or any object on the way) holding
+    /// something else was replaced by an object, losing its content.
+    #[test]
+    fn what_is_not_an_object_is_refused_not_replaced() {
+        for (text, unified, field) in [
+            (
+                r#"{"linux":{"resources":{"unified":[{"allow":false}]}}}"#,
+                true,
+                "linux.resources.unified",
+            ),
+            (
+                r#"{"linux":{"resources":{"memory":"1g"}}}"#,
+                false,
+                "linux.resources.memory",
+            ),
+            (r#"{"linux":[1]}"#, false, "linux"),
+            (r#"[1,2]"#, false, "the top level"),
+        ] {
+            let before: Value = serde_json::from_str(text).unwrap();
+            let mut v = before.clone();
+            let e = set_limits(&mut v, &limits(), unified).unwrap_err();
+            assert_eq!(e.field, field, "{text}");
+            assert_eq!(v, before, "changed: {text}");
+        }
+        // null means absent: created.
+        let mut v: Value = serde_json::from_str(r#"{"linux":{"resources":null}}"#).unwrap();
+        set_limits(&mut v, &limits(), true).unwrap();
+        assert_eq!(
+            v["linux"]["resources"]["unified"]["memory.high"],
+            "943718400"
+        );
+        // unified is not touched on v1, whatever it holds.
+        let mut v: Value =
+            serde_json::from_str(r#"{"linux":{"resources":{"unified":[1]}}}"#).unwrap();
+        set_limits(&mut v, &limits(), false).unwrap();
+        assert_eq!(v["linux"]["resources"]["unified"], serde_json::json!([1]));
+    }
+
     #[test]
     fn v2_puts_high_in_unified() {
         let mut v: Value = serde_json::from_str(r#"{"linux":{}}"#).unwrap();
-        set_limits(&mut v, &limits(), true);
+        set_limits(&mut v, &limits(), true).unwrap();
         assert_eq!(
             v["linux"]["resources"]["unified"]["memory.high"],
             "943718400"
