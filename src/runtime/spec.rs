@@ -245,7 +245,7 @@ mod tests {
             swap: Limit::Unlimited,
             high: None,
         };
-        set_limits(&mut v, &l, false);
+        set_limits(&mut v, &l, false).unwrap();
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], -1);
         assert_eq!(v["linux"]["resources"]["memory"]["swap"], -1);
     }
