@@ -10,6 +10,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(name = "cglimit", version, about, max_term_width = 100)]
 pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
     /// Append log lines to this file instead of stderr.
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
@@ -17,9 +26,23 @@ pub struct Cli {
     /// Least severe log level written: error, warn, info, debug.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL", value_parser = parse_level)]
     pub log_level: log::LevelFilter,
+}
 
-    #[command(subcommand)]
-    pub command: Command,
+// `cglimit hook ...` is parsed by `HookCli` alone: the hook runs on every
+// container start, and building the whole command line (every subcommand's
+// flags) cost more instructions than the hook's own work (BENCHMARKS.md).
+// The flags are the same definitions as under `Cli`.
+
+/// Run as an OCI hook (createRuntime or prestart): read the container state
+/// on stdin and write its limits into its memory cgroup.
+#[derive(Parser, Debug)]
+#[command(name = "cglimit hook", version, max_term_width = 100)]
+pub struct HookCli {
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(flatten)]
+    pub hook: HookArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -20,13 +20,17 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "runtime") {
         return runtime::main(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == "hook") {
+        let argv = std::iter::once("cglimit hook".into()).chain(args[2..].iter().cloned());
+        let c = cli::HookCli::parse_from(argv);
+        if let Err(code) = init_log(&c.log) {
+            return code;
+        }
+        return hook::run(&c.hook);
+    }
     let cli = cli::Cli::parse();
-    if let Err(e) = logger::init(cli.log_file.as_deref(), cli.log_level) {
-        eprintln!(
-            "cglimit: cannot open log file {}: {e}",
-            cli.log_file.as_deref().unwrap_or("-".as_ref()).display()
-        );
-        return ExitCode::from(1);
+    if let Err(code) = init_log(&cli.log) {
+        return code;
     }
     match &cli.command {
         cli::Command::Validate(a) => validate::run(a),
@@ -40,4 +44,14 @@ fn main() -> ExitCode {
             runtime::main(&args.iter().map(Into::into).collect::<Vec<_>>())
         }
     }
+}
+
+fn init_log(a: &cli::LogArgs) -> Result<(), ExitCode> {
+    logger::init(a.log_file.as_deref(), a.log_level).map_err(|e| {
+        eprintln!(
+            "cglimit: cannot open log file {}: {e}",
+            a.log_file.as_deref().unwrap_or("-".as_ref()).display()
+        );
+        ExitCode::from(1)
+    })
 }

@@ -60,29 +60,33 @@ pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         // id parent maj:min root mount-point options [optional...] - fstype source super-options
-        let Some((left, right)) = line.split_once(" - ") else {
+        // The last three fields (escaped, so without spaces) come first:
+        // most lines are not cgroup mounts and are skipped on the fs type,
+        // which matters on hosts with hundreds of overlay mounts.
+        let mut r = line.rsplitn(4, ' ');
+        let (Some(super_options), Some(_source), Some(fstype), Some(rest)) =
+            (r.next(), r.next(), r.next(), r.next())
+        else {
             continue;
         };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let rfields: Vec<&str> = right.split(' ').collect();
-        if fields.len() < 5 || rfields.is_empty() {
-            continue;
-        }
-        let hierarchy = match rfields[0] {
+        let hierarchy = match fstype {
             "cgroup2" => Hierarchy::V2,
-            "cgroup"
-                if rfields
-                    .get(2)
-                    .is_some_and(|o| o.split(',').any(|o| o == "memory")) =>
-            {
-                Hierarchy::V1
-            }
+            "cgroup" if super_options.split(',').any(|o| o == "memory") => Hierarchy::V1,
             _ => continue,
+        };
+        let Some(left) = rest.strip_suffix(" -") else {
+            continue;
+        };
+        let mut f = left.split(' ');
+        let (Some(_id), Some(_parent), Some(_dev), Some(root), Some(mount_point)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
         };
         out.push(CgroupMount {
             hierarchy,
-            root: unescape(fields[3]),
-            mount_point: PathBuf::from(unescape(fields[4])),
+            root: unescape(root),
+            mount_point: PathBuf::from(unescape(mount_point)),
         });
     }
     out
