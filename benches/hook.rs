@@ -130,6 +130,12 @@ fn main() {
             assert!(st.success());
         }
     }
+    // Instructions, counted by callgrind: the same for the same binary and
+    // input whatever else the machine does, so small changes show.
+    let instructions: Vec<Option<u64>> = cases
+        .iter()
+        .map(|(_, prog, args)| instructions(prog, args, &state))
+        .collect();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 
@@ -147,6 +153,16 @@ fn main() {
             format!("{:+.3} ms", m - base)
         };
         println!("| {name} | {m:.3} | {p90:.3} | {added} |");
+    }
+    if instructions.iter().all(Option::is_some) {
+        println!("\n### Instructions per run (callgrind, user space, whole process)\n");
+        println!("| case | instructions | vs /bin/true |");
+        println!("|---|---|---|");
+        let base = instructions[0].unwrap_or(1) as f64;
+        for ((name, _, _), n) in cases.iter().zip(&instructions) {
+            let n = n.unwrap_or(0);
+            println!("| {name} | {n} | {:.2}x |", n as f64 / base);
+        }
     }
 
     // runc run of a trivial container, without and with the hook.
@@ -298,4 +314,19 @@ impl Drop for CgCleanup {
             }
         }
     }
+}
+
+/// Instructions one run of `prog` executes, counted by callgrind; `None`
+/// without valgrind.
+fn instructions(prog: &str, args: &[String], stdin: &Path) -> Option<u64> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", prog])
+        .args(args)
+        .stdin(std::fs::File::open(stdin).ok()?)
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(':').next()?.trim().parse().ok()
 }
