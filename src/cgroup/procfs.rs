@@ -114,11 +114,17 @@ fn unescape(s: &str) -> String {
 }
 
 /// The mount through which `member` is reachable, and the path below the
-/// mount point. A cgroup outside every mount's root is not reachable.
+/// mount point. A cgroup outside every mount's root is not reachable, and
+/// neither is a path with a `..` component: the kernel never writes one,
+/// so it can only come from somewhere that must not steer the open
+/// (`openat2` would refuse it too, as `RESOLVE_BENEATH`).
 pub fn locate<'m>(
     mounts: &'m [CgroupMount],
     member: &Membership,
 ) -> Option<(&'m CgroupMount, String)> {
+    if member.path.split('/').any(|c| c == "..") {
+        return None;
+    }
     mounts
         .iter()
         .filter(|m| m.hierarchy == member.hierarchy)
@@ -182,6 +188,19 @@ mod tests {
         assert_eq!(m[1].hierarchy, Hierarchy::V2);
         assert_eq!(m[2].mount_point, PathBuf::from("/mnt/my cg"));
         assert_eq!(m[2].root, "/process_api");
+    }
+
+    /// Found by fuzzing (`fuzz/` `cgroup_files`).
+    #[test]
+    fn a_path_that_climbs_is_not_located() {
+        let mounts = cgroup_mounts(MOUNTINFO);
+        for path in ["/a/../../etc", "/..", "/docker/../x"] {
+            let member = Membership {
+                hierarchy: Hierarchy::V1,
+                path: path.into(),
+            };
+            assert_eq!(locate(&mounts, &member), None, "{path}");
+        }
     }
 
     #[test]
