@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# What one runtime call costs through a wrapper that execs runc, against the
+# floor of any such wrapper: a minimal static Rust program that only execs
+# runc. dockerd calls its runtime several times per `docker run` (create,
+# start, delete...), and each call pays this once.
+#   bash bench/exec-floor.sh            # 400 rounds, interleaved
+# Needs runc, rustc, python3; prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${ROUNDS:-400}
+work=$(mktemp -d /tmp/cglimit-execfloor.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cargo build --release -q
+ln -s "$PWD/target/x86_64-unknown-linux-gnu/release/cglimit" "$work/cglimit-runtime"
+cat > "$work/ex.rs" <<'RS'
+use std::os::unix::process::CommandExt;
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let e = std::process::Command::new("runc").args(&a).exec();
+    eprintln!("{e}");
+}
+RS
+rustc -O -C target-feature=+crt-static -o "$work/minimal" "$work/ex.rs"
+strip "$work/minimal"
+python3 - "$rounds" "$work" <<'PY'
+import statistics, subprocess, sys, time
+rounds, work = int(sys.argv[1]), sys.argv[2]
+cases = [("runc --version", ["runc", "--version"]),
+         ("minimal static exec wrapper", [f"{work}/minimal", "--version"]),
+         ("cglimit-runtime (no config file)", [f"{work}/cglimit-runtime", "--version"])]
+res = {n: [] for n, _ in cases}
+for _ in range(rounds):
+    for n, c in cases:
+        t = time.perf_counter()
+        subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        res[n].append(time.perf_counter() - t)
+base = statistics.median(res[cases[0][0]])
+print(f"| call ({rounds} rounds, interleaved) | median ms | vs runc |")
+print("|---|---|---|")
+for n, _ in cases:
+    m = statistics.median(res[n])
+    print(f"| {n} | {m*1e3:.3f} | {(m-base)*1e3:+.3f} ms |")
+PY
