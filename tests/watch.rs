@@ -404,3 +404,75 @@ fn prometheus_scrapes_the_oom_kill_counter() {
     }
     panic!("Prometheus never answered cglimit_oom_kills_total = 1: {last}");
 }
+
+#[test]
+fn a_full_state_dir_delays_events_and_loses_none() {
+    let mut lab = Lab::new("watchfull");
+    let state = lab.state_dir.clone();
+    std::fs::create_dir_all(&state).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=755", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    {
+        let s = state.clone();
+        lab.on_drop(move || {
+            let _ = Command::new("umount").arg("-l").arg(&s).status();
+        });
+    }
+    let (_w, port) = start_watch(&lab, None);
+    let id = detached(
+        &mut lab,
+        "oom",
+        None,
+        "sleep 5; sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",
+    );
+    // The watcher learns of it from the hook's decision record...
+    let t = Instant::now();
+    while !metrics(port).contains(&id) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the watcher never saw {id}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...then the disk fills (the write fails part-way with ENOSPC, as
+    // intended) before the OOM kill.
+    let filler = state.join("filler");
+    assert!(std::fs::write(&filler, vec![0u8; 256 << 10]).is_err());
+    let log = || std::fs::read_to_string(lab.dir.join("watch.log")).unwrap_or_default();
+    let t = Instant::now();
+    while !log().contains("cannot record events") {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no OOM kill seen: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!events(&lab).iter().any(|e| e["kind"] == "oom_kill"));
+    // Space again: the kept events are written, with their own times.
+    std::fs::remove_file(&filler).unwrap();
+    let t = Instant::now();
+    while !events(&lab).iter().any(|e| e["kind"] == "oom_kill") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the kill was lost: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kills: Vec<_> = events(&lab)
+        .into_iter()
+        .filter(|e| e["kind"] == "oom_kill")
+        .collect();
+    assert_eq!(kills.len(), 1, "{kills:?}");
+    assert_eq!(kills[0]["container"]["id"], id.as_str());
+    assert!(
+        log().contains("recorded") && log().contains("delayed events"),
+        "{}",
+        log()
+    );
+}

@@ -87,7 +87,15 @@ struct Watcher<'a> {
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
+    /// Events that could not be appended (state dir full or read-only):
+    /// kept in order and retried every tick, so a full disk delays lines
+    /// (with their original times) instead of losing them.
+    unwritten: std::cell::RefCell<Vec<Event>>,
 }
+
+/// At most this many events wait for a full disk; older ones are dropped
+/// (and the drop logged) beyond it.
+const MAX_UNWRITTEN: usize = 100_000;
 
 impl<'a> Watcher<'a> {
     fn new(args: &'a WatchArgs) -> Result<Self, String> {
@@ -114,6 +122,7 @@ impl<'a> Watcher<'a> {
             metrics,
             demand,
             started: Instant::now(),
+            unwritten: std::cell::RefCell::new(Vec::new()),
         })
     }
 
@@ -128,6 +137,8 @@ impl<'a> Watcher<'a> {
                 }
                 self.ingest_decisions();
                 self.sample_all();
+                // Retries what a full or read-only state dir refused.
+                self.record(Vec::new());
                 tick_no += 1;
                 next_tick = now + self.args.interval;
             }
@@ -332,8 +343,33 @@ impl<'a> Watcher<'a> {
                 e.new
             );
         }
-        if let Err(e) = self.log.append(&events) {
-            ::log::error!("cannot record events: {e}");
+        let mut pending = self.unwritten.borrow_mut();
+        let was_failing = !pending.is_empty();
+        let new = events.len();
+        pending.extend(events);
+        if pending.is_empty() {
+            return;
+        }
+        match self.log.append(&pending) {
+            Ok(()) => {
+                if was_failing {
+                    ::log::info!("recorded {} delayed events", pending.len());
+                }
+                pending.clear();
+            }
+            Err(e) => {
+                if new > 0 {
+                    ::log::error!(
+                        "cannot record events ({e}); {} kept, retried every tick",
+                        pending.len()
+                    );
+                }
+                if pending.len() > MAX_UNWRITTEN {
+                    let n = pending.len() - MAX_UNWRITTEN;
+                    pending.drain(..n);
+                    ::log::error!("dropped the {n} oldest unrecorded events");
+                }
+            }
         }
     }
 
