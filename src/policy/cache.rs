@@ -30,7 +30,7 @@ use crate::size::Limit;
 
 /// Names the format; a new layout gets a new number, so an old cache is
 /// simply not recognised (and rewritten).
-const MAGIC: &[u8; 8] = b"CGLPOL\x00\x03";
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x04";
 /// Files changed more recently than this are not cached.
 pub const RACY: Duration = Duration::from_secs(2);
 
@@ -41,13 +41,83 @@ pub enum PolicySet {
     Compiled(Compiled),
 }
 
-/// A verified cache file: fingerprint matched, owner and mode checked.
+/// A verified cache file: fingerprint matched, owner and mode checked,
+/// string table checked to be UTF-8.
 pub struct Compiled {
-    data: Vec<u8>,
+    data: Mapping,
     files: Vec<Arc<Path>>,
+    /// Where the string table lies in `data`.
+    table: std::ops::Range<usize>,
     /// Where the policy records start, and how many there are.
     records: usize,
     count: usize,
+}
+
+/// The cache file's bytes, mapped rather than read: with 1,000 policies a
+/// read into fresh memory costs ~40 page faults, about 0.06 ms of a hook
+/// run here, while a populated mapping of the page cache costs one call.
+///
+/// A mapping is only sound while nobody changes the file. The cache is
+/// written to a new file and renamed into place, never changed in place,
+/// and lives in a directory only its owner can write; a truncation behind
+/// our back (by root) would end the hook with SIGBUS, which fails closed.
+struct Mapping {
+    at: std::ptr::NonNull<std::ffi::c_void>,
+    len: usize,
+}
+
+impl Mapping {
+    fn of(f: &std::fs::File, len: u64) -> Option<Mapping> {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap};
+        let len = std::num::NonZeroUsize::new(usize::try_from(len).ok()?)?;
+        // SAFETY: a private read-only mapping of a regular file; see above
+        // for why its contents do not change while it exists.
+        let at = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_POPULATE,
+                f,
+                0,
+            )
+        }
+        .ok()?;
+        Some(Mapping { at, len: len.get() })
+    }
+
+    /// Test data, in a mapping of its own like a real cache file's.
+    #[cfg(test)]
+    fn copy_of(bytes: &[u8]) -> Mapping {
+        let f = tempfile_with(bytes);
+        Mapping::of(&f, bytes.len() as u64).expect("map")
+    }
+}
+
+#[cfg(test)]
+fn tempfile_with(bytes: &[u8]) -> std::fs::File {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let p = std::env::temp_dir().join(format!("cglimit-map-{}-{n}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    let f = std::fs::File::open(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    f
+}
+
+impl std::ops::Deref for Mapping {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `at` maps `len` readable bytes until `drop`.
+        unsafe { std::slice::from_raw_parts(self.at.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `of` with this length, unmapped once.
+        let _ = unsafe { nix::sys::mman::munmap(self.at, self.len) };
+    }
 }
 
 /// The cache's bytes are damaged (they passed the fingerprint check but do
@@ -74,35 +144,44 @@ impl PolicySet {
 }
 
 impl Compiled {
-    fn entries(&self) -> Result<Vec<Entry<'_>>, Damaged> {
-        let mut d = Dec {
-            b: &self.data,
-            i: self.records,
-        };
-        let mut out = Vec::with_capacity(self.count.min(1 << 16));
-        for _ in 0..self.count {
-            let record = d.bytes().ok_or(Damaged)?;
-            out.push(Entry::scan(record).ok_or(Damaged)?);
-        }
-        if d.i != d.b.len() {
-            return Err(Damaged);
-        }
-        Ok(out)
+    fn table(&self) -> Table<'_> {
+        // Checked by `read_cache`; an empty table if that ever changes.
+        Table(std::str::from_utf8(&self.data[self.table.clone()]).unwrap_or_default())
     }
 
+    fn records<'f>(&self, damaged: &'f std::cell::Cell<bool>) -> Records<'_, 'f> {
+        Records {
+            d: Dec {
+                b: &self.data,
+                i: self.records,
+            },
+            table: self.table(),
+            left: self.count,
+            damaged,
+        }
+    }
+
+    /// Ranks the records as they are scanned: nothing is collected, and
+    /// only the winner (and its baseline) is decoded.
     fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
-        let entries = self.entries()?;
-        select::rank(entries.iter(), facts)
-            .chosen(|e| decode_record(e.record, &self.files).ok_or(Damaged))
+        let damaged = std::cell::Cell::new(false);
+        let ranking = select::rank(self.records(&damaged), facts);
+        if damaged.get() {
+            return Err(Damaged);
+        }
+        let t = self.table();
+        ranking.chosen(|e| decode_record(e.record, t, &self.files).ok_or(Damaged))
     }
 
     #[cfg(test)]
     fn decode_all(&self) -> Option<Vec<Policy>> {
-        let entries = self.entries().ok()?;
-        entries
-            .iter()
-            .map(|e| decode_record(e.record, &self.files))
-            .collect()
+        let damaged = std::cell::Cell::new(false);
+        let t = self.table();
+        let all: Option<Vec<Policy>> = self
+            .records(&damaged)
+            .map(|e| decode_record(e.record, t, &self.files))
+            .collect();
+        if damaged.get() { None } else { all }
     }
 }
 
@@ -211,8 +290,7 @@ fn read_cache(file: &Path, fp: &[u8]) -> Option<Compiled> {
         );
         return None;
     }
-    let mut data = Vec::with_capacity(m.len() as usize);
-    std::io::Read::read_to_end(&mut &f, &mut data).ok()?;
+    let data = Mapping::of(&f, m.len())?;
     let mut d = Dec { b: &data, i: 0 };
     if d.take(8)? != MAGIC || d.bytes()? != fp {
         return None;
@@ -221,11 +299,15 @@ fn read_cache(file: &Path, fp: &[u8]) -> Option<Compiled> {
     let files: Vec<Arc<Path>> = (0..nfiles)
         .map(|_| d.str().map(|s| Path::new(&s).into()))
         .collect::<Option<_>>()?;
+    let text = d.bytes()?;
+    std::str::from_utf8(text).ok()?;
+    let table = d.i - text.len()..d.i;
     let count = d.u32()? as usize;
     let records = d.i;
     Some(Compiled {
         data,
         files,
+        table,
         records,
         count,
     })
@@ -278,17 +360,6 @@ impl Enc {
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
-    fn strs(&mut self, v: &[String]) {
-        self.u32(v.len() as u32);
-        v.iter().for_each(|s| self.str(s));
-    }
-    fn map(&mut self, m: &std::collections::BTreeMap<String, String>) {
-        self.u32(m.len() as u32);
-        for (k, v) in m {
-            self.str(k);
-            self.str(v);
-        }
-    }
     fn limit(&mut self, l: Limit) {
         match l {
             Limit::Bytes(b) => {
@@ -308,6 +379,37 @@ impl Enc {
         }
         self.u64(b.min);
         self.limit(b.max);
+    }
+}
+
+/// The string table being built: every distinct string once, referred to
+/// by offset and length.
+#[derive(Default)]
+struct Strings<'p> {
+    text: String,
+    seen: std::collections::HashMap<&'p str, (u32, u32)>,
+}
+
+impl<'p> Strings<'p> {
+    fn add(&mut self, e: &mut Enc, s: &'p str) {
+        let (at, len) = *self.seen.entry(s).or_insert_with(|| {
+            let at = self.text.len() as u32;
+            self.text.push_str(s);
+            (at, s.len() as u32)
+        });
+        e.u32(at);
+        e.u32(len);
+    }
+    fn list(&mut self, e: &mut Enc, v: &'p [String]) {
+        e.u32(v.len() as u32);
+        v.iter().for_each(|s| self.add(e, s));
+    }
+    fn pairs(&mut self, e: &mut Enc, m: &'p std::collections::BTreeMap<String, String>) {
+        e.u32(m.len() as u32);
+        for (k, v) in m {
+            self.add(e, k);
+            self.add(e, v);
+        }
     }
 }
 
@@ -339,28 +441,36 @@ impl<'a> Dec<'a> {
         self.take(n)
     }
     fn str(&mut self) -> Option<String> {
-        self.str_ref().map(str::to_owned)
+        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
     }
-    fn str_ref(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
+    /// A string of the table, by reference.
+    fn text(&mut self, t: Table<'a>) -> Option<&'a str> {
+        let at = self.u32()? as usize;
+        let len = self.u32()? as usize;
+        t.0.get(at..at.checked_add(len)?)
     }
-    /// Skips over a list of `n`-tuples of strings, checking each, and
-    /// returns its bytes.
-    fn list(&mut self, arity: u32) -> Option<List<'a>> {
+    /// Skips over a list of `arity`-tuples of string references, checking
+    /// each lands inside the table on character boundaries, and returns it.
+    fn list(&mut self, t: Table<'a>, arity: u32) -> Option<List<'a>> {
         let start = self.i;
         let n = self.u32()?;
         for _ in 0..n.checked_mul(arity)? {
-            self.str_ref()?;
+            self.text(t)?;
         }
-        Some(List(&self.b[start..self.i]))
+        Some(List {
+            refs: &self.b[start..self.i],
+            table: t,
+        })
     }
-    fn strs(&mut self) -> Option<Vec<String>> {
+    fn strs(&mut self, t: Table<'a>) -> Option<Vec<String>> {
         let n = self.u32()? as usize;
-        (0..n).map(|_| self.str()).collect()
+        (0..n).map(|_| self.text(t).map(str::to_owned)).collect()
     }
-    fn map(&mut self) -> Option<std::collections::BTreeMap<String, String>> {
+    fn map(&mut self, t: Table<'a>) -> Option<std::collections::BTreeMap<String, String>> {
         let n = self.u32()? as usize;
-        (0..n).map(|_| Some((self.str()?, self.str()?))).collect()
+        (0..n)
+            .map(|_| Some((self.text(t)?.to_owned(), self.text(t)?.to_owned())))
+            .collect()
     }
     fn limit(&mut self) -> Option<Limit> {
         match self.u8()? {
@@ -383,9 +493,16 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// Layout: file table, count, then one length-prefixed record per policy:
-/// priority, name and selector first (what selection reads in place), then
-/// the limits (decoded only for the chosen policy).
+/// The cache's string table, checked to be UTF-8 once when the file is
+/// read: selection then slices it without checking each string again.
+#[derive(Clone, Copy)]
+struct Table<'a>(&'a str);
+
+/// Layout: file table, string table, count, then one length-prefixed
+/// record per policy: priority, name and selector first (what selection
+/// reads in place), then the limits (decoded only for the chosen policy).
+/// Strings are (offset, length) into the string table, so skipping over a
+/// record costs nothing per byte.
 fn encode(e: &mut Enc, policies: &[Policy]) {
     // Origins share a few file names: store each once.
     let mut files: Vec<&Path> = Vec::new();
@@ -396,57 +513,62 @@ fn encode(e: &mut Enc, policies: &[Policy]) {
     }
     e.u32(files.len() as u32);
     files.iter().for_each(|f| e.str(&f.to_string_lossy()));
-    e.u32(policies.len() as u32);
+    let mut strings = Strings::default();
+    let mut r = Enc::default();
     for p in policies {
-        let at = e.0.len();
-        e.u32(0);
-        e.i64(p.priority);
-        e.str(&p.name);
+        let at = r.0.len();
+        r.u32(0);
+        r.i64(p.priority);
+        strings.add(&mut r, &p.name);
         let s = &p.selector;
-        e.strs(&s.names);
-        e.strs(&s.images);
-        e.strs(&s.ids);
-        e.strs(&s.cgroups);
-        e.map(&s.labels);
-        e.map(&s.annotations);
-        e.strs(&p.trust);
-        e.bounds(&p.memory);
-        e.bounds(&p.swap);
+        strings.list(&mut r, &s.names);
+        strings.list(&mut r, &s.images);
+        strings.list(&mut r, &s.ids);
+        strings.list(&mut r, &s.cgroups);
+        strings.pairs(&mut r, &s.labels);
+        strings.pairs(&mut r, &s.annotations);
+        strings.list(&mut r, &p.trust);
+        r.bounds(&p.memory);
+        r.bounds(&p.swap);
         match p.high {
-            None => e.u8(0),
+            None => r.u8(0),
             Some(High::Percent(v)) => {
-                e.u8(1);
-                e.u64(v.to_bits());
+                r.u8(1);
+                r.u64(v.to_bits());
             }
             Some(High::Size(v)) => {
-                e.u8(2);
-                e.u64(v);
+                r.u8(2);
+                r.u64(v);
             }
         }
-        e.u8(match p.on_violation {
+        r.u8(match p.on_violation {
             Action::Clamp => 0,
             Action::Deny => 1,
             Action::Audit => 2,
         });
         match &p.message {
-            None => e.u8(0),
+            None => r.u8(0),
             Some(m) => {
-                e.u8(1);
-                e.str(m);
+                r.u8(1);
+                strings.add(&mut r, m);
             }
         }
         let fi = files
             .iter()
             .position(|f| *f == &*p.origin.file)
             .unwrap_or(0);
-        e.u32(fi as u32);
-        e.u64(p.origin.line);
-        let len = (e.0.len() - at - 4) as u32;
-        e.0[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        r.u32(fi as u32);
+        r.u64(p.origin.line);
+        let len = (r.0.len() - at - 4) as u32;
+        r.0[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
+    e.str(&strings.text);
+    e.u32(policies.len() as u32);
+    e.0.extend_from_slice(&r.0);
 }
 
 /// A policy record read in place: selection needs no allocation.
+#[derive(Clone, Copy)]
 struct Entry<'a> {
     priority: i64,
     name: &'a str,
@@ -460,38 +582,41 @@ struct Entry<'a> {
     record: &'a [u8],
 }
 
-/// An encoded list of strings (or of key/value pairs), already checked to
-/// be well formed UTF-8 by [`Entry::scan`].
+/// An encoded list of string references (or of key/value pairs), already
+/// checked by [`Entry::scan`].
 #[derive(Clone, Copy)]
-struct List<'a>(&'a [u8]);
+struct List<'a> {
+    refs: &'a [u8],
+    table: Table<'a>,
+}
 
 impl<'a> List<'a> {
     fn strs(self) -> impl Iterator<Item = &'a str> {
-        let mut d = Dec { b: self.0, i: 0 };
+        let mut d = Dec { b: self.refs, i: 0 };
         let n = d.u32().unwrap_or(0);
-        (0..n).map_while(move |_| d.str_ref())
+        (0..n).map_while(move |_| d.text(self.table))
     }
 
     fn pairs(self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        let mut d = Dec { b: self.0, i: 0 };
+        let mut d = Dec { b: self.refs, i: 0 };
         let n = d.u32().unwrap_or(0);
-        (0..n).map_while(move |_| Some((d.str_ref()?, d.str_ref()?)))
+        (0..n).map_while(move |_| Some((d.text(self.table)?, d.text(self.table)?)))
     }
 }
 
 impl<'a> Entry<'a> {
-    fn scan(record: &'a [u8]) -> Option<Entry<'a>> {
+    fn scan(record: &'a [u8], t: Table<'a>) -> Option<Entry<'a>> {
         let mut d = Dec { b: record, i: 0 };
         Some(Entry {
             priority: d.i64()?,
-            name: d.str_ref()?,
-            names: d.list(1)?,
-            images: d.list(1)?,
-            ids: d.list(1)?,
-            cgroups: d.list(1)?,
-            labels: d.list(2)?,
-            annotations: d.list(2)?,
-            trusted: d.list(1)?,
+            name: d.text(t)?,
+            names: d.list(t, 1)?,
+            images: d.list(t, 1)?,
+            ids: d.list(t, 1)?,
+            cgroups: d.list(t, 1)?,
+            labels: d.list(t, 2)?,
+            annotations: d.list(t, 2)?,
+            trusted: d.list(t, 1)?,
             record,
         })
     }
@@ -527,20 +652,50 @@ impl Candidate for Entry<'_> {
     }
 }
 
-fn decode_record(record: &[u8], files: &[Arc<Path>]) -> Option<Policy> {
+/// The records one after another, scanned in place; damage ends the walk
+/// and is remembered, so a ranking over a damaged cache is never used.
+struct Records<'a, 'f> {
+    d: Dec<'a>,
+    table: Table<'a>,
+    left: usize,
+    damaged: &'f std::cell::Cell<bool>,
+}
+
+impl<'a> Iterator for Records<'a, '_> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        if self.left == 0 {
+            if self.d.i != self.d.b.len() {
+                self.damaged.set(true);
+            }
+            return None;
+        }
+        self.left -= 1;
+        let e = self.d.bytes().and_then(|r| Entry::scan(r, self.table));
+        if e.is_none() {
+            self.damaged.set(true);
+            self.left = 0;
+            self.d.i = self.d.b.len();
+        }
+        e
+    }
+}
+
+fn decode_record(record: &[u8], t: Table<'_>, files: &[Arc<Path>]) -> Option<Policy> {
     let mut d = Dec { b: record, i: 0 };
     let priority = d.i64()?;
-    let name = d.str()?;
+    let name = d.text(t)?.to_owned();
     let mut selector = Selector {
-        names: d.strs()?,
-        images: d.strs()?,
-        ids: d.strs()?,
-        cgroups: d.strs()?,
+        names: d.strs(t)?,
+        images: d.strs(t)?,
+        ids: d.strs(t)?,
+        cgroups: d.strs(t)?,
         ..Default::default()
     };
-    selector.labels = d.map()?;
-    selector.annotations = d.map()?;
-    let trust = d.strs()?;
+    selector.labels = d.map(t)?;
+    selector.annotations = d.map(t)?;
+    let trust = d.strs(t)?;
     let memory = d.bounds()?;
     let swap = d.bounds()?;
     let high = match d.u8()? {
@@ -557,7 +712,7 @@ fn decode_record(record: &[u8], files: &[Arc<Path>]) -> Option<Policy> {
     };
     let message = match d.u8()? {
         0 => None,
-        1 => Some(d.str()?),
+        1 => Some(d.text(t)?.to_owned()),
         _ => return None,
     };
     let file = Arc::clone(files.get(d.u32()? as usize)?);
@@ -643,18 +798,63 @@ mod tests {
                 for _ in 0..n {
                     d.str()?;
                 }
+                let text = d.bytes()?;
+                std::str::from_utf8(text).ok()?;
+                let table = d.i - text.len()..d.i;
                 let count = d.u32()? as usize;
-                Some(count)
+                Some((table, count))
             })();
-            let Some(count) = header else { continue };
+            let Some((table, count)) = header else {
+                continue;
+            };
             let c = Compiled {
-                data: truncated.to_vec(),
+                data: Mapping::copy_of(truncated),
                 files: vec![Path::new("x.yaml").into()],
+                table,
                 records: d.i,
                 count,
             };
             assert!(c.choose(&facts).is_err(), "truncated at {cut}");
         }
+    }
+
+    #[test]
+    fn a_string_reference_outside_the_table_or_inside_a_character_is_damage() {
+        let parsed = super::super::parse_file(Path::new("x.yaml"), "name: é\n").unwrap();
+        let (bytes, c) = compiled(&parsed);
+        let c = c.unwrap();
+        assert_eq!(c.table().0, "é", "each string once");
+        let facts = Facts::default();
+        assert_eq!(c.choose(&facts).unwrap().unwrap().policy.name, "é");
+        // The name's reference is the record's first after its priority.
+        let name_ref = c.records + 4 + 8;
+        for (at, len) in [(0u32, 1u32), (0, 3), (9, 1)] {
+            let mut data = bytes.clone();
+            data[name_ref..name_ref + 4].copy_from_slice(&at.to_le_bytes());
+            data[name_ref + 4..name_ref + 8].copy_from_slice(&len.to_le_bytes());
+            let damaged = Compiled {
+                data: Mapping::copy_of(&data),
+                files: c.files.clone(),
+                table: c.table.clone(),
+                records: c.records,
+                count: c.count,
+            };
+            assert!(damaged.choose(&facts).is_err(), "{at}+{len}");
+        }
+    }
+
+    #[test]
+    fn a_table_that_is_not_utf8_is_not_read() {
+        let parsed = super::super::parse_file(Path::new("x.yaml"), "name: é\n").unwrap();
+        let (mut bytes, c) = compiled(&parsed);
+        let c = c.unwrap();
+        bytes[c.table.start] = 0xff;
+        let dir = tmp("utf8");
+        let f = dir.join("c.bin");
+        std::fs::write(&f, &bytes).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read_cache(&f, b"fp").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
