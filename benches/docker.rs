@@ -43,6 +43,9 @@ fn main() {
     let link = lab.dir.join("cglimit-runtime");
     std::os::unix::fs::symlink(common::BIN, &link).unwrap();
     d.add_runtime_path("cglimit-symlink", &link);
+    // The floor of any exec wrapper, in place: a static program that only
+    // execs runc with its argv.
+    d.add_runtime_path("exec-floor", &exec_floor(&lab.dir));
     // That runtime asks the engine at its default socket: point it here.
     std::fs::write(
         lab.dir.join("config.yaml"),
@@ -64,6 +67,10 @@ fn main() {
         (
             "cglimit-symlink",
             "`cglimit-runtime` symlink, no runtimeArgs",
+        ),
+        (
+            "exec-floor",
+            "a static program that only execs runc (the floor)",
         ),
     ];
     // The lab's default policy gives 64M, no swap, high 50%: the same
@@ -98,21 +105,25 @@ fn main() {
         }
     }
     println!("### `docker run --rm` of a trivial container ({pairs} rounds, interleaved)\n");
-    println!("| runtime | median ms | p90 ms | vs runc | vs runc with the same limits |");
-    println!("|---|---|---|---|---|");
-    let med = |v: &mut Vec<f64>, p: f64| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[((v.len() - 1) as f64 * p).round() as usize]
-    };
+    println!(
+        "| runtime | median ms | p90 ms | vs runc: difference of medians | its 95% interval | vs runc with the same limits |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let med = |v: &mut Vec<f64>, p: f64| pct(v, p);
     let base = med(&mut samples[0].clone(), 0.5);
     let limited = med(&mut samples[1].clone(), 0.5);
     let vs = |m: f64, b: f64| format!("{:+.2} ms ({:+.2}%)", m - b, (m / b - 1.0) * 100.0);
     for (i, (_, name)) in cases.iter().enumerate() {
-        let m = med(&mut samples[i], 0.5);
-        let p90 = med(&mut samples[i], 0.9);
-        let a = if i == 0 { "-".into() } else { vs(m, base) };
+        let m = med(&mut samples[i].clone(), 0.5);
+        let p90 = med(&mut samples[i].clone(), 0.9);
+        let (a, ci) = if i == 0 {
+            ("-".into(), "-".into())
+        } else {
+            let (lo, hi) = interval(&samples[i], &samples[0]);
+            (vs(m, base), format!("{lo:+.2} .. {hi:+.2} ms"))
+        };
         let b = if i < 2 { "-".into() } else { vs(m, limited) };
-        println!("| {name} | {m:.1} | {p90:.1} | {a} | {b} |");
+        println!("| {name} | {m:.1} | {p90:.1} | {a} | {ci} | {b} |");
     }
     // The wrapper logs its own time on each create: the engine's share.
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -139,4 +150,63 @@ fn main() {
             e / t * 100.0
         );
     }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// A 95% bootstrap interval for median(a) - median(b), resampling whole
+/// rounds (a and b were measured in the same rounds). It says how far the
+/// difference of medians can be trusted: `docker run` varies by tens of
+/// milliseconds, the wrapper costs a few.
+fn interval(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let n = a.len().min(b.len());
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        // xorshift64*: plenty for resampling indices.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    };
+    let mut diffs = Vec::with_capacity(2000);
+    let (mut x, mut y) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..2000 {
+        for k in 0..n {
+            let r = next();
+            x[k] = a[r];
+            y[k] = b[r];
+        }
+        diffs.push(pct(&mut x, 0.5) - pct(&mut y, 0.5));
+    }
+    (pct(&mut diffs, 0.025), pct(&mut diffs, 0.975))
+}
+
+/// Builds the cheapest runtime wrapper there can be: a static program that
+/// execs `runc` with its arguments unchanged.
+fn exec_floor(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("exec_floor.rs");
+    std::fs::write(
+        &src,
+        "use std::os::unix::process::CommandExt;\nfn main() {\n    let e = std::process::Command::new(\"runc\").args(std::env::args_os().skip(1)).exec();\n    eprintln!(\"{e}\");\n    std::process::exit(127);\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("exec-floor");
+    let st = std::process::Command::new("rustc")
+        .args([
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-C",
+            "strip=symbols",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "rustc could not build the exec floor");
+    out
 }
