@@ -7,11 +7,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "stats/mod.rs"]
+mod stats;
 
 use std::time::Instant;
 
 use common::Lab;
 use common::docker::{Dockerd, IMAGE};
+use stats::{interval, median, pct};
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
@@ -110,7 +113,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     let med = |v: &mut Vec<f64>, p: f64| pct(v, p);
-    let base = med(&mut samples[0].clone(), 0.5);
+    let base = median(&mut samples[0].clone());
     let limited = med(&mut samples[1].clone(), 0.5);
     let vs = |m: f64, b: f64| format!("{:+.2} ms ({:+.2}%)", m - b, (m / b - 1.0) * 100.0);
     for (i, (_, name)) in cases.iter().enumerate() {
@@ -150,38 +153,6 @@ fn main() {
             e / t * 100.0
         );
     }
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-/// A 95% bootstrap interval for median(a) - median(b), resampling whole
-/// rounds (a and b were measured in the same rounds). It says how far the
-/// difference of medians can be trusted: `docker run` varies by tens of
-/// milliseconds, the wrapper costs a few.
-fn interval(a: &[f64], b: &[f64]) -> (f64, f64) {
-    let n = a.len().min(b.len());
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        // xorshift64*: plenty for resampling indices.
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    };
-    let mut diffs = Vec::with_capacity(2000);
-    let (mut x, mut y) = (vec![0.0; n], vec![0.0; n]);
-    for _ in 0..2000 {
-        for k in 0..n {
-            let r = next();
-            x[k] = a[r];
-            y[k] = b[r];
-        }
-        diffs.push(pct(&mut x, 0.5) - pct(&mut y, 0.5));
-    }
-    (pct(&mut diffs, 0.025), pct(&mut diffs, 0.975))
 }
 
 /// Builds the cheapest runtime wrapper there can be: a static program that

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "stats/mod.rs"]
+mod stats;
+use stats::{interval, median, pct};
+
 const BIN: &str = env!("CARGO_BIN_EXE_cglimit");
 
 fn main() {
@@ -242,8 +246,8 @@ fn main() {
         }
     }
     println!("\n### `runc run` of a trivial container ({pairs} rounds, interleaved)\n");
-    println!("| case | median ms | p90 ms | vs no hook | vs the no-op hook |");
-    println!("|---|---|---|---|---|");
+    println!("| case | median ms | p90 ms | vs no hook | vs the no-op hook | its 95% interval |");
+    println!("|---|---|---|---|---|---|");
     let base = median(&mut rs[0].clone());
     let noop_hook = median(&mut rs[1].clone());
     let vs = |m: f64, b: f64| format!("{:+.3} ms ({:+.2}%)", m - b, (m / b - 1.0) * 100.0);
@@ -251,11 +255,19 @@ fn main() {
         let mut s = rs[i].clone();
         let m = median(&mut s);
         let p90 = pct(&mut s, 0.9);
-        let a = if i == 0 { "-".to_string() } else { vs(m, base) };
+        let within = |b: usize| {
+            let (lo, hi) = interval(&rs[i], &rs[b]);
+            format!("[{lo:+.2} .. {hi:+.2}]")
+        };
+        let a = if i == 0 {
+            "-".to_string()
+        } else {
+            format!("{} {}", vs(m, base), within(0))
+        };
         let b = if i < 2 {
             "-".to_string()
         } else {
-            vs(m, noop_hook)
+            format!("{} {}", vs(m, noop_hook), within(1))
         };
         println!("| {name} | {m:.2} | {p90:.2} | {a} | {b} |");
     }
@@ -282,15 +294,6 @@ fn static_noop(work: &Path) -> PathBuf {
         .unwrap();
     assert!(st.success(), "rustc could not build the no-op hook");
     out
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    pct(v, 0.5)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 fn own_memory_cgroup() -> String {

@@ -202,9 +202,13 @@ pub fn choose(
         Ok(c) => Ok(c),
         Err(Damaged) => {
             log::warn!(
-                "the policy cache for {} is damaged; reading the YAML",
+                "the policy cache for {} is damaged; removing it and reading the YAML",
                 path.display()
             );
+            // The next run writes a fresh one.
+            if let Some(dir) = cache_dir {
+                let _ = std::fs::remove_file(dir.join(cache_name(path)));
+            }
             Ok(select::choose(&super::load_path(path)?, facts))
         }
     }
@@ -841,6 +845,40 @@ mod tests {
             };
             assert!(damaged.choose(&facts).is_err(), "{at}+{len}");
         }
+    }
+
+    #[test]
+    fn a_damaged_cache_is_removed_and_the_yaml_decides() {
+        let d = tmp("damaged");
+        let (p, c) = (d.join("p"), d.join("cache"));
+        std::fs::write(p.join("a.yaml"), "name: real\n").unwrap();
+        load_now(&p, &c).unwrap();
+        let cf = c.join(cache_name(&p));
+        let Some(good) = read_cache(&cf, &fingerprint(&p, Duration::ZERO).unwrap().bytes) else {
+            panic!("cache written");
+        };
+        // Point the name outside the string table: well framed, but damaged.
+        let mut bytes = std::fs::read(&cf).unwrap();
+        let name_ref = good.records + 4 + 8;
+        bytes[name_ref..name_ref + 4].copy_from_slice(&1000u32.to_le_bytes());
+        drop(good);
+        std::fs::write(&cf, &bytes).unwrap();
+        let facts = Facts::default();
+        let chosen = damaged_then_chosen(&p, &c, &facts);
+        assert_eq!(chosen.policy.name, "real");
+        assert!(!cf.exists(), "removed, to be written again");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Checks the set from the cache is damaged, then chooses as a hook does.
+    fn damaged_then_chosen(p: &Path, c: &Path, facts: &Facts) -> Chosen {
+        let set = load_now(p, c).unwrap();
+        assert!(
+            matches!(set, PolicySet::Compiled(_)),
+            "served from the cache"
+        );
+        assert!(set.choose(facts).is_err(), "the damage went unnoticed");
+        choose(p, Some(c), facts).unwrap().unwrap()
     }
 
     #[test]
