@@ -246,8 +246,9 @@ fn main() {
         }
     }
     println!("\n### `runc run` of a trivial container ({pairs} rounds, interleaved)\n");
-    println!("| case | median ms | p90 ms | vs no hook | vs the no-op hook | its 95% interval |");
-    println!("|---|---|---|---|---|---|");
+    println!("Each difference of medians with its 95% interval in brackets.\n");
+    println!("| case | median ms | p90 ms | vs no hook | vs the no-op hook |");
+    println!("|---|---|---|---|---|");
     let base = median(&mut rs[0].clone());
     let noop_hook = median(&mut rs[1].clone());
     let vs = |m: f64, b: f64| format!("{:+.3} ms ({:+.2}%)", m - b, (m / b - 1.0) * 100.0);
