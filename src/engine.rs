@@ -68,19 +68,43 @@ pub fn lookup(
     id: &str,
     timeout: Duration,
 ) -> Result<Option<EngineFacts>, String> {
+    ask(socket, id, timeout)?.answer()
+}
+
+/// A lookup sent and not yet answered: the engine works on it while the
+/// caller does something else.
+pub struct Question {
+    id: String,
+    sent: Sent,
+}
+
+/// Sends the lookup of a container by id (through the list endpoint,
+/// which answers during a create; inspect blocks until it ends).
+pub fn ask(socket: &std::path::Path, id: &str, timeout: Duration) -> Result<Question, String> {
     let filters = format!("{{\"id\":[\"{id}\"]}}");
     let path = format!(
         "/containers/json?all=1&filters={}",
         percent_encode(&filters)
     );
-    let body = get(socket, &path, timeout)?;
-    let list: Vec<ListEntry> = serde_json::from_slice(&body)
-        .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
-    // The id filter matches prefixes; take the exact container.
-    Ok(list
-        .into_iter()
-        .find(|e| e.id == id || e.id.starts_with(id))
-        .map(ListEntry::facts))
+    Ok(Question {
+        id: id.to_string(),
+        sent: send(socket, "GET", &path, None, timeout)?,
+    })
+}
+
+impl Question {
+    /// Waits for the answer, within the timeout counted from the question.
+    pub fn answer(self) -> Result<Option<EngineFacts>, String> {
+        let body = self.sent.receive()?;
+        let list: Vec<ListEntry> = serde_json::from_slice(&body)
+            .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
+        // The id filter matches prefixes; take the exact container.
+        let id = &self.id;
+        Ok(list
+            .into_iter()
+            .find(|e| e.id == *id || e.id.starts_with(id.as_str()))
+            .map(ListEntry::facts))
+    }
 }
 
 /// A running container as the engine lists and inspects it.
@@ -217,6 +241,24 @@ pub fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
+    send(socket, method, path, body, timeout)?.receive()
+}
+
+/// A request written to the engine, its answer still to be read.
+struct Sent {
+    stream: UnixStream,
+    timeout: Duration,
+    deadline: std::time::Instant,
+}
+
+fn send(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Sent, String> {
+    let deadline = std::time::Instant::now() + timeout;
     let mut s = UnixStream::connect(socket)
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
     s.set_read_timeout(Some(timeout))
@@ -237,33 +279,50 @@ pub fn request(
     bytes.extend_from_slice(body.unwrap_or_default());
     s.write_all(&bytes)
         .map_err(|e| format!("cannot ask the engine: {e}"))?;
-    let deadline = std::time::Instant::now() + timeout;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        if std::time::Instant::now() > deadline {
-            return Err(format!("the engine did not answer within {timeout:?}"));
-        }
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                if let Some(body) = complete_body(&raw, false)? {
-                    return Ok(body);
+    Ok(Sent {
+        stream: s,
+        timeout,
+        deadline,
+    })
+}
+
+impl Sent {
+    fn receive(mut self) -> Result<Vec<u8>, String> {
+        let timeout = self.timeout;
+        let late = || format!("the engine did not answer within {timeout:?}");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            let left = self
+                .deadline
+                .checked_duration_since(std::time::Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(late)?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    raw.extend_from_slice(&buf[..n]);
+                    if let Some(body) = complete_body(&raw, false)? {
+                        return Ok(body);
+                    }
                 }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(late());
+                }
+                Err(e) => return Err(format!("cannot read the engine's answer: {e}")),
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!("the engine did not answer within {timeout:?}"));
-            }
-            Err(e) => return Err(format!("cannot read the engine's answer: {e}")),
         }
+        complete_body(&raw, true)?
+            .ok_or_else(|| "the engine closed the connection mid-answer".into())
     }
-    complete_body(&raw, true)?.ok_or_else(|| "the engine closed the connection mid-answer".into())
 }
 
 /// The body once the whole response is in `raw`, or `None` if more is

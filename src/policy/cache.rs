@@ -197,7 +197,17 @@ pub fn choose(
     cache_dir: Option<&Path>,
     facts: &Facts,
 ) -> Result<Option<Chosen>, PolicyErrors> {
-    let set = load(path, cache_dir)?;
+    choose_from(&load(path, cache_dir)?, path, cache_dir, facts)
+}
+
+/// Chooses from policies [`load`]ed from `path` through `cache_dir`; a
+/// damaged cache is removed and the YAML read instead.
+pub fn choose_from(
+    set: &PolicySet,
+    path: &Path,
+    cache_dir: Option<&Path>,
+    facts: &Facts,
+) -> Result<Option<Chosen>, PolicyErrors> {
     match set.choose(facts) {
         Ok(c) => Ok(c),
         Err(Damaged) => {
