@@ -7,14 +7,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "stats/mod.rs"]
-mod stats;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Instant;
 
 use common::Lab;
 use common::docker::{Dockerd, IMAGE};
-use stats::{interval, median, pct};
+use support::{interval, median, pct, static_program};
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
@@ -48,7 +48,12 @@ fn main() {
     d.add_runtime_path("cglimit-symlink", &link);
     // The floor of any exec wrapper, in place: a static program that only
     // execs runc with its argv.
-    d.add_runtime_path("exec-floor", &exec_floor(&lab.dir));
+    let floor = static_program(
+        &lab.dir,
+        "exec-floor",
+        "use std::os::unix::process::CommandExt;\nfn main() {\n    let e = std::process::Command::new(\"runc\").args(std::env::args_os().skip(1)).exec();\n    eprintln!(\"{e}\");\n    std::process::exit(127);\n}\n",
+    );
+    d.add_runtime_path("exec-floor", &floor);
     // That runtime asks the engine at its default socket: point it here.
     std::fs::write(
         lab.dir.join("config.yaml"),
@@ -153,31 +158,4 @@ fn main() {
             e / t * 100.0
         );
     }
-}
-
-/// Builds the cheapest runtime wrapper there can be: a static program that
-/// execs `runc` with its arguments unchanged.
-fn exec_floor(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = dir.join("exec_floor.rs");
-    std::fs::write(
-        &src,
-        "use std::os::unix::process::CommandExt;\nfn main() {\n    let e = std::process::Command::new(\"runc\").args(std::env::args_os().skip(1)).exec();\n    eprintln!(\"{e}\");\n    std::process::exit(127);\n}\n",
-    )
-    .unwrap();
-    let out = dir.join("exec-floor");
-    let st = std::process::Command::new("rustc")
-        .args([
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "-C",
-            "strip=symbols",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success(), "rustc could not build the exec floor");
-    out
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "stats/mod.rs"]
-mod stats;
-use stats::{interval, median, pct};
+#[path = "support/mod.rs"]
+mod support;
+use support::{interval, median, pct, static_program};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cglimit");
 
@@ -201,7 +201,9 @@ fn main() {
         std::fs::write(b.join("config.json"), c.to_string()).unwrap();
         b
     };
-    let noop = static_noop(&work);
+    // The cheapest hook there can be: what runc spends running it is the
+    // floor under any hook.
+    let noop = static_program(&work, "noop", "fn main() {}\n");
     let runs = [
         ("runc run, no hook", make_bundle("plain", None)),
         (
@@ -272,29 +274,6 @@ fn main() {
         };
         println!("| {name} | {m:.2} | {p90:.2} | {a} | {b} |");
     }
-}
-
-/// The cheapest hook there can be: a static Rust program that does
-/// nothing. What runc spends running it is the floor under any hook.
-fn static_noop(work: &Path) -> PathBuf {
-    let src = work.join("noop.rs");
-    std::fs::write(&src, "fn main() {}\n").unwrap();
-    let out = work.join("noop");
-    let st = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .args([
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "-C",
-            "strip=symbols",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success(), "rustc could not build the no-op hook");
-    out
 }
 
 fn own_memory_cgroup() -> String {

@@ -62,15 +62,6 @@ pub fn socket_path(docker_host: Option<&str>) -> Result<PathBuf, String> {
     }
 }
 
-/// Looks a container up by id through the list endpoint.
-pub fn lookup(
-    socket: &std::path::Path,
-    id: &str,
-    timeout: Duration,
-) -> Result<Option<EngineFacts>, String> {
-    ask(socket, id, timeout)?.answer()
-}
-
 /// A lookup sent and not yet answered: the engine works on it while the
 /// caller does something else.
 pub struct Question {
@@ -432,7 +423,9 @@ mod tests {
         let sock = dir.join("d.sock");
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let t = std::time::Instant::now();
-        let e = lookup(&sock, "abc", Duration::from_millis(100)).unwrap_err();
+        let e = ask(&sock, "abc", Duration::from_millis(100))
+            .and_then(Question::answer)
+            .unwrap_err();
         assert!(e.contains("did not answer"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -149,13 +149,17 @@ impl Compiled {
         Table(std::str::from_utf8(&self.data[self.table.clone()]).unwrap_or_default())
     }
 
-    fn records<'f>(&self, damaged: &'f std::cell::Cell<bool>) -> Records<'_, 'f> {
+    fn records<'a, 'f>(
+        &'a self,
+        table: Table<'a>,
+        damaged: &'f std::cell::Cell<bool>,
+    ) -> Records<'a, 'f> {
         Records {
             d: Dec {
                 b: &self.data,
                 i: self.records,
             },
-            table: self.table(),
+            table,
             left: self.count,
             damaged,
         }
@@ -165,11 +169,11 @@ impl Compiled {
     /// only the winner (and its baseline) is decoded.
     fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
         let damaged = std::cell::Cell::new(false);
-        let ranking = select::rank(self.records(&damaged), facts);
+        let t = self.table();
+        let ranking = select::rank(self.records(t, &damaged), facts);
         if damaged.get() {
             return Err(Damaged);
         }
-        let t = self.table();
         ranking.chosen(|e| decode_record(e.record, t, &self.files).ok_or(Damaged))
     }
 
@@ -178,7 +182,7 @@ impl Compiled {
         let damaged = std::cell::Cell::new(false);
         let t = self.table();
         let all: Option<Vec<Policy>> = self
-            .records(&damaged)
+            .records(t, &damaged)
             .map(|e| decode_record(e.record, t, &self.files))
             .collect();
         if damaged.get() { None } else { all }

@@ -257,9 +257,10 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
     let narrow = <oci::Config as serde::Deserialize>::deserialize(&tree)
         .map_err(|e| err(format!("invalid config: {e}")))?;
     let mut facts = bundle_facts(&id, &narrow, &tree);
-    let trusted = match o.insecure_policy_perms {
-        true => Ok(()),
-        false => policy::perms::check_policies(&o.policy_dir),
+    let trusted = if o.insecure_policy_perms {
+        Ok(())
+    } else {
+        policy::perms::check_policies(&o.policy_dir)
     };
     // Only policies from a directory only root can change are read.
     let loaded = trusted.map(|()| policy::cache::load(&o.policy_dir, o.cache_dir.as_deref()));
