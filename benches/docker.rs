@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use common::Lab;
 use common::docker::{Dockerd, IMAGE};
-use support::{interval, median, pct, static_program};
+use common::static_program;
+use support::{interval, median, pct};
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");

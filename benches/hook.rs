@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "support/mod.rs"]
 mod support;
-use support::{interval, median, pct, static_program};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cglimit");
+use common::{BIN, static_program};
+use support::{interval, median, pct};
 
 fn main() {
     // `cargo test --all-targets` runs this too, without `--bench`: then a few

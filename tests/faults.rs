@@ -110,53 +110,78 @@ fn the_hook_keeps_only_dac_override() {
     }
 }
 
-/// A runtime stand-in that records its capabilities, then exits 0.
+/// A runtime stand-in that records what the kernel handed it (its
+/// capability sets, parent-death signal and dumpability), then exits 0.
 fn cap_recorder(lab: &Lab) -> (PathBuf, PathBuf) {
-    let script = lab.dir.join("fake-runc");
+    let program = static_program(
+        &lab.dir,
+        "fake-runc",
+        r#"extern "C" {
+    fn prctl(option: i32, ...) -> i32;
+}
+fn main() {
+    let mut sig: i32 = 0;
+    // PR_GET_PDEATHSIG, PR_GET_DUMPABLE
+    unsafe { prctl(2, &mut sig as *mut i32) };
+    let dumpable = unsafe { prctl(3) };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let mut out: String = status
+        .lines()
+        .filter(|l| l.starts_with("Cap"))
+        .map(|l| format!("{}\n", l))
+        .collect();
+    out += &format!("PdeathSig: {}\nDumpable: {}\n", sig, dumpable);
+    let exe = std::env::current_exe().unwrap();
+    std::fs::write(format!("{}.caps", exe.display()), out).unwrap();
+}
+"#,
+    );
     let out = lab.dir.join("fake-runc.caps");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ngrep ^Cap /proc/self/status > {}\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, out)
+    (program, out)
 }
 
+/// runc must start through the wrapper exactly as its caller started it:
+/// every capability set as the caller's, and, because the wrapper never
+/// lowers its permitted set, no capability gain at the exec, which would
+/// make the kernel clear the parent-death signal containerd's shim sets
+/// (SIGKILL) and make runc non-dumpable.
 #[test]
 fn the_wrapper_hands_the_runtime_every_capability() {
     let mut lab = Lab::new("wrapcaps");
     let bundle = lab.bundle_with("c", None, "", vec![], "");
-    let (script, caps) = cap_recorder(&lab);
-    let out = Command::new(BIN)
-        .arg("runtime")
+    let (program, caps) = cap_recorder(&lab);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("runtime")
         .arg("--policy-dir")
         .arg(&lab.policy_dir)
         .arg("--runtime")
-        .arg(&script)
+        .arg(&program)
         .args(["create", "--bundle"])
         .arg(&bundle)
         .arg("x1")
         .env(
             "DOCKER_HOST",
             format!("unix://{}/none.sock", lab.dir.display()),
-        )
-        .output()
-        .unwrap();
+        );
+    // As containerd's shim does for every runc it starts.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let mine: Vec<String> = std::fs::read_to_string("/proc/self/status")
+    let theirs = std::fs::read_to_string(&caps).unwrap();
+    for l in std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
-        .filter(|l| l.starts_with("CapEff") || l.starts_with("CapBnd"))
-        .map(String::from)
-        .collect();
-    let theirs = std::fs::read_to_string(&caps).unwrap();
-    for l in &mine {
-        assert!(theirs.contains(l.as_str()), "runtime lost {l}: {theirs}");
+        .filter(|l| l.starts_with("Cap"))
+    {
+        assert!(theirs.contains(l), "runtime lost {l}: {theirs}");
     }
+    assert!(theirs.contains("PdeathSig: 9\n"), "{theirs}");
+    assert!(theirs.contains("Dumpable: 1\n"), "{theirs}");
     // And the limits are in config.json.
     let c: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
@@ -172,7 +197,7 @@ fn the_wrapper_hands_the_runtime_every_capability() {
         .arg("--config")
         .arg(&cfg)
         .arg("--runtime")
-        .arg(&script)
+        .arg(&program)
         .args(["create", "--bundle"])
         .arg(&bundle)
         .arg("x2")

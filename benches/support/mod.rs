@@ -1,7 +1,5 @@
-//! What the benchmarks share: medians, how far to trust their
-//! differences, and the small static programs that serve as floors.
-
-use std::path::{Path, PathBuf};
+//! What the benchmarks share: medians, and how far to trust their
+//! differences. The static floor programs are `common::static_program`.
 
 pub fn median(v: &mut [f64]) -> f64 {
     pct(v, 0.5)
@@ -37,27 +35,4 @@ pub fn interval(a: &[f64], b: &[f64]) -> (f64, f64) {
         diffs.push(pct(&mut x, 0.5) - pct(&mut y, 0.5));
     }
     (pct(&mut diffs, 0.025), pct(&mut diffs, 0.975))
-}
-
-/// Builds `source` into a static, stripped program `dir/name`: a baseline
-/// that costs what the mechanism under test costs and nothing more.
-pub fn static_program(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let src = dir.join(format!("{name}.rs"));
-    std::fs::write(&src, source).unwrap();
-    let out = dir.join(name);
-    let st = std::process::Command::new("rustc")
-        .args([
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "-C",
-            "strip=symbols",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success(), "rustc could not build {name}");
-    out
 }

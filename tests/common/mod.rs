@@ -423,3 +423,27 @@ pub fn hook(args: &[String], state: &str) -> Output {
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// Builds `source` into a static, stripped program `dir/name`: a baseline
+/// that costs what the mechanism under test costs and nothing more, or a
+/// stand-in that reports what the kernel gave it.
+pub fn static_program(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.rs"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(name);
+    let st = std::process::Command::new("rustc")
+        .args([
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-C",
+            "strip=symbols",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "rustc could not build {name}");
+    out
+}
