@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What one runtime call costs through a wrapper that execs runc, against the
 # floor of any such wrapper: a minimal static Rust program that only execs
-# runc. dockerd calls its runtime several times per `docker run` (create,
-# start, delete...), and each call pays this once.
+# runc, on musl (as cglimit) and on glibc. dockerd calls its runtime four
+# times per `docker run --rm` (create, start, delete, delete --force), and
+# each call pays this once.
 #   bash bench/exec-floor.sh            # 400 rounds, interleaved
 # Needs runc, rustc, python3; prints a Markdown table.
 set -euo pipefail
@@ -11,7 +12,7 @@ rounds=${ROUNDS:-400}
 work=$(mktemp -d /tmp/cglimit-execfloor.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cargo build --release -q
-ln -s "$PWD/target/x86_64-unknown-linux-gnu/release/cglimit" "$work/cglimit-runtime"
+ln -s "$PWD/target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}/release/cglimit" "$work/cglimit-runtime"
 cat > "$work/ex.rs" <<'RS'
 use std::os::unix::process::CommandExt;
 fn main() {
@@ -20,8 +21,8 @@ fn main() {
     eprintln!("{e}");
 }
 RS
-rustc -O -C target-feature=+crt-static -o "$work/minimal" "$work/ex.rs"
-strip "$work/minimal"
+rustc -O -C strip=symbols -C target-feature=+crt-static -o "$work/minimal-glibc" "$work/ex.rs"
+rustc -O -C strip=symbols --target x86_64-unknown-linux-musl -o "$work/minimal-musl" "$work/ex.rs"
 # A config file as the symlink registration reads it on every call.
 printf 'policyDir: /etc/cglimit/policies\nonError: deny\n' > "$work/config.yaml"
 chmod 0644 "$work/config.yaml"
@@ -32,7 +33,8 @@ rounds, work = int(sys.argv[1]), sys.argv[2]
 plain = {k: v for k, v in os.environ.items() if k != "CGLIMIT_CONFIG"}
 with_config = dict(plain, CGLIMIT_CONFIG=f"{work}/config.yaml")
 cases = [("runc --version", ["runc", "--version"], plain),
-         ("minimal static exec wrapper", [f"{work}/minimal", "--version"], plain),
+         ("minimal static exec wrapper, glibc", [f"{work}/minimal-glibc", "--version"], plain),
+         ("minimal static exec wrapper, musl", [f"{work}/minimal-musl", "--version"], plain),
          ("cglimit-runtime (no config file)", [f"{work}/cglimit-runtime", "--version"], plain),
          ("cglimit-runtime (config file)", [f"{work}/cglimit-runtime", "--version"], with_config)]
 res = {n: [] for n, _, _ in cases}

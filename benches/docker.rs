@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use common::Lab;
 use common::docker::{Dockerd, IMAGE};
-use common::static_program;
+use common::{Libc, static_program, static_program_with};
 use support::{interval, median, pct};
 
 fn main() {
@@ -48,13 +48,12 @@ fn main() {
     std::os::unix::fs::symlink(common::BIN, &link).unwrap();
     d.add_runtime_path("cglimit-symlink", &link);
     // The floor of any exec wrapper, in place: a static program that only
-    // execs runc with its argv.
-    let floor = static_program(
-        &lab.dir,
-        "exec-floor",
-        "use std::os::unix::process::CommandExt;\nfn main() {\n    let e = std::process::Command::new(\"runc\").args(std::env::args_os().skip(1)).exec();\n    eprintln!(\"{e}\");\n    std::process::exit(127);\n}\n",
-    );
+    // execs runc with its argv, on cglimit's C library and on glibc.
+    let exec_runc = "use std::os::unix::process::CommandExt;\nfn main() {\n    let e = std::process::Command::new(\"runc\").args(std::env::args_os().skip(1)).exec();\n    eprintln!(\"{e}\");\n    std::process::exit(127);\n}\n";
+    let floor = static_program(&lab.dir, "exec-floor", exec_runc);
     d.add_runtime_path("exec-floor", &floor);
+    let floor_glibc = static_program_with(Libc::Glibc, &lab.dir, "exec-floor-glibc", exec_runc);
+    d.add_runtime_path("exec-floor-glibc", &floor_glibc);
     // That runtime asks the engine at its default socket: point it here.
     std::fs::write(
         lab.dir.join("config.yaml"),
@@ -79,8 +78,9 @@ fn main() {
         ),
         (
             "exec-floor",
-            "a static program that only execs runc (the floor)",
+            "a static program that only execs runc (the floor; same C library as cglimit)",
         ),
+        ("exec-floor-glibc", "the same program on glibc"),
     ];
     // The lab's default policy gives 64M, no swap, high 50%: the same
     // limits asked of plain runc isolate what the wrapper itself adds.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 mod common;
 #[path = "support/mod.rs"]
 mod support;
-use common::{BIN, static_program};
+use common::{
+    BIN, Libc, OWN_LIBC, busybox, own_memory_cgroup, static_program, static_program_with,
+};
 use support::{interval, median, pct};
 
 fn main() {
@@ -205,26 +207,35 @@ fn main() {
     // The cheapest hook there can be: what runc spends running it is the
     // floor under any hook.
     let noop = static_program(&work, "noop", "fn main() {}\n");
+    // The same no-op on glibc: what glibc's start-up costs here (see
+    // .cargo/config.toml).
+    let noop_glibc = static_program_with(Libc::Glibc, &work, "noop-glibc", "fn main() {}\n");
+    let floor =
+        format!("runc run, a static no-op as the hook (the floor; {OWN_LIBC:?}, as cglimit)");
     let runs = [
-        ("runc run, no hook", make_bundle("plain", None)),
+        ("runc run, no hook".to_string(), make_bundle("plain", None)),
         (
-            "runc run, a static no-op as the hook (the floor)",
+            floor,
             make_bundle("hnoop", Some((noop.to_str().unwrap(), vec![]))),
         ),
         (
-            "runc run, /bin/true as the hook",
+            "runc run, the same no-op on glibc as the hook".into(),
+            make_bundle("hnoopg", Some((noop_glibc.to_str().unwrap(), vec![]))),
+        ),
+        (
+            "runc run, /bin/true as the hook".into(),
             make_bundle("htrue", Some(("/bin/true", vec![]))),
         ),
         (
-            "runc run, `cglimit --version` as the hook",
+            "runc run, `cglimit --version` as the hook".into(),
             make_bundle("hver", Some((BIN, vec!["--version".into()]))),
         ),
         (
-            "runc run, cglimit hook, 1 policy",
+            "runc run, cglimit hook, 1 policy".into(),
             make_bundle("h1", Some((BIN, hook(&p1, true)))),
         ),
         (
-            "runc run, cglimit hook, 1,000 policies",
+            "runc run, cglimit hook, 1,000 policies".into(),
             make_bundle("h1000", Some((BIN, hook(&p1000, true)))),
         ),
     ];
@@ -275,24 +286,6 @@ fn main() {
         };
         println!("| {name} | {m:.2} | {p90:.2} | {a} | {b} |");
     }
-}
-
-fn own_memory_cgroup() -> String {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    for line in text.lines() {
-        let parts: Vec<&str> = line.splitn(3, ':').collect();
-        if parts[1].split(',').any(|c| c == "memory") {
-            return parts[2].to_string();
-        }
-    }
-    panic!("this benchmark needs the cgroup v1 memory controller");
-}
-
-fn busybox() -> &'static str {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("busybox-static")
 }
 
 struct Cleanup(PathBuf);

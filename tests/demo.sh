@@ -7,7 +7,7 @@ for c in runc busybox; do
   command -v "$c" >/dev/null || { echo "needs $c (apt-get install runc busybox-static)" >&2; exit 1; }
 done
 cargo build --release -q
-bin=$PWD/target/x86_64-unknown-linux-gnu/release/cglimit
+bin=$PWD/target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}/release/cglimit
 work=$(mktemp -d /tmp/cglimit-demo.XXXXXX)
 id=cglimit-demo-$$
 own=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3} $1 == "0" {v2=$3} END {}' /proc/self/cgroup)

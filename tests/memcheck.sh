@@ -29,7 +29,7 @@ RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS=detect_leaks=1 \
     cargo test -q --lib --target x86_64-unknown-linux-gnu 2>&1 | grep -E "test result|ERROR|Sanitizer" 
 
 echo "== valgrind memcheck"
-RUSTFLAGS="" CARGO_TARGET_DIR=/var/tmp/cglimit-dyn cargo build -q
+RUSTFLAGS="" CARGO_TARGET_DIR=/var/tmp/cglimit-dyn cargo build -q --target x86_64-unknown-linux-gnu
 bin=/var/tmp/cglimit-dyn/x86_64-unknown-linux-gnu/debug/cglimit
 vg() {
     local name=$1; shift

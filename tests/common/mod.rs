@@ -424,22 +424,41 @@ pub fn hook(args: &[String], state: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Builds `source` into a static, stripped program `dir/name`: a baseline
-/// that costs what the mechanism under test costs and nothing more, or a
-/// stand-in that reports what the kernel gave it.
+/// The C library cglimit is built against, as `static_program` takes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Libc {
+    Musl,
+    Glibc,
+}
+
+/// The C library of this build, and so of the cglimit under test.
+pub const OWN_LIBC: Libc = if cfg!(target_env = "musl") {
+    Libc::Musl
+} else {
+    Libc::Glibc
+};
+
+/// Builds `source` into a static, stripped program `dir/name` against the
+/// same C library as cglimit: a baseline that costs what the mechanism under
+/// test costs and nothing more, or a stand-in that reports what the kernel
+/// gave it.
 pub fn static_program(dir: &Path, name: &str, source: &str) -> PathBuf {
+    static_program_with(OWN_LIBC, dir, name, source)
+}
+
+/// `static_program` against a chosen C library.
+pub fn static_program_with(libc: Libc, dir: &Path, name: &str, source: &str) -> PathBuf {
     let src = dir.join(format!("{name}.rs"));
     std::fs::write(&src, source).unwrap();
     let out = dir.join(name);
+    let target = match libc {
+        Libc::Musl => ["--target", "x86_64-unknown-linux-musl"],
+        Libc::Glibc => ["-C", "target-feature=+crt-static"],
+    };
     let st = std::process::Command::new("rustc")
-        .args([
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "-C",
-            "strip=symbols",
-            "-o",
-        ])
+        .args(["-O", "-C", "strip=symbols"])
+        .args(target)
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()

@@ -41,7 +41,7 @@ fi
 kernel=$(ls "$kdir"/boot/vmlinuz-* | head -n1)
 
 cargo build --release -q
-bin=target/x86_64-unknown-linux-gnu/release/cglimit
+bin=target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}/release/cglimit
 
 work=$(mktemp -d /tmp/cglimit-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
