@@ -54,6 +54,14 @@ fn main() {
     d.add_runtime_path("exec-floor", &floor);
     let floor_glibc = static_program_with(Libc::Glibc, &lab.dir, "exec-floor-glibc", exec_runc);
     d.add_runtime_path("exec-floor-glibc", &floor_glibc);
+    // The floor of a registration with runtimeArgs: the same program given
+    // one argument it drops, behind the script dockerd generates for it.
+    let floor_args = static_program(
+        &lab.dir,
+        "exec-floor-args",
+        &exec_runc.replace("skip(1)", "skip(2)"),
+    );
+    d.add_runtime_path_args("exec-floor-args", &floor_args, &["runtime"]);
     // That runtime asks the engine at its default socket: point it here.
     std::fs::write(
         lab.dir.join("config.yaml"),
@@ -81,6 +89,10 @@ fn main() {
             "a static program that only execs runc (the floor; same C library as cglimit)",
         ),
         ("exec-floor-glibc", "the same program on glibc"),
+        (
+            "exec-floor-args",
+            "the same program with runtimeArgs (the floor of `--runtime cglimit`)",
+        ),
     ];
     // The lab's default policy gives 64M, no swap, high 50%: the same
     // limits asked of plain runc isolate what the wrapper itself adds.

@@ -113,6 +113,12 @@ impl Dockerd {
         self.register(name, serde_json::json!({"path": path}));
     }
 
+    /// Registers `path` with `runtimeArgs`, for which dockerd generates a
+    /// shell script that runs it with them.
+    pub fn add_runtime_path_args(&self, name: &str, path: &Path, args: &[&str]) {
+        self.register(name, serde_json::json!({"path": path, "runtimeArgs": args}));
+    }
+
     fn register(&self, name: &str, entry: serde_json::Value) {
         let path = self.dir.join("daemon.json");
         let mut config: serde_json::Value =
