@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
@@ -51,6 +52,8 @@ struct Watched {
     psi: Option<File>,
     /// Sustained pressure fires every window: one event per minute is enough.
     last_pressure: Option<Instant>,
+    /// This container's key in the epoll set (see [`Watcher::epoll`]).
+    token: u64,
 }
 
 /// Every file of an unchanged container is read again after this many ticks
@@ -82,6 +85,13 @@ struct Watcher<'a> {
     baselines: HashMap<(String, String), u64>,
     containers: HashMap<String, Watched>,
     inotify: Inotify,
+    /// Every descriptor `wait` sleeps on, registered once: inotify (data
+    /// 0), the metrics demand (1), and per container its token shifted left
+    /// by one, plus 0 for the OOM eventfd or 1 for the PSI trigger. With
+    /// 1,000 containers, `poll` re-registered 1,000 eventfds per wake.
+    epoll: Epoll,
+    tokens: HashMap<u64, String>,
+    next_token: u64,
     decisions_wd: Option<WatchDescriptor>,
     decisions_read: u64,
     metrics: Arc<Mutex<String>>,
@@ -106,6 +116,13 @@ impl<'a> Watcher<'a> {
             .map_err(|e| format!("inotify: {e}"))?;
         let metrics = Arc::new(Mutex::new(String::new()));
         let demand = metrics::Demand::new().map_err(|e| format!("eventfd: {e}"))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .and_then(|ep| {
+                ep.add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
+                ep.add(demand.wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+                Ok(ep)
+            })
+            .map_err(|e| format!("epoll: {e}"))?;
         if let Some(addr) = &args.listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -117,6 +134,9 @@ impl<'a> Watcher<'a> {
             baselines,
             containers: HashMap::new(),
             inotify,
+            epoll,
+            tokens: HashMap::new(),
+            next_token: 1,
             decisions_wd: None,
             decisions_read: 0,
             metrics,
@@ -161,81 +181,53 @@ impl<'a> Watcher<'a> {
         }
     }
 
-    /// Sleeps until `timeout`, an OOM eventfd, or an inotify event.
+    /// Sleeps until `timeout`, an OOM eventfd, a PSI trigger, an inotify
+    /// event or a metrics scrape.
     fn wait(&mut self, timeout: Duration) {
-        let keys: Vec<String> = self
-            .containers
-            .iter()
-            .filter(|(_, w)| w.oom.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        let psi_keys: Vec<String> = self
-            .containers
-            .iter()
-            .filter(|(_, w)| w.psi.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        let fired: Vec<(usize, bool)> = {
-            let mut fds = vec![
-                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.demand.wake.as_fd(), PollFlags::POLLIN),
-            ];
-            for k in &keys {
-                let (efd, _) = self.containers[k].oom.as_ref().expect("filtered");
-                fds.push(PollFd::new(efd.as_fd(), PollFlags::POLLIN));
-            }
-            for k in &psi_keys {
-                let f = self.containers[k].psi.as_ref().expect("filtered");
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
-            }
-            let ms = timeout.as_millis().min(60_000) as u16;
-            let _ = poll(&mut fds, PollTimeout::from(ms));
-            fds.iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let want = if i >= 2 + keys.len() {
-                        PollFlags::POLLPRI
-                    } else {
-                        PollFlags::POLLIN
+        let mut events = [EpollEvent::empty(); 64];
+        let ms = timeout.as_millis().min(60_000) as u16;
+        let n = self
+            .epoll
+            .wait(&mut events, PollTimeout::from(ms))
+            .unwrap_or(0);
+        for data in events[..n].iter().map(EpollEvent::data) {
+            match data {
+                0 => self.inotify_ready(),
+                1 => {
+                    let _ = self.demand.wake.read();
+                    self.render();
+                    self.demand.done();
+                }
+                d => {
+                    let Some(k) = self.tokens.get(&(d >> 1)).cloned() else {
+                        continue;
                     };
-                    (i, f.revents().is_some_and(|r| r.intersects(want)))
-                })
-                .collect()
-        };
-        for (i, ready) in fired {
-            if !ready {
-                continue;
-            }
-            if i >= 2 + keys.len() {
-                let k = psi_keys[i - 2 - keys.len()].clone();
-                self.pressure(&k);
-                continue;
-            }
-            if i == 0 {
-                self.inotify_ready();
-            } else if i == 1 {
-                let _ = self.demand.wake.read();
-                self.render();
-                self.demand.done();
-            } else {
-                let k = keys[i - 2].clone();
-                let n = self.containers[&k]
-                    .oom
-                    .as_ref()
-                    .and_then(|(e, _)| e.read().ok())
-                    .unwrap_or(0);
-                // The eventfd also fires when the cgroup is removed: then
-                // there was no OOM, the container is just gone.
-                if !self.containers[&k].dir.path().exists() {
-                    self.read_one(&k, false);
-                    continue;
+                    if d & 1 == 1 {
+                        self.pressure(&k);
+                    } else {
+                        self.oom_fired(&k);
+                    }
                 }
-                if let Some(w) = self.containers.get_mut(&k) {
-                    w.oom_seen += n;
-                }
-                self.oom_notified(&k, n);
             }
         }
+    }
+
+    /// The OOM eventfd of `k` fired: an OOM, or the cgroup's removal.
+    fn oom_fired(&mut self, k: &str) {
+        let Some(w) = self.containers.get(k) else {
+            return;
+        };
+        let n = w.oom.as_ref().and_then(|(e, _)| e.read().ok()).unwrap_or(0);
+        // The eventfd also fires when the cgroup is removed: then there was
+        // no OOM, the container is just gone.
+        if !w.dir.path().exists() {
+            self.read_one(k, false);
+            return;
+        }
+        if let Some(w) = self.containers.get_mut(k) {
+            w.oom_seen += n;
+        }
+        self.oom_notified(k, n);
     }
 
     fn inotify_ready(&mut self) {
@@ -396,6 +388,8 @@ impl<'a> Watcher<'a> {
                     if let Some(wd) = w.wd {
                         let _ = self.inotify.rm_watch(wd);
                     }
+                    // Its descriptors leave the epoll set as they close.
+                    self.tokens.remove(&w.token);
                     self.containers.remove(key);
                 }
             }
@@ -584,12 +578,27 @@ impl<'a> Watcher<'a> {
             stale: 0,
             psi: None,
             last_pressure: None,
+            token: self.next_token,
         };
+        self.next_token += 1;
         let mut w = w;
         w.probe = stats::Probe::open(&w.dir).ok();
         if w.dir.hierarchy == Hierarchy::V2 {
             w.psi = psi_trigger(&w.dir, self.args.pressure_stall).ok();
         }
+        let watch = |fd: std::os::fd::BorrowedFd, flags, kind| {
+            let ev = EpollEvent::new(flags, w.token << 1 | kind);
+            if let Err(e) = self.epoll.add(fd, ev) {
+                ::log::warn!("{cgroup}: cannot wait for its notifications: {e}");
+            }
+        };
+        if let Some((efd, _)) = &w.oom {
+            watch(efd.as_fd(), EpollFlags::EPOLLIN, 0);
+        }
+        if let Some(f) = &w.psi {
+            watch(f.as_fd(), EpollFlags::EPOLLPRI, 1);
+        }
+        self.tokens.insert(w.token, cgroup.clone());
         self.containers.insert(cgroup.clone(), w);
         self.read_one(&cgroup, false);
     }
