@@ -284,7 +284,9 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Result<(), Failure> {
         Verdict::Apply => {
             spec::set_limits(&mut tree, &d.limits, crate::cgroup::unified_host())
                 .map_err(|e| err(e.to_string()))?;
-            let out = serde_json::to_vec(&tree).map_err(|e| err(e.to_string()))?;
+            // Sized as the file read: no regrowth while serializing.
+            let mut out = Vec::with_capacity(bytes.len() + 512);
+            serde_json::to_writer(&mut out, &tree).map_err(|e| err(e.to_string()))?;
             spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
             log::info!(
                 "{who}: {}; decided in {} us, of which waiting for the engine {} us",
