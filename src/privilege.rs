@@ -31,9 +31,21 @@ fn kept() -> CapsHashSet {
 pub fn drop_for_hook() {
     let keep = kept();
     let mut failed = Vec::new();
-    // The bounding set first, while CAP_SETPCAP is still effective.
-    if let Ok(bounding) = caps::read(None, CapSet::Bounding) {
-        for c in bounding.difference(&keep) {
+    // The bounding set first, while CAP_SETPCAP is still effective. With
+    // it, dropping a capability already gone succeeds: no need to read the
+    // set first (one `prctl` per capability), only to know which ones the
+    // kernel has (one file). Without it, every drop would
+    // fail: read the set, so that only what is really kept is reported.
+    let droppable = if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
+        .unwrap_or(false)
+    {
+        // Those this kernel knows (`cap_last_cap`): dropping others fails.
+        caps::runtime::procfs_all_supported(None).or_else(|_| caps::read(None, CapSet::Bounding))
+    } else {
+        caps::read(None, CapSet::Bounding)
+    };
+    if let Ok(set) = droppable {
+        for c in set.difference(&keep) {
             if let Err(e) = caps::drop(None, CapSet::Bounding, *c) {
                 failed.push(format!("bounding {c}: {e}"));
             }

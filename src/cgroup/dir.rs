@@ -7,7 +7,7 @@
 //! own descriptor keeps every open inside the cgroup mount.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -208,11 +208,7 @@ impl CgroupDir {
             errno,
         };
         let fd = beneath(&self.fd, name, OFlag::O_RDONLY).map_err(|e| io("open", e))?;
-        let mut s = String::new();
-        std::fs::File::from(fd)
-            .read_to_string(&mut s)
-            .map_err(|e| io("read", errno_of(&e)))?;
-        Ok(s)
+        super::procfs::read_from(std::fs::File::from(fd)).map_err(|e| io("read", errno_of(&e)))
     }
 
     /// Writes `value` in one `write(2)`: cgroup files take a whole value

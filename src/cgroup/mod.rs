@@ -53,20 +53,18 @@ pub struct Applied {
 /// (cgroupfs or systemd driver, relative or absolute paths) is followed.
 pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
     let proc_cgroup =
-        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc_enoent)
-                    if libc_enoent == nix::errno::Errno::ENOENT as i32
-                        || libc_enoent == nix::errno::Errno::ESRCH as i32 =>
-                {
-                    CgroupError::ProcessGone { pid }
-                }
-                _ => CgroupError::Io {
-                    path: format!("/proc/{pid}/cgroup").into(),
-                    op: "read",
-                    errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
-                },
+        procfs::read(format!("/proc/{pid}/cgroup")).map_err(|e| match e.raw_os_error() {
+            Some(libc_enoent)
+                if libc_enoent == nix::errno::Errno::ENOENT as i32
+                    || libc_enoent == nix::errno::Errno::ESRCH as i32 =>
+            {
+                CgroupError::ProcessGone { pid }
             }
+            _ => CgroupError::Io {
+                path: format!("/proc/{pid}/cgroup").into(),
+                op: "read",
+                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
+            },
         })?;
     let member =
         procfs::memory_membership(&proc_cgroup).ok_or(CgroupError::NoMemoryController { pid })?;
@@ -88,7 +86,7 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
 
 /// Whether a process exists and has not exited (zombies have).
 fn alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok(stat) = procfs::read(format!("/proc/{pid}/stat")) else {
         return false;
     };
     // The state follows the command name, which may itself hold ')'.
@@ -101,7 +99,7 @@ fn alive(pid: i32) -> bool {
 /// Opens a memory cgroup by its path (as `/proc/<pid>/cgroup` spells it),
 /// on the v1 memory hierarchy when there is one, else on v2.
 pub fn open_path(path: &str) -> Result<CgroupDir, CgroupError> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = procfs::read("/proc/self/cgroup").unwrap_or_default();
     let hierarchy = procfs::memory_membership(&own)
         .map(|m| m.hierarchy)
         .unwrap_or(Hierarchy::V2);
@@ -112,12 +110,11 @@ pub fn open_path(path: &str) -> Result<CgroupDir, CgroupError> {
 }
 
 fn open_member(member: &procfs::Membership) -> Result<CgroupDir, CgroupError> {
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| CgroupError::Io {
-            path: "/proc/self/mountinfo".into(),
-            op: "read",
-            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
-        })?;
+    let mountinfo = procfs::read("/proc/self/mountinfo").map_err(|e| CgroupError::Io {
+        path: "/proc/self/mountinfo".into(),
+        op: "read",
+        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
+    })?;
     let mounts = procfs::cgroup_mounts(&mountinfo);
     let (mount, rel) = procfs::locate(&mounts, member).ok_or_else(|| CgroupError::NotMounted {
         path: member.path.clone(),

@@ -1,7 +1,23 @@
 //! Parsers for `/proc/<pid>/cgroup` and `/proc/self/mountinfo`: where a
 //! process's memory cgroup is, and where that hierarchy is mounted.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Reads a kernel file (procfs, cgroupfs). They report a size of 0, so
+/// `std::fs::read_to_string` would probe with 32-byte reads and double
+/// (seven `read`s for a `/proc/<pid>/cgroup`); starting with a page takes
+/// one and the end-of-file one.
+pub fn read(path: impl AsRef<Path>) -> std::io::Result<String> {
+    read_from(std::fs::File::open(path)?)
+}
+
+/// [`read`] for a file already open.
+pub fn read_from(mut f: std::fs::File) -> std::io::Result<String> {
+    let mut s = String::with_capacity(4096);
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
 
 /// A cgroup hierarchy that carries the memory controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
