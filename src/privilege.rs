@@ -31,20 +31,8 @@ fn kept() -> CapsHashSet {
 pub fn drop_for_hook() {
     let keep = kept();
     let mut failed = Vec::new();
-    // The bounding set first, while CAP_SETPCAP is still effective. With
-    // it, dropping a capability already gone succeeds: no need to read the
-    // set first (one `prctl` per capability), only to know which ones the
-    // kernel has (one file). Without it, every drop would
-    // fail: read the set, so that only what is really kept is reported.
-    let droppable = if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
-        .unwrap_or(false)
-    {
-        // Those this kernel knows (`cap_last_cap`): dropping others fails.
-        caps::runtime::procfs_all_supported(None).or_else(|_| caps::read(None, CapSet::Bounding))
-    } else {
-        caps::read(None, CapSet::Bounding)
-    };
-    if let Ok(set) = droppable {
+    // The bounding set first, while CAP_SETPCAP is still effective.
+    if let Ok(set) = bounding_to_drop() {
         for c in set.difference(&keep) {
             if let Err(e) = caps::drop(None, CapSet::Bounding, *c) {
                 failed.push(format!("bounding {c}: {e}"));
@@ -58,6 +46,26 @@ pub fn drop_for_hook() {
     report(&failed);
 }
 
+/// The capabilities to drop from the bounding set. With CAP_SETPCAP,
+/// dropping one already gone succeeds, so there is no need to read the set
+/// (one `prctl` per capability), only to know which ones this kernel has
+/// (`cap_last_cap`, one file). Without it every drop fails: the set is read,
+/// so that the warning names only what is really kept.
+fn bounding_to_drop() -> Result<CapsHashSet, caps::errors::CapsError> {
+    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false)
+        && let Ok(known) = caps::runtime::procfs_all_supported(None)
+    {
+        return Ok(known);
+    }
+    caps::read(None, CapSet::Bounding)
+}
+
+/// What of `keep` this thread holds (nothing is ever raised).
+fn held(keep: &CapsHashSet) -> CapsHashSet {
+    let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    permitted.intersection(keep).copied().collect()
+}
+
 /// The wrapper ends by executing runc, which must start exactly as if its
 /// caller had executed it. It lowers only its effective set for its own
 /// work. Lowering the permitted set too would make the exec of runc *gain*
@@ -68,9 +76,7 @@ pub fn drop_for_hook() {
 /// through `create` before this: parent-death signal 9 became 0.
 pub fn drop_for_wrapper() {
     let mut failed = Vec::new();
-    let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
-    let target: CapsHashSet = permitted.intersection(&kept()).copied().collect();
-    if let Err(e) = caps::set(None, CapSet::Effective, &target) {
+    if let Err(e) = caps::set(None, CapSet::Effective, &held(&kept())) {
         failed.push(format!("Effective: {e}"));
     }
     report(&failed);
@@ -79,8 +85,7 @@ pub fn drop_for_wrapper() {
 /// Lowers the ambient, inheritable, effective and permitted sets to `keep`
 /// (never raising anything that was not there).
 fn narrow(keep: &CapsHashSet, failed: &mut Vec<String>) {
-    let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
-    let target: CapsHashSet = permitted.intersection(keep).copied().collect();
+    let target = held(keep);
     if let Err(e) = caps::clear(None, CapSet::Ambient) {
         failed.push(format!("ambient: {e}"));
     }

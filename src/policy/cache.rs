@@ -760,6 +760,17 @@ mod tests {
         d
     }
 
+    /// A policy dir with one policy, "real", and its cache written: the
+    /// test dir, the policy and cache dirs, and the cache file.
+    fn cached_real(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        let d = tmp(name);
+        let (p, c) = (d.join("p"), d.join("cache"));
+        std::fs::write(p.join("a.yaml"), "name: real\n").unwrap();
+        load_now(&p, &c).unwrap();
+        let cf = c.join(cache_name(&p));
+        (d, p, c, cf)
+    }
+
     const TEXT: &str = "name: a\npriority: 3\nmatch: {names: [web-*], labels: {t: x}, annotations: {k: v}, images: [i], ids: [d], cgroups: [c]}\nmemory: {default: 1g, min: 16m, max: max}\nswap: {max: 1g}\nhigh: 90%\nonViolation: deny\nmessage: m\n---\nname: b\nhigh: 256m\nonViolation: audit\n";
 
     /// Loads with no racy window, as if every file were old enough.
@@ -863,11 +874,7 @@ mod tests {
 
     #[test]
     fn a_damaged_cache_is_removed_and_the_yaml_decides() {
-        let d = tmp("damaged");
-        let (p, c) = (d.join("p"), d.join("cache"));
-        std::fs::write(p.join("a.yaml"), "name: real\n").unwrap();
-        load_now(&p, &c).unwrap();
-        let cf = c.join(cache_name(&p));
+        let (d, p, c, cf) = cached_real("damaged");
         let Some(good) = read_cache(&cf, &fingerprint(&p, Duration::ZERO).unwrap().bytes) else {
             panic!("cache written");
         };
@@ -992,11 +999,7 @@ mod tests {
 
     #[test]
     fn a_cache_writable_by_others_is_ignored() {
-        let d = tmp("perm");
-        let (p, c) = (d.join("p"), d.join("cache"));
-        std::fs::write(p.join("a.yaml"), "name: real\n").unwrap();
-        load_now(&p, &c).unwrap();
-        let cf = c.join(cache_name(&p));
+        let (d, p, c, cf) = cached_real("perm");
         // Forge a cache that says something else, with a matching fingerprint.
         let fp = fingerprint(&p, Duration::ZERO).unwrap();
         let mut forged = super::super::parse_file(Path::new("x"), "name: forged\n").unwrap();

@@ -56,6 +56,13 @@ struct Watched {
     token: u64,
 }
 
+/// Epoll data of the watcher's own descriptors; a container's descriptors
+/// carry its token shifted left by one, plus [`OOM`] or [`PSI`].
+const INOTIFY: u64 = 0;
+const DEMAND: u64 = 1;
+const OOM: u64 = 0;
+const PSI: u64 = 1;
+
 /// Every file of an unchanged container is read again after this many ticks
 /// (limits changed by `apply`, `memory.stat` drift without usage change).
 const FULL_EVERY: u32 = 30;
@@ -85,10 +92,9 @@ struct Watcher<'a> {
     baselines: HashMap<(String, String), u64>,
     containers: HashMap<String, Watched>,
     inotify: Inotify,
-    /// Every descriptor `wait` sleeps on, registered once: inotify (data
-    /// 0), the metrics demand (1), and per container its token shifted left
-    /// by one, plus 0 for the OOM eventfd or 1 for the PSI trigger. With
-    /// 1,000 containers, `poll` re-registered 1,000 eventfds per wake.
+    /// Every descriptor `wait` sleeps on, registered once (data: [`INOTIFY`]
+    /// and friends). With 1,000 containers, `poll` re-registered 1,000
+    /// eventfds per wake.
     epoll: Epoll,
     tokens: HashMap<u64, String>,
     next_token: u64,
@@ -118,8 +124,14 @@ impl<'a> Watcher<'a> {
         let demand = metrics::Demand::new().map_err(|e| format!("eventfd: {e}"))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .and_then(|ep| {
-                ep.add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
-                ep.add(demand.wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+                ep.add(
+                    inotify.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY),
+                )?;
+                ep.add(
+                    demand.wake.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, DEMAND),
+                )?;
                 Ok(ep)
             })
             .map_err(|e| format!("epoll: {e}"))?;
@@ -192,8 +204,8 @@ impl<'a> Watcher<'a> {
             .unwrap_or(0);
         for data in events[..n].iter().map(EpollEvent::data) {
             match data {
-                0 => self.inotify_ready(),
-                1 => {
+                INOTIFY => self.inotify_ready(),
+                DEMAND => {
                     let _ = self.demand.wake.read();
                     self.render();
                     self.demand.done();
@@ -202,7 +214,7 @@ impl<'a> Watcher<'a> {
                     let Some(k) = self.tokens.get(&(d >> 1)).cloned() else {
                         continue;
                     };
-                    if d & 1 == 1 {
+                    if d & 1 == PSI {
                         self.pressure(&k);
                     } else {
                         self.oom_fired(&k);
@@ -593,10 +605,10 @@ impl<'a> Watcher<'a> {
             }
         };
         if let Some((efd, _)) = &w.oom {
-            watch(efd.as_fd(), EpollFlags::EPOLLIN, 0);
+            watch(efd.as_fd(), EpollFlags::EPOLLIN, OOM);
         }
         if let Some(f) = &w.psi {
-            watch(f.as_fd(), EpollFlags::EPOLLPRI, 1);
+            watch(f.as_fd(), EpollFlags::EPOLLPRI, PSI);
         }
         self.tokens.insert(w.token, cgroup.clone());
         self.containers.insert(cgroup.clone(), w);
