@@ -112,6 +112,15 @@ impl PolicyArgs {
         }
         crate::policy::perms::check_policies(&self.policy_dir)
     }
+
+    /// The policy set these flags name, through the cache in `cache_dir`
+    /// when one is given.
+    pub fn open(
+        &self,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<crate::policy::PolicySet, crate::policy::LoadError> {
+        crate::policy::open(&self.policy_dir, cache_dir, !self.insecure_policy_perms)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]

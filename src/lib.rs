@@ -1,25 +1,34 @@
 //! cglimit as a library: the modules behind the `cglimit` binary, public so
 //! that fuzz targets and benchmarks reach the parsers and the decision code.
+//!
+//! One data path, whatever the entry point:
+//!
+//! ```text
+//! facts about a container → policy decision → enforcement → a record of it
+//!   facts/                   policy/, decision/  enforce/, cgroup/   record
+//! ```
+//!
+//! - [`cmd`]: one module per command, each a thin adapter that gathers facts
+//!   its own way and hands them to [`enforce`];
+//! - [`facts`]: what is known of a container, and where it is learned (OCI
+//!   state and bundle, the engine, runtime state directories, cgroups);
+//! - [`policy`]: policy files, loaded and checked as one set;
+//! - [`decision`]: the pure choice of a policy and of the limits;
+//! - [`enforce`]: the one sequence decide → write → record → log, and the
+//!   writers it drives (the cgroup files in [`cgroup`], a bundle's
+//!   `config.json` in [`enforce::spec`]);
+//! - [`record`]: the JSON lines every decision and event leaves behind;
+//! - [`sys`]: the process and the outside world (logging, privileges, the
+//!   Docker engine's API).
 
-pub mod apply;
 pub mod cgroup;
 pub mod cli;
-pub mod config;
+pub mod cmd;
 pub mod decision;
-pub mod engine;
-pub mod events;
-pub mod explain;
+pub mod enforce;
 pub mod facts;
 pub mod glob;
-pub mod hook;
-pub mod logger;
-pub mod oci;
 pub mod policy;
-pub mod privilege;
 pub mod record;
-pub mod runtime;
-pub mod select;
 pub mod size;
-pub mod top;
-pub mod validate;
-pub mod watch;
+pub mod sys;

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use cglimit::{apply, cli, events, explain, hook, logger, runtime, top, validate, watch};
+use cglimit::cli;
+use cglimit::cmd::{apply, events, explain, hook, runtime, top, validate, watch};
+use cglimit::sys::logger;
 
 use clap::Parser;
 
@@ -15,10 +17,10 @@ fn main() -> ExitCode {
         .and_then(|p| p.file_name())
         .is_some_and(|n| n == "cglimit-runtime")
     {
-        return runtime::main(&args[1..]);
+        return runtime::run(&args[1..]);
     }
     if args.get(1).is_some_and(|a| a == "runtime") {
-        return runtime::main(&args[2..]);
+        return runtime::run(&args[2..]);
     }
     if args.get(1).is_some_and(|a| a == "hook") {
         let argv = std::iter::once("cglimit hook".into()).chain(args[2..].iter().cloned());
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
         cli::Command::Events(a) => events::run(a),
         cli::Command::Top(a) => top::run(a),
         cli::Command::Runtime { args } => {
-            runtime::main(&args.iter().map(Into::into).collect::<Vec<_>>())
+            runtime::run(&args.iter().map(Into::into).collect::<Vec<_>>())
         }
     }
 }

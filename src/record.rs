@@ -193,15 +193,38 @@ mod tests {
     }
 }
 
+/// The entry point that made a decision.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Hook,
+    /// The runtime wrapper, on `create` or `run`.
+    Runtime,
+    Apply,
+}
+
+/// What became of a decision.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The limits are in place.
+    Applied,
+    /// The policy refused the container.
+    Denied,
+    /// Nothing could be enforced, and the container was refused.
+    Error,
+    /// Nothing could be enforced, and the container ran anyway
+    /// (`--on-error allow`).
+    FailedOpen,
+}
+
 /// One decision as recorded: what was known, what was decided, what the
 /// cgroup held before and after, or why nothing was applied.
 #[derive(Serialize)]
 pub struct DecisionRecord<'a> {
     pub time: String,
-    /// The entry point: `hook`, `runtime`, `apply`.
-    pub source: &'static str,
-    /// `applied`, `denied`, `error` or `failed-open`.
-    pub outcome: &'static str,
+    pub source: Source,
+    pub outcome: Outcome,
     pub container: &'a crate::facts::Facts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'a crate::decision::Decision>,

@@ -4,7 +4,7 @@
 #![no_main]
 
 use cglimit::cgroup::{self, procfs};
-use cglimit::watch::stats;
+use cglimit::cmd::watch::stats;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,8 +4,8 @@
 #![no_main]
 
 use cglimit::decision::Limits;
-use cglimit::oci;
-use cglimit::runtime::spec;
+use cglimit::facts::oci;
+use cglimit::enforce::spec;
 use cglimit::size::Limit;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! accepted state has an id and a bundle.
 #![no_main]
 
-use cglimit::oci;
+use cglimit::facts::oci;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

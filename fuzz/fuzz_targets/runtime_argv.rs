@@ -2,7 +2,7 @@
 //! bundle and id found are arguments that were there.
 #![no_main]
 
-use cglimit::runtime::argv;
+use cglimit::cmd::runtime::argv;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

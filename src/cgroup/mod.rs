@@ -173,8 +173,8 @@ pub fn unified_host() -> bool {
 /// Reads the current limits.
 pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
     match dir.hierarchy {
-        Hierarchy::V1 => v1::snapshot(dir),
-        Hierarchy::V2 => v2::snapshot(dir),
+        Hierarchy::V1 => v1::FILES.snapshot(dir),
+        Hierarchy::V2 => v2::FILES.snapshot(dir),
     }
 }
 
@@ -260,8 +260,54 @@ fn plan_to_snapshot(h: &Hierarchy, now: &Snapshot, to: &Snapshot) -> Vec<Write> 
 
 fn set(h: &Hierarchy, s: &mut Snapshot, w: &Write) {
     match h {
-        Hierarchy::V1 => v1::set(s, w),
-        Hierarchy::V2 => v2::set(s, w),
+        Hierarchy::V1 => v1::FILES.set(s, w),
+        Hierarchy::V2 => v2::FILES.set(s, w),
+    }
+}
+
+/// The three memory files of one hierarchy, by what they hold: the same
+/// [`Snapshot`] read and written under v1's and v2's names.
+pub struct Files {
+    pub memory: &'static str,
+    /// v1 memory+swap, v2 swap on top; absent without swap accounting.
+    pub swap: &'static str,
+    pub high: &'static str,
+}
+
+impl Files {
+    fn snapshot(&self, dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
+        Ok(Snapshot {
+            memory: read_limit(dir, self.memory)?,
+            swap_file: if dir.has(self.swap) {
+                Some(read_limit(dir, self.swap)?)
+            } else {
+                None
+            },
+            high: read_limit(dir, self.high)?,
+        })
+    }
+
+    /// The write each file needs to go from `cur` to `to` (memory, swap,
+    /// high), in no particular order: the hierarchy orders them.
+    fn changes(&self, cur: &Snapshot, to: &Snapshot) -> [Option<Write>; 3] {
+        let write = |file, differs: bool, value| differs.then_some(Write { file, value });
+        let swap = match (cur.swap_file, to.swap_file) {
+            (Some(c), Some(t)) => write(self.swap, c != t, t),
+            _ => None,
+        };
+        [
+            write(self.memory, to.memory != cur.memory, to.memory),
+            swap,
+            write(self.high, to.high != cur.high, to.high),
+        ]
+    }
+
+    pub(crate) fn set(&self, s: &mut Snapshot, w: &Write) {
+        match w.file {
+            f if f == self.memory => s.memory = w.value,
+            f if f == self.swap => s.swap_file = Some(w.value),
+            _ => s.high = w.value,
+        }
     }
 }
 

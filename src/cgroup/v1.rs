@@ -1,7 +1,7 @@
 //! cgroup v1 memory files: `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`
 //! (memory+swap, only with swap accounting) and `memory.soft_limit_in_bytes`.
 
-use super::{CgroupDir, CgroupError, Snapshot, Write, read_limit};
+use super::{Files, Snapshot, Write};
 use crate::decision::Limits;
 use crate::size::Limit;
 
@@ -9,17 +9,11 @@ pub const LIMIT: &str = "memory.limit_in_bytes";
 pub const MEMSW: &str = "memory.memsw.limit_in_bytes";
 pub const SOFT: &str = "memory.soft_limit_in_bytes";
 
-pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
-    Ok(Snapshot {
-        memory: read_limit(dir, LIMIT)?,
-        swap_file: if dir.has(MEMSW) {
-            Some(read_limit(dir, MEMSW)?)
-        } else {
-            None
-        },
-        high: read_limit(dir, SOFT)?,
-    })
-}
+pub const FILES: Files = Files {
+    memory: LIMIT,
+    swap: MEMSW,
+    high: SOFT,
+};
 
 pub fn plan(cur: &Snapshot, target: &Limits) -> Vec<Write> {
     let to = Snapshot {
@@ -37,44 +31,17 @@ pub fn plan(cur: &Snapshot, target: &Limits) -> Vec<Write> {
 /// limit exceeds the current memsw, the new memsw (>= new limit) exceeds
 /// the current limit.
 pub fn plan_raw(cur: &Snapshot, to: &Snapshot) -> Vec<Write> {
-    let mut w = Vec::with_capacity(3);
-    let limit = (to.memory != cur.memory).then_some(Write {
-        file: LIMIT,
-        value: to.memory,
-    });
-    let memsw = match (cur.swap_file, to.swap_file) {
-        (Some(c), Some(t)) if c != t => Some(Write {
-            file: MEMSW,
-            value: t,
-        }),
-        _ => None,
-    };
+    let [limit, memsw, high] = FILES.changes(cur, to);
     let limit_first = match cur.swap_file {
         Some(cur_memsw) => to.memory <= cur_memsw,
         None => true,
     };
-    if limit_first {
-        w.extend(limit);
-        w.extend(memsw);
+    let (first, second) = if limit_first {
+        (limit, memsw)
     } else {
-        w.extend(memsw);
-        w.extend(limit);
-    }
-    if to.high != cur.high {
-        w.push(Write {
-            file: SOFT,
-            value: to.high,
-        });
-    }
-    w
-}
-
-pub fn set(s: &mut Snapshot, w: &Write) {
-    match w.file {
-        LIMIT => s.memory = w.value,
-        MEMSW => s.swap_file = Some(w.value),
-        _ => s.high = w.value,
-    }
+        (memsw, limit)
+    };
+    [first, second, high].into_iter().flatten().collect()
 }
 
 #[cfg(test)]
@@ -102,7 +69,7 @@ mod tests {
     /// Simulates the kernel's rule on each step of a plan.
     fn kernel_accepts(mut s: Snapshot, plan: &[Write]) -> bool {
         for w in plan {
-            set(&mut s, w);
+            FILES.set(&mut s, w);
             if let Some(sw) = s.swap_file
                 && s.memory > sw
             {
@@ -178,7 +145,7 @@ mod tests {
                         assert!(kernel_accepts(cur, &p), "{cur:?} -> {target:?}: {p:?}");
                         // And back again, as a rollback would.
                         let mut after = cur;
-                        p.iter().for_each(|w| set(&mut after, w));
+                        p.iter().for_each(|w| FILES.set(&mut after, w));
                         let back = plan_raw(&after, &cur);
                         assert!(
                             kernel_accepts(after, &back),

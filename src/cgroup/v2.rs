@@ -6,7 +6,7 @@
 //! `swap - limit` (runc's `ConvertMemorySwapToCgroupV2Value`); the decision
 //! already works in swap-on-top terms, see [`swap_max`].
 
-use super::{CgroupDir, CgroupError, Snapshot, Write, read_limit};
+use super::{Files, Snapshot, Write};
 use crate::decision::Limits;
 use crate::size::Limit;
 
@@ -14,17 +14,11 @@ pub const MAX: &str = "memory.max";
 pub const SWAP_MAX: &str = "memory.swap.max";
 pub const HIGH: &str = "memory.high";
 
-pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
-    Ok(Snapshot {
-        memory: read_limit(dir, MAX)?,
-        swap_file: if dir.has(SWAP_MAX) {
-            Some(read_limit(dir, SWAP_MAX)?)
-        } else {
-            None
-        },
-        high: read_limit(dir, HIGH)?,
-    })
-}
+pub const FILES: Files = Files {
+    memory: MAX,
+    swap: SWAP_MAX,
+    high: HIGH,
+};
 
 /// `memory.swap.max` for the final limits: `max` when memory or
 /// memory+swap is unbounded, `0` when they are equal, else the difference.
@@ -44,37 +38,9 @@ pub fn plan(cur: &Snapshot, target: &Limits) -> Vec<Write> {
     plan_raw(cur, &to)
 }
 
+/// v2 has no ordering rule between the files.
 pub fn plan_raw(cur: &Snapshot, to: &Snapshot) -> Vec<Write> {
-    let mut w = Vec::with_capacity(3);
-    if to.memory != cur.memory {
-        w.push(Write {
-            file: MAX,
-            value: to.memory,
-        });
-    }
-    if let (Some(c), Some(t)) = (cur.swap_file, to.swap_file)
-        && c != t
-    {
-        w.push(Write {
-            file: SWAP_MAX,
-            value: t,
-        });
-    }
-    if to.high != cur.high {
-        w.push(Write {
-            file: HIGH,
-            value: to.high,
-        });
-    }
-    w
-}
-
-pub fn set(s: &mut Snapshot, w: &Write) {
-    match w.file {
-        MAX => s.memory = w.value,
-        SWAP_MAX => s.swap_file = Some(w.value),
-        _ => s.high = w.value,
-    }
+    FILES.changes(cur, to).into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -5,29 +5,23 @@
 //! for Docker containers (so `docker inspect`, restarts and `docker stats`
 //! agree) and the hook's cgroup writer for the rest.
 
-pub mod discover;
 mod report;
 
 use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::cgroup::{self, Hierarchy, Snapshot};
-use crate::cli::ApplyArgs;
-use crate::decision::{self, Decision, Limits, Verdict};
-use crate::engine;
-use crate::policy;
-use crate::record::{self, DecisionRecord};
+use crate::cgroup::{self, Applied, Hierarchy, Snapshot};
+use crate::cli::{ApplyArgs, OnError};
+use crate::cmd::watch::journal::{self, Event, Who};
+use crate::decision::{Decision, Limits, Verdict};
+use crate::enforce::{Failure, Run};
+use crate::facts::discover::{self, Problem, Source, Target};
+use crate::policy::{LoadError, PolicySet};
+use crate::record;
+use crate::record::Source as RecordSource;
 use crate::size::Limit;
-use discover::{Problem, Source, Target};
-
-/// The containers `watch` follows besides the recorded decisions.
-pub fn discover_for_watch(
-    args: &crate::cli::WatchArgs,
-    problems: &mut Vec<Problem>,
-) -> Vec<Target> {
-    discover::all(&args.sources, problems)
-}
+use crate::sys::engine;
 
 /// What happened to one container.
 #[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,6 +45,8 @@ pub struct Row {
     pub reason: String,
     #[serde(skip)]
     pub hierarchy: Option<Hierarchy>,
+    #[serde(skip)]
+    pub cgroup: String,
 }
 
 pub fn run(args: &ApplyArgs) -> ExitCode {
@@ -76,19 +72,10 @@ pub fn run(args: &ApplyArgs) -> ExitCode {
         if args.watch {
             for r in rows.iter().filter(|r| r.status == Status::Fixed) {
                 log::info!("{}: drift corrected: {}", r.container, r.reason);
-                if let Some(dir) = &args.state_dir {
-                    let ev = serde_json::json!({
-                        "time": record::now_rfc3339(),
-                        "kind": "drift_corrected",
-                        "container": {"id": r.id, "name": r.container},
-                        "policy": r.policy,
-                        "before": r.before,
-                        "after": r.target,
-                        "source": r.source,
-                    });
-                    if let Err(e) = record::append(dir, "events.jsonl", &ev) {
-                        log::error!("{e}");
-                    }
+                if let Some(dir) = &args.state_dir
+                    && let Err(e) = record::append(dir, journal::FILE, &drift_corrected(r))
+                {
+                    log::error!("{e}");
                 }
             }
             for r in rows.iter().filter(|r| r.status == Status::NotFixed) {
@@ -110,12 +97,8 @@ pub fn run(args: &ApplyArgs) -> ExitCode {
     }
 }
 
-fn pass(args: &ApplyArgs) -> Result<(Vec<Row>, Vec<Problem>), String> {
-    args.policy
-        .check_perms()
-        .map_err(|e| format!("untrusted policy: {e}"))?;
-    let policies =
-        policy::load_path(&args.policy.policy_dir).map_err(|e| format!("invalid policy:\n{e}"))?;
+fn pass(args: &ApplyArgs) -> Result<(Vec<Row>, Vec<Problem>), LoadError> {
+    let policies = args.policy.open(None)?;
     let mut problems = Vec::new();
     let mut targets = discover::all(&args.sources, &mut problems);
     if !args.all {
@@ -150,29 +133,24 @@ fn select(args: &ApplyArgs, targets: Vec<Target>, problems: &mut Vec<Problem>) -
 
 fn stopped_or_unknown(args: &ApplyArgs, want: &str) -> String {
     let src = &args.sources;
-    if !src.no_docker {
-        let host = src
-            .docker_host
-            .clone()
-            .or_else(|| std::env::var("DOCKER_HOST").ok());
-        if let Ok(socket) = engine::socket_path(host.as_deref())
-            && let Ok(body) = engine::get(
-                &socket,
-                &format!("/containers/{want}/json"),
-                src.engine_timeout,
-            )
-        {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let status = v["State"]["Status"].as_str().unwrap_or("unknown");
-            return format!(
-                "container is not running (status {status}); nothing to apply until it starts (the hook or the runtime wrapper applies its limits then)"
-            );
-        }
+    if !src.no_docker
+        && let Ok(socket) = engine::socket_path(src.docker_host.as_deref())
+        && let Ok(body) = engine::get(
+            &socket,
+            &format!("/containers/{want}/json"),
+            src.engine_timeout,
+        )
+    {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let status = v["State"]["Status"].as_str().unwrap_or("unknown");
+        return format!(
+            "container is not running (status {status}); nothing to apply until it starts (the hook or the runtime wrapper applies its limits then)"
+        );
     }
     "no running container with this id or name was found".into()
 }
 
-fn one(args: &ApplyArgs, policies: &[policy::Policy], t: &Target) -> Row {
+fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
     let mut row = Row {
         container: discover::display(&t.facts.id, t.facts.name.as_deref()),
         id: t.facts.id.clone(),
@@ -183,6 +161,7 @@ fn one(args: &ApplyArgs, policies: &[policy::Policy], t: &Target) -> Row {
         status: Status::NotFixed,
         reason: String::new(),
         hierarchy: Some(t.dir.hierarchy.clone()),
+        cgroup: t.facts.cgroup.clone().unwrap_or_default(),
     };
     let before = match cgroup::snapshot(&t.dir) {
         Ok(s) => s,
@@ -192,13 +171,22 @@ fn one(args: &ApplyArgs, policies: &[policy::Policy], t: &Target) -> Row {
         }
     };
     row.before = Some(before);
-    let d = decision::decide(policies, &t.facts);
+    let mut run = Run::new(RecordSource::Apply, t.facts.clone());
+    let Some(d) = run.decide(policies).cloned() else {
+        row.reason = run
+            .failure
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return row;
+    };
     row.policy = d.policy.clone();
     if let Verdict::Deny { message } = &d.verdict {
         row.reason = format!("the policy refuses this container: {message}");
         return row;
     }
     row.target = Some(d.limits);
+    row.reason = why(&d);
     let pending = cgroup::pending(&t.dir, &before, &d.limits);
     let engine_stale = match &t.source {
         Source::Docker { running, .. } => !engine_agrees(running, &d.limits, &t.dir.hierarchy),
@@ -206,58 +194,42 @@ fn one(args: &ApplyArgs, policies: &[policy::Policy], t: &Target) -> Row {
     };
     if pending.is_empty() && !engine_stale {
         row.status = Status::Compliant;
-        row.reason = why(&d);
         return row;
     }
-    row.reason = why(&d);
     if args.dry_run {
         row.status = Status::WouldFix;
         return row;
     }
-    // Never surprise anyone with an OOM kill: a limit below what is in use
-    // is only lowered with --force.
-    if let Limit::Bytes(want) = d.limits.memory {
-        match cgroup::usage(&t.dir) {
-            Ok(used) if used > want => {
-                if !args.force {
-                    row.reason = format!(
-                        "uses {}, more than the wanted limit {}; not lowered (--force reclaims and lowers, accepting an OOM kill)",
-                        Limit::Bytes(used),
-                        Limit::Bytes(want)
-                    );
-                    return row;
-                }
-                if let Err(e) = cgroup::reclaim(&t.dir, used - want) {
-                    log::warn!("{}: {e}", row.container);
-                }
-            }
-            Err(e) => {
-                row.reason = e.to_string();
-                return row;
-            }
-            _ => {}
-        }
-    }
-    if let Err(e) = enforce(t, &d.limits) {
-        row.reason = e;
+    run.write(|l: &Limits| write(args, t, l));
+    if let Some(e) = &run.failure {
+        row.reason = e.to_string();
         return row;
     }
     row.status = Status::Fixed;
-    if let Some(dir) = &args.state_dir {
-        let rec = DecisionRecord {
-            time: record::now_rfc3339(),
-            source: "apply",
-            outcome: "applied",
-            container: &t.facts,
-            decision: Some(&d),
-            applied: None,
-            error: None,
-        };
-        if let Err(e) = record::append(dir, record::DECISIONS, &rec) {
-            log::error!("{e}");
-        }
-    }
+    // What apply changed is recorded; what it found compliant, or could
+    // not fix, is in its report (with --watch, every pass would repeat it).
+    run.finish(OnError::Deny, args.state_dir.as_deref());
     row
+}
+
+/// The event `apply --watch` records for a container it brought back under
+/// its policy, in the watcher's event log.
+fn drift_corrected(r: &Row) -> Event {
+    Event {
+        time: record::now_rfc3339(),
+        kind: "drift_corrected".into(),
+        container: Who {
+            id: r.id.clone(),
+            name: Some(r.container.clone()),
+            image: None,
+        },
+        cgroup: r.cgroup.clone(),
+        policy: r.policy.clone(),
+        before: r.before.and_then(|b| serde_json::to_value(b).ok()),
+        after: r.target.and_then(|l| serde_json::to_value(l).ok()),
+        source: Some(r.source.into()),
+        ..Default::default()
+    }
 }
 
 fn why(d: &Decision) -> String {
@@ -279,12 +251,31 @@ fn engine_agrees(r: &engine::Running, l: &Limits, h: &Hierarchy) -> bool {
     r.memory == l.memory.to_oci() && r.memory_swap == l.memory_swap().to_oci() && reservation_ok
 }
 
-fn enforce(t: &Target, l: &Limits) -> Result<(), String> {
+/// Writes `l` for one container: first the engine's own record (so `docker
+/// inspect`, restarts and `docker stats` agree), then the cgroup, which
+/// also checks that it now holds the limits.
+fn write(args: &ApplyArgs, t: &Target, l: &Limits) -> Result<Option<Applied>, Failure> {
+    // Never surprise anyone with an OOM kill: a limit below what is in use
+    // is only lowered with --force.
+    if let Limit::Bytes(wanted) = l.memory {
+        let used = cgroup::usage(&t.dir)?;
+        if used > wanted {
+            if !args.force {
+                return Err(Failure::InUse { used, wanted });
+            }
+            if let Err(e) = cgroup::reclaim(&t.dir, used - wanted) {
+                log::warn!(
+                    "{}: {e}",
+                    discover::display(&t.facts.id, t.facts.name.as_deref())
+                );
+            }
+        }
+    }
     if let Source::Docker { socket, running } = &t.source {
         if l.memory == Limit::Unlimited {
-            return Err(
+            return Err(Failure::Engine(
                 "the engine cannot remove a memory limit through an update; left as is".into(),
-            );
+            ));
         }
         // v1: the engine's reservation is the soft limit, i.e. `high`.
         let reservation = match (&t.dir.hierarchy, l.high) {
@@ -299,11 +290,8 @@ fn enforce(t: &Target, l: &Limits) -> Result<(), String> {
             reservation,
             std::time::Duration::from_secs(10),
         )
-        .map_err(|e| format!("the engine refused the update: {e}"))?;
+        .map_err(|e| Failure::Engine(format!("the engine refused the update: {e}")))?;
     }
-    // The rest (memory.high on v2; everything for non-engine containers),
-    // and a check that the cgroup now holds the limits.
-    cgroup::apply(&t.dir, l)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    // The rest (memory.high on v2; everything for non-engine containers).
+    Ok(Some(cgroup::apply(&t.dir, l)?))
 }

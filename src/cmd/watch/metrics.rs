@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::log::Who;
+use super::journal::Who;
 use super::stats::Sample;
 
 /// One watched container, as the metrics see it.

@@ -51,6 +51,18 @@ pub struct Event {
     /// Pressure: the kernel's `some` line (`avg10=… avg60=… total=…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Drift: the policy whose limits were restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Drift: what the cgroup held (a [`crate::cgroup::Snapshot`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// Drift: the limits restored (a [`crate::decision::Limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+    /// Drift: where the container was found (`docker`, `runc`, `cgroup`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 pub struct EventLog {
@@ -113,6 +125,61 @@ pub fn read(path: &Path) -> Vec<Event> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Golden lines: `events`, alerts and people's scripts read these.
+    #[test]
+    fn event_lines_keep_their_shape() {
+        let who = Who {
+            id: "c1".into(),
+            name: Some("web".into()),
+            image: None,
+        };
+        let oom_kill = Event {
+            time: "T".into(),
+            kind: "oom_kill".into(),
+            container: who.clone(),
+            cgroup: "/x/c1".into(),
+            counter: Some("memory.events:oom_kill".into()),
+            old: Some(0),
+            new: Some(1),
+            usage: 4096,
+            limit: Some(8192),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&oom_kill).unwrap(),
+            r#"{"time":"T","kind":"oom_kill","container":{"id":"c1","name":"web"},"cgroup":"/x/c1","counter":"memory.events:oom_kill","old":0,"new":1,"usage":4096,"limit":8192}"#
+        );
+        let leak = Event {
+            time: "T".into(),
+            kind: "leak_suspected".into(),
+            container: who.clone(),
+            cgroup: "/x/c1".into(),
+            usage: 4096,
+            rate: Some(1.5),
+            time_to_limit: Some(60.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&leak).unwrap(),
+            r#"{"time":"T","kind":"leak_suspected","container":{"id":"c1","name":"web"},"cgroup":"/x/c1","usage":4096,"rate":1.5,"time_to_limit":60.0}"#
+        );
+        let drift = Event {
+            time: "T".into(),
+            kind: "drift_corrected".into(),
+            container: who,
+            cgroup: "/x/c1".into(),
+            policy: Some("default".into()),
+            before: Some(serde_json::json!({"memory": "max"})),
+            after: Some(serde_json::json!({"memory": 8192})),
+            source: Some("docker".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&drift).unwrap(),
+            r#"{"time":"T","kind":"drift_corrected","container":{"id":"c1","name":"web"},"cgroup":"/x/c1","usage":0,"policy":"default","before":{"memory":"max"},"after":{"memory":8192},"source":"docker"}"#
+        );
+    }
 
     #[test]
     fn append_rotate_and_rebuild() {

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{EventsArgs, Output};
+use crate::cmd::watch::journal::{self, Event};
 use crate::record;
 use crate::size::Limit;
-use crate::watch::log::{self, Event};
 
 pub fn run(args: &EventsArgs) -> ExitCode {
     let since = args.since.map(|d| {
@@ -16,7 +16,7 @@ pub fn run(args: &EventsArgs) -> ExitCode {
         let t = now.saturating_sub(d);
         record::rfc3339(t.as_secs() as i64, t.subsec_nanos())
     });
-    let path = args.state_dir.join(log::FILE);
+    let path = args.state_dir.join(journal::FILE);
     let keep = |e: &Event| {
         // RFC 3339 UTC with fixed width sorts as time does.
         since.as_ref().is_none_or(|s| e.time.as_str() >= s.as_str())
@@ -25,18 +25,18 @@ pub fn run(args: &EventsArgs) -> ExitCode {
             })
     };
     let mut seen = 0usize;
-    let mut all: Vec<Event> = log::read(&path.with_extension("jsonl.1"));
-    all.extend(log::read(&path));
+    let mut all: Vec<Event> = journal::read(&path.with_extension("jsonl.1"));
+    all.extend(journal::read(&path));
     for e in all.iter().filter(|e| keep(e)) {
         print(args.output, e);
     }
-    seen += log::read(&path).len();
+    seen += journal::read(&path).len();
     if !args.follow {
         return ExitCode::SUCCESS;
     }
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let now = log::read(&path);
+        let now = journal::read(&path);
         if now.len() < seen {
             seen = 0; // rotated
         }

@@ -37,17 +37,7 @@ pub fn print(output: Output, rows: &[Row], problems: &[Problem]) {
             status(r.status).into(),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
-        .collect();
-    for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    crate::cmd::print_table(&table);
     for r in rows.iter().filter(|r| r.reason != "within the policy") {
         println!("  {}: {}", r.container, r.reason);
     }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::cli::{ExplainArgs, Output};
+use crate::decision::select;
 use crate::decision::{self, Verdict};
 use crate::facts::{Facts, Requested};
 use crate::policy;
-use crate::select;
 use crate::size::{self, Limit};
 
 #[derive(Serialize)]
@@ -57,7 +57,7 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let r = facts.requested;
-        println!("{}", crate::hook::describe(&facts));
+        println!("{}", crate::enforce::describe(&facts));
         if let Some(i) = &facts.image {
             println!("image       {i}");
         }
@@ -118,7 +118,7 @@ fn opt(l: Option<Limit>) -> String {
 fn gather(args: &ExplainArgs) -> Result<Facts, Box<dyn std::error::Error>> {
     let mut facts = Facts::default();
     if let Some(bundle) = &args.bundle {
-        let config = crate::oci::read_config(bundle)?;
+        let config = crate::facts::oci::read_config(bundle)?;
         let id = bundle
             .canonicalize()
             .ok()
@@ -127,7 +127,7 @@ fn gather(args: &ExplainArgs) -> Result<Facts, Box<dyn std::error::Error>> {
         let state: oci_spec::runtime::State = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "id": id, "status": "creating", "bundle": bundle,
         }))?;
-        facts = crate::oci::facts(&state, &config);
+        facts = crate::facts::oci::facts(&state, &config);
     }
     if let Some(id) = &args.id {
         facts.id = id.clone();

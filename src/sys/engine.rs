@@ -17,6 +17,51 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Why the engine could not be asked, or what it answered instead.
+#[derive(Debug)]
+pub enum EngineError {
+    /// `DOCKER_HOST` names something other than a unix socket.
+    NotUnix(String),
+    Connect {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing the request or reading the answer failed.
+    Io {
+        doing: &'static str,
+        source: std::io::Error,
+    },
+    /// No whole answer within the timeout.
+    Late(Duration),
+    /// The engine answered with an HTTP error.
+    Status { status: u16, body: String },
+    /// The answer is not HTTP or not the JSON expected.
+    Malformed(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::NotUnix(h) => write!(f, "DOCKER_HOST {h:?} is not a unix:// socket"),
+            EngineError::Connect { socket, source } => {
+                write!(f, "cannot connect to {}: {source}", socket.display())
+            }
+            EngineError::Io { doing, source } => write!(f, "cannot {doing}: {source}"),
+            EngineError::Late(t) => write!(f, "the engine did not answer within {t:?}"),
+            EngineError::Status { status, body } => {
+                write!(f, "the engine answered {status}: {body}")
+            }
+            EngineError::Malformed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+fn unexpected(e: serde_json::Error) -> EngineError {
+    EngineError::Malformed(format!("unexpected answer from the engine: {e}"))
+}
+
 /// What the engine knows of a container.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct EngineFacts {
@@ -26,8 +71,8 @@ pub struct EngineFacts {
 }
 
 impl ListEntry {
-    /// Docker lists names with a leading `/`.
-    fn facts(self) -> EngineFacts {
+    /// Docker lists names with a leading `/` (podman without).
+    pub fn facts(self) -> EngineFacts {
         EngineFacts {
             name: self
                 .names
@@ -39,10 +84,12 @@ impl ListEntry {
     }
 }
 
-#[derive(Deserialize)]
-struct ListEntry {
+/// A container as the engine's list endpoint (and `podman ps --format
+/// json`) describes it.
+#[derive(Deserialize, Clone)]
+pub struct ListEntry {
     #[serde(rename = "Id")]
-    id: String,
+    pub id: String,
     #[serde(rename = "Names", default)]
     names: Vec<String>,
     #[serde(rename = "Image", default)]
@@ -51,14 +98,16 @@ struct ListEntry {
     labels: Option<BTreeMap<String, String>>,
 }
 
-/// The engine's unix socket: `DOCKER_HOST` (`unix://` only), else the default.
-pub fn socket_path(docker_host: Option<&str>) -> Result<PathBuf, String> {
-    match docker_host {
+/// The engine's unix socket: `docker_host` if given, else `$DOCKER_HOST`
+/// (`unix://` only), else the default.
+pub fn socket_path(docker_host: Option<&str>) -> Result<PathBuf, EngineError> {
+    let env = std::env::var("DOCKER_HOST").ok();
+    match docker_host.or(env.as_deref()) {
         None | Some("") => Ok("/var/run/docker.sock".into()),
         Some(h) => h
             .strip_prefix("unix://")
             .map(PathBuf::from)
-            .ok_or_else(|| format!("DOCKER_HOST {h:?} is not a unix:// socket")),
+            .ok_or_else(|| EngineError::NotUnix(h.to_string())),
     }
 }
 
@@ -71,7 +120,7 @@ pub struct Question {
 
 /// Sends the lookup of a container by id (through the list endpoint,
 /// which answers during a create; inspect blocks until it ends).
-pub fn ask(socket: &std::path::Path, id: &str, timeout: Duration) -> Result<Question, String> {
+pub fn ask(socket: &std::path::Path, id: &str, timeout: Duration) -> Result<Question, EngineError> {
     let filters = format!("{{\"id\":[\"{id}\"]}}");
     let path = format!(
         "/containers/json?all=1&filters={}",
@@ -85,10 +134,9 @@ pub fn ask(socket: &std::path::Path, id: &str, timeout: Duration) -> Result<Ques
 
 impl Question {
     /// Waits for the answer, within the timeout counted from the question.
-    pub fn answer(self) -> Result<Option<EngineFacts>, String> {
+    pub fn answer(self) -> Result<Option<EngineFacts>, EngineError> {
         let body = self.sent.receive()?;
-        let list: Vec<ListEntry> = serde_json::from_slice(&body)
-            .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
+        let list: Vec<ListEntry> = serde_json::from_slice(&body).map_err(unexpected)?;
         // The id filter matches prefixes; take the exact container.
         let id = &self.id;
         Ok(list
@@ -139,10 +187,9 @@ struct InspectHost {
 /// Every running container with its pid and memory settings. One list
 /// call, then one inspect per container (inspect does not block once a
 /// container runs).
-pub fn running(socket: &std::path::Path, timeout: Duration) -> Result<Vec<Running>, String> {
+pub fn running(socket: &std::path::Path, timeout: Duration) -> Result<Vec<Running>, EngineError> {
     let body = get(socket, "/containers/json", timeout)?;
-    let list: Vec<ListEntry> = serde_json::from_slice(&body)
-        .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
+    let list: Vec<ListEntry> = serde_json::from_slice(&body).map_err(unexpected)?;
     let mut out = Vec::with_capacity(list.len());
     for e in list {
         let Some(r) = inspect(socket, &e.id, timeout)? else {
@@ -161,14 +208,13 @@ pub fn inspect(
     socket: &std::path::Path,
     id: &str,
     timeout: Duration,
-) -> Result<Option<Running>, String> {
+) -> Result<Option<Running>, EngineError> {
     let body = get(
         socket,
         &format!("/containers/{}/json", percent_encode(id)),
         timeout,
     )?;
-    let i: Inspect = serde_json::from_slice(&body)
-        .map_err(|e| format!("unexpected answer from the engine: {e}"))?;
+    let i: Inspect = serde_json::from_slice(&body).map_err(unexpected)?;
     if !i.state.running || i.state.pid <= 0 {
         return Ok(None);
     }
@@ -191,7 +237,7 @@ pub fn update(
     memory_swap: i64,
     reservation: Option<i64>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), EngineError> {
     let mut body = serde_json::json!({"Memory": memory, "MemorySwap": memory_swap});
     if let Some(r) = reservation {
         body["MemoryReservation"] = r.into();
@@ -219,7 +265,11 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// A GET over the engine's socket.
-pub fn get(socket: &std::path::Path, path: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+pub fn get(
+    socket: &std::path::Path,
+    path: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, EngineError> {
     request(socket, "GET", path, None, timeout)
 }
 
@@ -231,7 +281,7 @@ pub fn request(
     path: &str,
     body: Option<&[u8]>,
     timeout: Duration,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, EngineError> {
     send(socket, method, path, body, timeout)?.receive()
 }
 
@@ -248,14 +298,16 @@ fn send(
     path: &str,
     body: Option<&[u8]>,
     timeout: Duration,
-) -> Result<Sent, String> {
+) -> Result<Sent, EngineError> {
     let deadline = std::time::Instant::now() + timeout;
-    let mut s = UnixStream::connect(socket)
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    let mut s = UnixStream::connect(socket).map_err(|source| EngineError::Connect {
+        socket: socket.to_path_buf(),
+        source,
+    })?;
+    let io = |doing| move |source| EngineError::Io { doing, source };
     s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
+        .map_err(io("set a timeout on the engine's socket"))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: cglimit\r\nConnection: close\r\n"
     );
@@ -268,8 +320,7 @@ fn send(
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body.unwrap_or_default());
-    s.write_all(&bytes)
-        .map_err(|e| format!("cannot ask the engine: {e}"))?;
+    s.write_all(&bytes).map_err(io("ask the engine"))?;
     Ok(Sent {
         stream: s,
         timeout,
@@ -278,9 +329,13 @@ fn send(
 }
 
 impl Sent {
-    fn receive(mut self) -> Result<Vec<u8>, String> {
+    fn receive(mut self) -> Result<Vec<u8>, EngineError> {
         let timeout = self.timeout;
-        let late = || format!("the engine did not answer within {timeout:?}");
+        let late = || EngineError::Late(timeout);
+        let io = |source| EngineError::Io {
+            doing: "read the engine's answer",
+            source,
+        };
         let mut raw = Vec::new();
         let mut buf = [0u8; 16384];
         loop {
@@ -289,9 +344,7 @@ impl Sent {
                 .checked_duration_since(std::time::Instant::now())
                 .filter(|d| !d.is_zero())
                 .ok_or_else(late)?;
-            self.stream
-                .set_read_timeout(Some(left))
-                .map_err(|e| e.to_string())?;
+            self.stream.set_read_timeout(Some(left)).map_err(io)?;
             match self.stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -308,17 +361,18 @@ impl Sent {
                 {
                     return Err(late());
                 }
-                Err(e) => return Err(format!("cannot read the engine's answer: {e}")),
+                Err(e) => return Err(io(e)),
             }
         }
-        complete_body(&raw, true)?
-            .ok_or_else(|| "the engine closed the connection mid-answer".into())
+        complete_body(&raw, true)?.ok_or_else(|| {
+            EngineError::Malformed("the engine closed the connection mid-answer".into())
+        })
     }
 }
 
 /// The body once the whole response is in `raw`, or `None` if more is
 /// needed. At `eof`, a response without a length ends with the connection.
-fn complete_body(raw: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
+fn complete_body(raw: &[u8], eof: bool) -> Result<Option<Vec<u8>>, EngineError> {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };
@@ -328,7 +382,7 @@ fn complete_body(raw: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or("malformed HTTP answer from the engine")?;
+        .ok_or_else(|| EngineError::Malformed("malformed HTTP answer from the engine".into()))?;
     let header = |name: &str| {
         head.lines()
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
@@ -349,10 +403,10 @@ fn complete_body(raw: &[u8], eof: bool) -> Result<Option<Vec<u8>>, String> {
         return Ok(None);
     };
     if !(200..300).contains(&status) {
-        return Err(format!(
-            "the engine answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
+        return Err(EngineError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_string(),
+        });
     }
     Ok(Some(body))
 }
@@ -390,7 +444,10 @@ mod tests {
         let partial = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\n";
         assert_eq!(complete_body(partial, false).unwrap(), None);
         let r = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops";
-        assert!(complete_body(r, false).unwrap_err().contains("500"));
+        assert!(matches!(
+            complete_body(r, false).unwrap_err(),
+            EngineError::Status { status: 500, .. }
+        ));
         let r = b"HTTP/1.1 204 No Content\r\n\r\n";
         assert_eq!(complete_body(r, false).unwrap(), Some(vec![]));
     }
@@ -426,7 +483,7 @@ mod tests {
         let e = ask(&sock, "abc", Duration::from_millis(100))
             .and_then(Question::answer)
             .unwrap_err();
-        assert!(e.contains("did not answer"), "{e}");
+        assert!(e.to_string().contains("did not answer"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -12,11 +12,12 @@
 //! - `memory+swap < memory` is refused, as Docker refuses it;
 //! - `high` is derived from the final memory limit.
 
+pub mod select;
+
 use serde::Serialize;
 
 use crate::facts::Facts;
 use crate::policy::{Action, Bounds, High, Policy};
-use crate::select;
 use crate::size::Limit;
 
 /// Pages are the kernel's unit: a derived `high` is rounded down to one so

@@ -3,6 +3,12 @@
 //! Each entry point gathers these differently (OCI state and bundle for the
 //! hook, `config.json` and the engine for the runtime wrapper, the engine and
 //! cgroup tree for `apply`); nothing after gathering depends on which.
+//!
+//! Where they are learned: [`oci`] (the runtime's state and the bundle),
+//! [`discover`] (running containers, for `apply`, `watch` and `top`).
+
+pub mod discover;
+pub mod oci;
 
 use std::collections::BTreeMap;
 
@@ -45,5 +51,36 @@ impl Requested {
             memory: conv(limit),
             memory_swap: conv(swap),
         }
+    }
+}
+
+/// Why the facts an entry point needs could not be learned.
+#[derive(Debug)]
+pub enum FactsError {
+    /// The runtime's state on stdin, or the bundle's `config.json`.
+    Oci(oci::OciError),
+    /// The state names no process: the hook ran at the wrong stage.
+    NoPid,
+    /// The wrapper was given no `--bundle` and has no working directory.
+    NoBundle(std::io::Error),
+}
+
+impl std::fmt::Display for FactsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FactsError::Oci(e) => e.fmt(f),
+            FactsError::NoPid => f.write_str(
+                "the container state has no \"pid\": run cglimit as a createRuntime or prestart hook",
+            ),
+            FactsError::NoBundle(e) => write!(f, "no bundle: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FactsError {}
+
+impl From<oci::OciError> for FactsError {
+    fn from(e: oci::OciError) -> Self {
+        FactsError::Oci(e)
     }
 }

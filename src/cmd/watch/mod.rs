@@ -9,8 +9,8 @@
 //! picked up from `decisions.jsonl` as the hook writes it (inotify), and
 //! from the engines and runtime state directories every few ticks.
 
+pub mod journal;
 pub mod leak;
-pub mod log;
 mod metrics;
 pub mod stats;
 
@@ -30,7 +30,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use crate::cgroup::{self, CgroupDir, Hierarchy};
 use crate::cli::WatchArgs;
 use crate::record;
-use log::{Event, EventLog, Who};
+use journal::{Event, EventLog, Who};
 
 struct Watched {
     who: Who,
@@ -54,6 +54,21 @@ struct Watched {
     last_pressure: Option<Instant>,
     /// This container's key in the epoll set (see [`Watcher::epoll`]).
     token: u64,
+}
+
+impl Watched {
+    /// An event of this container, with its usage and limit from `sample`.
+    fn event(&self, kind: &str, sample: &stats::Sample) -> Event {
+        Event {
+            time: record::now_rfc3339(),
+            kind: kind.into(),
+            container: self.who.clone(),
+            cgroup: self.cgroup.clone(),
+            usage: sample.usage,
+            limit: sample.limit,
+            ..Default::default()
+        }
+    }
 }
 
 /// Epoll data of the watcher's own descriptors; a container's descriptors
@@ -270,16 +285,10 @@ impl<'a> Watcher<'a> {
             return;
         };
         let ev = Event {
-            time: record::now_rfc3339(),
-            kind: "oom".into(),
-            container: w.who.clone(),
-            cgroup: w.cgroup.clone(),
             counter: Some("memory.oom_control:notifications".into()),
             old: Some(w.oom_seen - n),
             new: Some(w.oom_seen),
-            usage: w.sample.usage,
-            limit: w.sample.limit,
-            ..Default::default()
+            ..w.event("oom", &w.sample)
         };
         self.record(vec![ev]);
         // The notification comes as the OOM starts; `oom_kill` rises when the
@@ -323,15 +332,9 @@ impl<'a> Watcher<'a> {
             .ok()
             .and_then(|t| t.lines().next().map(String::from));
         let ev = Event {
-            time: record::now_rfc3339(),
-            kind: "pressure".into(),
-            container: w.who.clone(),
-            cgroup: w.cgroup.clone(),
             counter: Some("memory.pressure".into()),
-            usage: w.sample.usage,
-            limit: w.sample.limit,
             detail,
-            ..Default::default()
+            ..w.event("pressure", &w.sample)
         };
         self.record(vec![ev]);
     }
@@ -429,15 +432,9 @@ impl<'a> Watcher<'a> {
                     .zip(w.sample.limit)
                     .map(|(r, l)| l.saturating_sub(w.sample.usage) as f64 / r);
                 let e = Event {
-                    time: record::now_rfc3339(),
-                    kind: kind.into(),
-                    container: w.who.clone(),
-                    cgroup: w.cgroup.clone(),
-                    usage: w.sample.usage,
-                    limit: w.sample.limit,
                     rate,
                     time_to_limit: ttl,
-                    ..Default::default()
+                    ..w.event(kind, &w.sample)
                 };
                 self.record(vec![e]);
             }
@@ -536,7 +533,7 @@ impl<'a> Watcher<'a> {
     /// Containers of the engines and runtimes, as `apply` finds them.
     fn discover(&mut self) {
         let mut problems = Vec::new();
-        for t in crate::apply::discover_for_watch(self.args, &mut problems) {
+        for t in crate::facts::discover::all(&self.args.sources, &mut problems) {
             let who = Who {
                 id: t.facts.id.clone(),
                 name: t.facts.name.clone(),
@@ -673,16 +670,10 @@ fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u
             continue;
         }
         out.push(Event {
-            time: record::now_rfc3339(),
-            kind: kind.into(),
-            container: w.who.clone(),
-            cgroup: w.cgroup.clone(),
             counter: Some(counter),
             old: Some(old),
             new: Some(new),
-            usage: s.usage,
-            limit: s.limit,
-            ..Default::default()
+            ..w.event(kind, s)
         });
     }
     out

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::cli::TopArgs;
+use crate::cmd::watch::stats;
 use crate::size::Limit;
-use crate::watch::stats;
 
 pub fn run(args: &TopArgs) -> ExitCode {
     loop {
         let mut problems = Vec::new();
-        let targets = crate::apply::discover::all(&args.sources, &mut problems);
+        let targets = crate::facts::discover::all(&args.sources, &mut problems);
         let mut rows = Vec::new();
         let first: Vec<Option<stats::Sample>> =
             targets.iter().map(|t| stats::read(&t.dir).ok()).collect();
@@ -24,7 +24,7 @@ pub fn run(args: &TopArgs) -> ExitCode {
             };
             let dt = t0.elapsed().as_secs_f64();
             let trend = (b.anon as f64 - a.anon as f64) / dt;
-            let name = crate::apply::discover::display(&t.facts.id, t.facts.name.as_deref());
+            let name = crate::facts::discover::display(&t.facts.id, t.facts.name.as_deref());
             let limit = b.limit.map(Limit::Bytes).unwrap_or(Limit::Unlimited);
             let pct = b
                 .limit
@@ -72,24 +72,9 @@ pub fn run(args: &TopArgs) -> ExitCode {
             "TREND",
             "USAGE BYTES",
         ];
-        let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-        for r in &rows {
-            for (i, c) in r.iter().enumerate() {
-                widths[i] = widths[i].max(c.len());
-            }
-        }
-        let line = |cells: Vec<&str>| {
-            let v: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            println!("{}", v.join("  ").trim_end());
-        };
-        line(header.to_vec());
-        for r in &rows {
-            line(r.iter().map(String::as_str).collect());
-        }
+        let mut table = vec![header.map(String::from)];
+        table.extend(rows);
+        crate::cmd::print_table(&table);
         for p in &problems {
             eprintln!("{}: {}", p.container, p.message);
         }

@@ -10,10 +10,10 @@ use serde::Deserialize;
 
 use crate::cgroup::{self, CgroupDir};
 use crate::cli::SourceArgs;
-use crate::engine::{self, Running};
+use crate::facts::oci;
 use crate::facts::{Facts, Requested};
-use crate::oci;
 use crate::size::Limit;
+use crate::sys::engine::{self, ListEntry, Running};
 
 /// Where a container was found, which decides how its limits change.
 pub enum Source {
@@ -102,21 +102,18 @@ pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
 }
 
 fn docker(args: &SourceArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
-    let host = args
-        .docker_host
-        .clone()
-        .or_else(|| std::env::var("DOCKER_HOST").ok());
-    let socket = match engine::socket_path(host.as_deref()) {
+    let socket = match engine::socket_path(args.docker_host.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             problems.push(Problem {
                 container: "docker".into(),
-                message: e,
+                message: e.to_string(),
             });
             return;
         }
     };
-    if host.is_none() && !socket.exists() {
+    let asked = args.docker_host.is_some() || std::env::var_os("DOCKER_HOST").is_some();
+    if !asked && !socket.exists() {
         return; // No Docker on this host, and none was asked for.
     }
     let running = match engine::running(&socket, args.engine_timeout) {
@@ -162,22 +159,10 @@ fn docker(args: &SourceArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>)
     }
 }
 
-#[derive(Deserialize)]
-struct PodmanEntry {
-    #[serde(rename = "Id")]
-    id: String,
-    #[serde(rename = "Names", default)]
-    names: Vec<String>,
-    #[serde(rename = "Image", default)]
-    image: Option<String>,
-    #[serde(rename = "Labels", default)]
-    labels: Option<std::collections::BTreeMap<String, String>>,
-}
-
 /// podman has no daemon to ask; `podman ps --format json` names its
 /// containers, which run under runc's or crun's state directory (found
 /// there, and named from here).
-fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, PodmanEntry> {
+fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, ListEntry> {
     let explicit = args.podman_root.is_some() || args.podman_runroot.is_some();
     let mut c = Command::new("podman");
     if let Some(r) = &args.podman_root {
@@ -210,7 +195,7 @@ fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, Pod
         // No podman on this host: nothing to ask.
         Err(_) => return HashMap::new(),
     };
-    let list: Vec<PodmanEntry> = serde_json::from_slice(&out).unwrap_or_default();
+    let list: Vec<ListEntry> = serde_json::from_slice(&out).unwrap_or_default();
     list.into_iter().map(|e| (e.id.clone(), e)).collect()
 }
 
@@ -231,7 +216,7 @@ fn runtime(
     name: &'static str,
     root: &Path,
     explicit: bool,
-    podman: &HashMap<String, PodmanEntry>,
+    podman: &HashMap<String, ListEntry>,
     out: &mut Vec<Target>,
     problems: &mut Vec<Problem>,
 ) {
@@ -323,9 +308,10 @@ fn runtime(
         }
         let mut source = Source::Runtime { name };
         if let Some(p) = podman.get(&facts.id) {
-            facts.name = p.names.first().cloned();
-            facts.image = p.image.clone();
-            facts.labels = p.labels.clone().unwrap_or_default();
+            let known = p.clone().facts();
+            facts.name = known.name;
+            facts.image = known.image;
+            facts.labels = known.labels;
             source = Source::Runtime { name: "podman" };
         }
         out.push(Target { facts, source, dir });

@@ -75,6 +75,8 @@ pub struct Config {
 pub struct Linux {
     #[serde(default)]
     pub resources: Option<Resources>,
+    #[serde(default, rename = "cgroupsPath")]
+    pub cgroups_path: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -160,6 +162,19 @@ pub fn facts(state: &State, config: &Config) -> Facts {
         requested: Requested::from_oci(m.limit, m.swap),
         cgroup: None,
         annotations,
+    }
+}
+
+/// Facts about a container from its bundle alone, as the runtime wrapper
+/// sees it before the runtime runs (there is no state and no process yet).
+pub fn bundle_facts(id: &str, config: &Config) -> Facts {
+    let m = config.memory();
+    Facts {
+        id: id.to_string(),
+        annotations: config.annotations.clone(),
+        requested: Requested::from_oci(m.limit, m.swap),
+        cgroup: config.linux.as_ref().and_then(|l| l.cgroups_path.clone()),
+        ..Default::default()
     }
 }
 

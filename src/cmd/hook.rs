@@ -1,0 +1,95 @@
+//! `cglimit hook`: the OCI hook entry point.
+//!
+//! runc and crun apply the spec's own limits before they run `prestart` /
+//! `createRuntime` hooks, and the container's process has not run a single
+//! instruction yet; so what the hook writes is final. The hook fails closed:
+//! any error exits non-zero and the runtime refuses the container, unless
+//! the operator chose `--on-error allow`.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::cgroup::{self, CgroupDir};
+use crate::cli::{HookArgs, OnError};
+use crate::enforce::{Failure, Run};
+use crate::facts::{FactsError, oci};
+use crate::record::Source;
+
+pub fn run(args: &HookArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    // Before the watchdog thread exists: capabilities are per thread.
+    crate::sys::privilege::drop_for_hook();
+    // Held from the decision until exit, so the watchdog never ends the
+    // process between a write and its rollback, nor starts a container the
+    // policy refused.
+    let enforcing = Arc::new(Mutex::new(()));
+    watchdog(args.timeout, args.on_error, Arc::clone(&enforcing));
+    let mut run = Run::new(Source::Hook, Default::default());
+    match gather(&mut run) {
+        Ok(dir) => match args
+            .policy
+            .open((!args.no_cache).then_some(args.cache_dir.as_path()))
+        {
+            Ok(policies) => run.enforce(&policies, |limits: &_| {
+                let guard = enforcing.lock().unwrap_or_else(|e| e.into_inner());
+                // Kept until the process exits.
+                std::mem::forget(guard);
+                Ok(Some(cgroup::apply(&dir, limits)?))
+            }),
+            Err(e) => run.fail(e),
+        },
+        Err(e) => run.fail(e),
+    }
+    // The run's end is decided: from here on the watchdog stays out, so a
+    // refused container is not started by a timeout under `--on-error allow`.
+    if let Ok(guard) = enforcing.try_lock() {
+        std::mem::forget(guard);
+    }
+    let ending = run.finish(args.on_error, args.state_dir.as_deref());
+    log::debug!("hook done in {} us", started.elapsed().as_micros());
+    match ending.refusal {
+        Some(m) => {
+            user_error(&m);
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// The container's facts from the state on stdin and its bundle, and the
+/// memory cgroup its init process is in.
+fn gather(run: &mut Run) -> Result<CgroupDir, Failure> {
+    let state = oci::read_state(std::io::stdin().lock()).map_err(FactsError::from)?;
+    run.facts.id = state.id().clone();
+    let pid = state.pid().filter(|p| *p > 0).ok_or(FactsError::NoPid)?;
+    let config = oci::read_config(state.bundle()).map_err(FactsError::from)?;
+    run.facts = oci::facts(&state, &config);
+    let (dir, cgroup_path) = cgroup::for_pid(pid)?;
+    run.facts.cgroup = Some(cgroup_path);
+    Ok(dir)
+}
+
+/// Puts a failure where the runtime shows it (runc includes a failed hook's
+/// stderr in its error), unless the log already went there.
+fn user_error(msg: &str) {
+    if !crate::sys::logger::to_stderr() {
+        eprintln!("cglimit: {msg}");
+    }
+}
+
+fn watchdog(timeout: Duration, on_error: OnError, enforcing: Arc<Mutex<()>>) {
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        // Never end the process in the middle of a write and its rollback.
+        let _g = enforcing.lock();
+        let msg = format!("timed out after {timeout:?} before the limits were applied");
+        if on_error == OnError::Allow {
+            log::warn!("{msg}; starting the container without enforced limits (--on-error allow)");
+            std::process::exit(0);
+        }
+        log::error!("{msg}");
+        user_error(&msg);
+        std::process::exit(1);
+    });
+}

@@ -1,0 +1,34 @@
+//! The commands: each parses nothing itself (flags are in [`crate::cli`]),
+//! gathers facts its own way, calls the core, and prints.
+
+pub mod apply;
+pub mod events;
+pub mod explain;
+pub mod hook;
+pub mod runtime;
+pub mod top;
+pub mod validate;
+pub mod watch;
+
+/// Prints rows as left-aligned columns two spaces apart, as `docker ps`
+/// does; the first row is the header.
+pub fn print_table<R: AsRef<[String]>>(rows: &[R]) {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            if i == widths.len() {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let cells: Vec<String> = row
+            .as_ref()
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}

@@ -1,0 +1,216 @@
+//! `cglimit runtime`: a transparent runc wrapper for Docker, which has no
+//! hooks setting but lets a runtime be registered in `daemon.json`.
+//!
+//! Only `create` and `run` are touched: the policy's limits are written into
+//! the bundle's `config.json`, so runc itself creates the cgroup with them.
+//! Then the real runtime is `exec`ed with the argv unchanged, so every other
+//! verb, global flag, exit status, stdout byte and signal is runc's own.
+
+pub mod argv;
+pub mod config;
+mod options;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::enforce::{Failure, Run, spec};
+use crate::facts::{FactsError, oci};
+use crate::policy;
+use crate::record::Source;
+use crate::sys::engine;
+use crate::sys::logger::{self, Format};
+use options::Options;
+
+/// Entry point; `raw` is everything after `runtime` (or after argv[0] for
+/// the `cglimit-runtime` symlink). The runtime gets its part byte for byte.
+pub fn run(raw: &[OsString]) -> ExitCode {
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (flags, n) = options::own_flags(&args);
+    let runc_args = argv::parse(&args[n..]);
+    let opts = match options::options(&flags) {
+        Ok(o) => o,
+        Err(e) => {
+            init_log(None, &runc_args);
+            let m = format!("cglimit runtime: {e}");
+            log::error!("{m}");
+            return refuse(&m, &runc_args);
+        }
+    };
+    init_log(opts.log_file.as_deref(), &runc_args);
+    if runc_args.creates() {
+        crate::sys::privilege::drop_for_wrapper();
+        let run = decide_and_write(&opts, &runc_args);
+        if let Some(m) = run.finish(opts.on_error, opts.state_dir.as_deref()).refusal {
+            return refuse(&m, &runc_args);
+        }
+    }
+    let err = std::process::Command::new(&opts.runtime)
+        .args(&raw[n..])
+        .exec();
+    let m = format!("cannot run the runtime {:?}: {err}", opts.runtime);
+    log::error!("{m}");
+    refuse(&m, &runc_args);
+    ExitCode::from(127)
+}
+
+/// Logs go to the configured file, else where runc's `--log` says (in its
+/// format), else stderr; never stdout, which is the runtime's.
+fn init_log(file: Option<&Path>, runc: &argv::RuncArgs) {
+    let (path, format) = match (file, &runc.log) {
+        (Some(f), _) => (Some(f.to_path_buf()), Format::Plain),
+        (None, Some(l)) => (
+            Some(PathBuf::from(l)),
+            if runc.log_format.as_deref() == Some("json") {
+                Format::RuncJson
+            } else {
+                Format::RuncText
+            },
+        ),
+        (None, None) => (None, Format::Plain),
+    };
+    if logger::init_with(path.as_deref(), log::LevelFilter::Info, format).is_err() {
+        let _ = logger::init(None, log::LevelFilter::Info);
+    }
+}
+
+/// Fails the runtime call with `message` (already logged) where each
+/// caller looks for it: containerd reads the last error line of runc's
+/// `--log` back into the error `docker run` prints; other callers read
+/// stderr.
+fn refuse(message: &str, runc: &argv::RuncArgs) -> ExitCode {
+    if let Some(path) = &runc.log
+        && !logger::writes_to(Path::new(path))
+    {
+        let json = runc.log_format.as_deref() == Some("json");
+        let line = logger::runc_line(json, "error", message);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
+    if !logger::to_stderr() {
+        eprintln!("cglimit: {message}");
+    }
+    ExitCode::from(1)
+}
+
+/// Gathers the container's facts from the bundle and the engine, and runs
+/// the sequence with the bundle's `config.json` as the writer.
+fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
+    let started = std::time::Instant::now();
+    let mut run = Run::new(Source::Runtime, Default::default());
+    let bundle = match &r.bundle {
+        Some(b) => PathBuf::from(b),
+        None => match std::env::current_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                run.fail(FactsError::NoBundle(e));
+                return run;
+            }
+        },
+    };
+    run.facts.id = r.id.clone().unwrap_or_else(|| {
+        bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let path = bundle.join("config.json");
+    let bundle_err = |message: String| {
+        Failure::Facts(FactsError::Oci(oci::OciError::Config {
+            path: path.clone(),
+            message,
+        }))
+    };
+    // The engine's answer is the longest wait of a create: ask first, and
+    // read the bundle and the policies while the engine looks it up.
+    let question = ask_engine(o, &run.facts.id);
+    let bytes = match oci::read_config_bytes(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            run.fail(bundle_err(e));
+            return run;
+        }
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map_err(|e| bundle_err(format!("invalid JSON: {e}")))
+        .and_then(|tree| {
+            <oci::Config as serde::Deserialize>::deserialize(&tree)
+                .map(|narrow| (tree, narrow))
+                .map_err(|e| bundle_err(format!("invalid config: {e}")))
+        });
+    let (mut tree, narrow) = match parsed {
+        Ok(x) => x,
+        Err(e) => {
+            run.fail(e);
+            return run;
+        }
+    };
+    run.facts = oci::bundle_facts(&run.facts.id, &narrow);
+    let loaded = policy::open(
+        &o.policy_dir,
+        o.cache_dir.as_deref(),
+        !o.insecure_policy_perms,
+    );
+    let waiting = std::time::Instant::now();
+    add_engine_facts(question, &mut run);
+    let engine_time = waiting.elapsed();
+    let policies = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            run.fail(e);
+            return run;
+        }
+    };
+    run.enforce(&policies, |limits: &_| {
+        let err = |message: String| Failure::Bundle {
+            path: path.clone(),
+            message,
+        };
+        spec::set_limits(&mut tree, limits, crate::cgroup::unified_host())
+            .map_err(|e| err(e.to_string()))?;
+        // Sized as the file read: no regrowth while serializing.
+        let mut out = Vec::with_capacity(bytes.len() + 512);
+        serde_json::to_writer(&mut out, &tree).map_err(|e| err(e.to_string()))?;
+        spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
+        Ok(None)
+    });
+    run.detail = Some(format!(
+        "decided in {} us, of which waiting for the engine {} us",
+        started.elapsed().as_micros(),
+        engine_time.as_micros()
+    ));
+    run
+}
+
+/// Sends the engine the lookup of the container's name, image and labels
+/// (Docker puts none of them in `config.json`).
+fn ask_engine(o: &Options, id: &str) -> Result<engine::Question, engine::EngineError> {
+    let socket = engine::socket_path(o.docker_host.as_deref())?;
+    engine::ask(&socket, id, o.engine_timeout)
+}
+
+/// Adds what the engine answered (within its timeout) to the run's facts;
+/// without an answer the decision is made on the bundle alone, and the log
+/// says so.
+fn add_engine_facts(question: Result<engine::Question, engine::EngineError>, run: &mut Run) {
+    let f = &mut run.facts;
+    let id = &f.id;
+    match question.and_then(engine::Question::answer) {
+        Ok(Some(e)) => {
+            f.name = e.name;
+            f.image = e.image;
+            f.labels = e.labels;
+        }
+        Ok(None) => {
+            log::info!("container {id}: the engine does not know it; deciding on the bundle alone")
+        }
+        Err(e) => log::warn!("container {id}: {e}; deciding without its name, image and labels"),
+    }
+}

@@ -1,0 +1,416 @@
+//! The one sequence every entry point runs for a container, once its facts
+//! are gathered: decide → enforce → record → log.
+//!
+//! The hook, the runtime wrapper and `apply` differ in how they learn a
+//! container's facts and in what they write (the cgroup files, the bundle's
+//! `config.json` in [`spec`], the engine's update endpoint); they do not
+//! differ in how a policy is chosen, how a refusal or an error is handled
+//! under `--on-error`, or what is recorded and logged. That lives here.
+
+pub mod spec;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{Applied, CgroupError};
+use crate::cli::OnError;
+use crate::decision::{self, Decision, Limits, Verdict};
+use crate::facts::{Facts, FactsError};
+use crate::policy::perms::Unsafe;
+use crate::policy::{LoadError, PolicyErrors, PolicySet};
+use crate::record::{self, DecisionRecord, Outcome, Source};
+use crate::size::Limit;
+
+/// Why a container's limits were not put in place.
+#[derive(Debug)]
+pub enum Failure {
+    /// What the container is could not be learned (runtime state, bundle).
+    Facts(FactsError),
+    /// The policy directory could be changed by someone other than root or
+    /// this user.
+    Perms(Unsafe),
+    /// A policy file does not parse or does not make sense.
+    Policy(PolicyErrors),
+    /// A cgroup file could not be read or written (nothing was left half
+    /// written: see [`crate::cgroup::apply`]).
+    Cgroup(CgroupError),
+    /// The bundle's `config.json` could not be rewritten.
+    Bundle { path: PathBuf, message: String },
+    /// The engine refused a change, or could not be asked.
+    Engine(String),
+    /// A limit below what the container uses now would be an OOM kill;
+    /// `apply` lowers it only when forced.
+    InUse { used: u64, wanted: u64 },
+    /// The policy refuses the container.
+    Denied { by: String, message: String },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Facts(e) => e.fmt(f),
+            Failure::Perms(e) => write!(f, "untrusted policy: {e}"),
+            Failure::Policy(e) => write!(f, "invalid policy:\n{e}"),
+            Failure::Cgroup(e) => e.fmt(f),
+            Failure::Bundle { path, message } => write!(f, "{}: {message}", path.display()),
+            Failure::Engine(e) => f.write_str(e),
+            Failure::InUse { used, wanted } => write!(
+                f,
+                "uses {}, more than the wanted limit {}; not lowered (--force reclaims and lowers, accepting an OOM kill)",
+                Limit::Bytes(*used),
+                Limit::Bytes(*wanted)
+            ),
+            Failure::Denied { by, message } => write!(f, "refused by {by}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Untrusted(e) => Failure::Perms(e),
+            LoadError::Invalid(e) => Failure::Policy(e),
+        }
+    }
+}
+
+impl From<FactsError> for Failure {
+    fn from(e: FactsError) -> Self {
+        Failure::Facts(e)
+    }
+}
+
+impl From<CgroupError> for Failure {
+    fn from(e: CgroupError) -> Self {
+        Failure::Cgroup(e)
+    }
+}
+
+/// Puts decided limits in place: the cgroup files (hook, `apply`), the
+/// bundle's `config.json` (runtime wrapper), the engine (`apply`).
+pub trait Writer {
+    /// Writes `limits`; returns what the cgroup held before and after, when
+    /// the writer knows it.
+    fn write(&mut self, limits: &Limits) -> Result<Option<Applied>, Failure>;
+}
+
+impl<F: FnMut(&Limits) -> Result<Option<Applied>, Failure>> Writer for F {
+    fn write(&mut self, limits: &Limits) -> Result<Option<Applied>, Failure> {
+        self(limits)
+    }
+}
+
+/// One container's way through the sequence: what was known, decided and
+/// done, or why not.
+pub struct Run {
+    pub source: Source,
+    pub facts: Facts,
+    pub decision: Option<Decision>,
+    pub applied: Option<Applied>,
+    pub failure: Option<Failure>,
+    /// Appended to the log line of an applied decision (e.g. timings).
+    pub detail: Option<String>,
+}
+
+/// How a run ended, for the entry point to act on.
+pub struct Ending {
+    pub outcome: Outcome,
+    /// Why the container must not start or change, in the words the caller
+    /// shows the user; `None` when it may.
+    pub refusal: Option<String>,
+}
+
+impl Run {
+    pub fn new(source: Source, facts: Facts) -> Run {
+        Run {
+            source,
+            facts,
+            decision: None,
+            applied: None,
+            failure: None,
+            detail: None,
+        }
+    }
+
+    /// Records a failure that ends the run before anything was written.
+    pub fn fail(&mut self, failure: impl Into<Failure>) {
+        self.failure = Some(failure.into());
+    }
+
+    /// Chooses a policy and decides; unless the decision refuses the
+    /// container, writes the limits with `writer`. The decision is kept even
+    /// when the write fails, so the record says what was meant.
+    pub fn enforce(&mut self, policies: &PolicySet, writer: impl Writer) {
+        if self.decide(policies).is_some() {
+            self.write(writer);
+        }
+    }
+
+    /// Chooses a policy and decides, with no write (`apply` compares first).
+    pub fn decide(&mut self, policies: &PolicySet) -> Option<&Decision> {
+        match policies.choose(&self.facts) {
+            Ok(chosen) => Some(
+                self.decision
+                    .insert(decision::decide_chosen(chosen, &self.facts)),
+            ),
+            Err(e) => {
+                self.failure = Some(Failure::Policy(e));
+                None
+            }
+        }
+    }
+
+    /// Writes what was decided with `writer`, unless the decision refuses
+    /// the container.
+    pub fn write(&mut self, mut writer: impl Writer) {
+        let Some(d) = &self.decision else { return };
+        if let Verdict::Deny { message } = &d.verdict {
+            self.failure = Some(Failure::Denied {
+                by: d.refused_by(),
+                message: message.clone(),
+            });
+            return;
+        }
+        let limits = d.limits;
+        match writer.write(&limits) {
+            Ok(applied) => self.applied = applied,
+            Err(e) => self.failure = Some(e),
+        }
+    }
+
+    /// What the run came to under `on_error`.
+    pub fn outcome(&self, on_error: OnError) -> Outcome {
+        match (&self.failure, on_error) {
+            (None, _) => Outcome::Applied,
+            (Some(Failure::Denied { .. }), _) => Outcome::Denied,
+            (Some(_), OnError::Deny) => Outcome::Error,
+            (Some(_), OnError::Allow) => Outcome::FailedOpen,
+        }
+    }
+
+    /// Logs one line, appends one record to `state_dir/decisions.jsonl`
+    /// when a state directory is given, and says how the run ended.
+    pub fn finish(&self, on_error: OnError, state_dir: Option<&Path>) -> Ending {
+        let outcome = self.outcome(on_error);
+        let who = describe(&self.facts);
+        let refusal = match (&self.failure, outcome) {
+            (Some(Failure::Denied { by, message }), _) => {
+                let m = format!("{who} refused by {by}: {message}");
+                log::error!("{m}");
+                Some(m)
+            }
+            (Some(e), Outcome::FailedOpen) => {
+                log::warn!("{who}: {e}; starting it without enforced limits (--on-error allow)");
+                None
+            }
+            (Some(e), _) => {
+                let m = format!("{who}: {e}");
+                log::error!("{m}");
+                Some(m)
+            }
+            (None, _) => {
+                if let Some(d) = &self.decision {
+                    let mut line = format!("{who}: {}", summary(d, self.applied.as_ref()));
+                    if let Some(detail) = &self.detail {
+                        line.push_str("; ");
+                        line.push_str(detail);
+                    }
+                    log::info!("{line}");
+                }
+                None
+            }
+        };
+        if let Some(dir) = state_dir {
+            self.record(dir, outcome);
+        }
+        Ending { outcome, refusal }
+    }
+
+    fn record(&self, state_dir: &Path, outcome: Outcome) {
+        let error = match &self.failure {
+            None | Some(Failure::Denied { .. }) => None,
+            Some(e) => Some(e.to_string()),
+        };
+        let rec = DecisionRecord {
+            time: record::now_rfc3339(),
+            source: self.source,
+            outcome,
+            container: &self.facts,
+            decision: self.decision.as_ref(),
+            applied: self.applied.as_ref(),
+            error,
+        };
+        if let Err(e) = record::append(state_dir, record::DECISIONS, &rec) {
+            // The limits are in place; a lost record must not stop the container.
+            log::error!("{}: {e}", describe(&self.facts));
+        }
+    }
+}
+
+/// `container 3f2a… (web-1)`
+pub fn describe(f: &Facts) -> String {
+    let id = if f.id.is_empty() { "?" } else { &f.id };
+    match &f.name {
+        Some(n) => format!("container {id} ({n})"),
+        None => format!("container {id}"),
+    }
+}
+
+/// One line: policy, limits, and every departure from what was asked.
+pub fn summary(d: &Decision, applied: Option<&Applied>) -> String {
+    let l = &d.limits;
+    let mut s = format!(
+        "policy {:?}: memory {}, swap {} (memory+swap {}), high {}",
+        d.policy.as_deref().unwrap_or("-"),
+        l.memory,
+        l.swap,
+        l.memory_swap(),
+        l.high.unwrap_or(Limit::Unlimited)
+    );
+    for f in &d.findings {
+        s.push_str(&format!("; {f}"));
+    }
+    for n in &d.notes {
+        s.push_str(&format!("; {n}"));
+    }
+    if let Some(a) = applied
+        && a.swap_unaccounted
+    {
+        s.push_str("; no swap accounting in this kernel: swap not limited");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden lines: what the sequence records, byte for byte but the time.
+    //! The watcher, `events` and people's scripts read these lines.
+
+    use super::*;
+    use crate::cgroup::Snapshot;
+    use crate::facts::Requested;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cglimit-golden-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("p")).unwrap();
+        d
+    }
+
+    const POLICIES: &str = "name: default\nmemory: {default: 256M, max: 1G}\nswap: {max: 0}\nhigh: 90%\n---\nname: strict\npriority: 5\nmatch: {names: [strict-*]}\nmemory: {max: 64M}\nonViolation: deny\nmessage: ask for less\n";
+
+    fn facts(name: &str, memory: Option<i64>) -> Facts {
+        Facts {
+            id: "c1".into(),
+            name: Some(name.into()),
+            image: Some("busybox:1".into()),
+            labels: [("team".to_string(), "a".to_string())].into(),
+            cgroup: Some("/x/c1".into()),
+            requested: Requested::from_oci(memory, None),
+            ..Default::default()
+        }
+    }
+
+    /// Runs `run` to its end and returns its one record, time blanked.
+    fn recorded(d: &Path, run: &Run, on_error: OnError) -> (Ending, String) {
+        let state = d.join("state");
+        let _ = std::fs::remove_dir_all(&state);
+        let ending = run.finish(on_error, Some(&state));
+        let text = std::fs::read_to_string(state.join(record::DECISIONS)).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let mut v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        v["time"] = "T".into();
+        (ending, serde_json::to_string(&v).unwrap())
+    }
+
+    fn policies(d: &Path) -> PolicySet {
+        std::fs::write(d.join("p/a.yaml"), POLICIES).unwrap();
+        crate::policy::open(&d.join("p"), None, false).unwrap()
+    }
+
+    #[test]
+    fn an_applied_decision_is_recorded_whole() {
+        let d = dir("applied");
+        let mut run = Run::new(Source::Hook, facts("web", Some(2 << 30)));
+        run.enforce(&policies(&d), |l: &Limits| {
+            let before = Snapshot {
+                memory: Limit::Unlimited,
+                swap_file: Some(Limit::Unlimited),
+                high: Limit::Unlimited,
+            };
+            let after = Snapshot {
+                memory: l.memory,
+                swap_file: Some(l.memory_swap()),
+                high: l.high.unwrap_or(Limit::Unlimited),
+            };
+            Ok(Some(Applied {
+                before,
+                after,
+                written: vec!["memory.limit_in_bytes"],
+                swap_unaccounted: false,
+            }))
+        });
+        let (ending, line) = recorded(&d, &run, OnError::Deny);
+        assert_eq!(ending.outcome, Outcome::Applied);
+        assert!(ending.refusal.is_none());
+        assert_eq!(
+            line,
+            r#"{"time":"T","source":"hook","outcome":"applied","container":{"id":"c1","name":"web","image":"busybox:1","labels":{"team":"a"},"cgroup":"/x/c1","requested":{"memory":2147483648,"memory_swap":null}},"decision":{"policy":"default","origin":"PATH:1","why":"the only matching policy","verdict":"apply","limits":{"memory":1073741824,"swap":0,"high":966365184},"findings":[{"field":"memory","asked":2147483648,"bound":"max 1G","action":"clamp","result":1073741824}],"notes":[]},"applied":{"before":{"memory":"max","swap_file":"max","high":"max"},"after":{"memory":1073741824,"swap_file":1073741824,"high":966365184},"written":["memory.limit_in_bytes"],"swap_unaccounted":false}}"#
+                .replace("PATH", &d.join("p/a.yaml").display().to_string())
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_refusal_is_recorded_without_an_error() {
+        let d = dir("denied");
+        let mut run = Run::new(Source::Runtime, facts("strict-1", Some(128 << 20)));
+        run.enforce(&policies(&d), |_: &Limits| -> Result<_, Failure> {
+            panic!("a refused container is not written")
+        });
+        let (ending, line) = recorded(&d, &run, OnError::Allow);
+        assert_eq!(ending.outcome, Outcome::Denied);
+        let origin = format!("{}:6", d.join("p/a.yaml").display());
+        assert_eq!(
+            ending.refusal.as_deref(),
+            Some(
+                format!(
+                    "container c1 (strict-1) refused by policy \"strict\" ({origin}): ask for less (memory 128M is above the policy's max 64M)"
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            line,
+            r#"{"time":"T","source":"runtime","outcome":"denied","container":{"id":"c1","name":"strict-1","image":"busybox:1","labels":{"team":"a"},"cgroup":"/x/c1","requested":{"memory":134217728,"memory_swap":null}},"decision":{"policy":"strict","origin":"ORIGIN","why":"highest priority (5 over 0 of \"default\")","verdict":"deny","message":"ask for less (memory 128M is above the policy's max 64M)","limits":{"memory":"max","swap":"max","high":null},"findings":[{"field":"memory","asked":134217728,"bound":"max 64M","action":"deny","result":134217728}],"notes":[]}}"#
+                .replace("ORIGIN", &origin)
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_failure_is_an_error_or_failed_open_by_on_error() {
+        let d = dir("error");
+        let mut run = Run::new(Source::Apply, Facts::default());
+        run.fail(FactsError::NoPid);
+        let (ending, line) = recorded(&d, &run, OnError::Deny);
+        assert_eq!(ending.outcome, Outcome::Error);
+        assert!(
+            ending
+                .refusal
+                .unwrap()
+                .starts_with("container ?: the container state has no \"pid\"")
+        );
+        assert_eq!(
+            line,
+            r#"{"time":"T","source":"apply","outcome":"error","container":{"id":"","requested":{"memory":null,"memory_swap":null}},"error":"the container state has no \"pid\": run cglimit as a createRuntime or prestart hook"}"#
+        );
+        let (ending, line) = recorded(&d, &run, OnError::Allow);
+        assert_eq!(ending.outcome, Outcome::FailedOpen);
+        assert!(ending.refusal.is_none());
+        assert!(line.contains(r#""outcome":"failed-open""#), "{line}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,506 @@
+//! A compiled cache of a policy directory, so the hook does not parse YAML
+//! on every container start.
+//!
+//! Parsing 1,000 policies takes milliseconds; the hook's budget is a
+//! fraction of one. The cache holds the policies in a compact binary form
+//! ([`codec`]), keyed by a [`fingerprint`] of every policy file and of the
+//! directory itself. A hook run stats the files, compares the fingerprint,
+//! and maps the file ([`mapping`]); any mismatch or damage falls back to
+//! parsing the YAML, which also rewrites the cache. `validate` never uses
+//! it, so diagnostics always come from the YAML.
+//!
+//! Two rules keep the cache from ever being trusted wrongly:
+//! - a file changed within the last [`RACY`] is not cached (timestamps have
+//!   a coarse granularity, so a second edit in the same tick could keep the
+//!   same fingerprint: git's "racy clean" problem);
+//! - the cache file must belong to this user and not be writable by group or
+//!   others (it decides container limits, like the policies themselves).
+
+mod codec;
+mod fingerprint;
+mod mapping;
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Policy, PolicyErrors, yaml};
+use crate::decision::select::{self, Chosen};
+use crate::facts::Facts;
+use codec::{Dec, Enc, Records, Table, decode_record, encode};
+use mapping::Mapping;
+
+/// Names the format; a new layout gets a new number, so an old cache is
+/// simply not recognised (and rewritten).
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x04";
+/// Files changed more recently than this are not cached.
+pub const RACY: Duration = Duration::from_secs(2);
+
+/// Policies as loaded: parsed from YAML, or the compiled cache's bytes,
+/// matched without decoding.
+pub(super) enum Loaded {
+    Parsed(Vec<Policy>),
+    Compiled(Compiled),
+}
+
+/// A verified cache file: fingerprint matched, owner and mode checked,
+/// string table checked to be UTF-8.
+pub struct Compiled {
+    data: Mapping,
+    files: Vec<Arc<Path>>,
+    /// Where the string table lies in `data`.
+    table: std::ops::Range<usize>,
+    /// Where the policy records start, and how many there are.
+    records: usize,
+    count: usize,
+}
+
+/// The cache's bytes are damaged (they passed the fingerprint check but do
+/// not decode): the caller reparses the YAML.
+#[derive(Debug)]
+pub struct Damaged;
+
+impl Loaded {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Loaded::Parsed(p) => p.len(),
+            Loaded::Compiled(c) => c.count,
+        }
+    }
+
+    /// The policy for a container, by the rules of [`select`].
+    pub(super) fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
+        match self {
+            Loaded::Parsed(p) => Ok(select::choose(p, facts)),
+            Loaded::Compiled(c) => c.choose(facts),
+        }
+    }
+}
+
+impl Compiled {
+    fn table(&self) -> Table<'_> {
+        // Checked by `read_cache`; an empty table if that ever changes.
+        Table(std::str::from_utf8(&self.data[self.table.clone()]).unwrap_or_default())
+    }
+
+    fn records<'a, 'f>(
+        &'a self,
+        table: Table<'a>,
+        damaged: &'f std::cell::Cell<bool>,
+    ) -> Records<'a, 'f> {
+        Records {
+            d: Dec {
+                b: &self.data,
+                i: self.records,
+            },
+            table,
+            left: self.count,
+            damaged,
+        }
+    }
+
+    /// Ranks the records as they are scanned: nothing is collected, and
+    /// only the winner (and its baseline) is decoded.
+    fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
+        let damaged = std::cell::Cell::new(false);
+        let t = self.table();
+        let ranking = select::rank(self.records(t, &damaged), facts);
+        if damaged.get() {
+            return Err(Damaged);
+        }
+        ranking.chosen(|e| decode_record(e.record, t, &self.files).ok_or(Damaged))
+    }
+
+    #[cfg(test)]
+    fn decode_all(&self) -> Option<Vec<Policy>> {
+        let damaged = std::cell::Cell::new(false);
+        let t = self.table();
+        let all: Option<Vec<Policy>> = self
+            .records(t, &damaged)
+            .map(|e| decode_record(e.record, t, &self.files))
+            .collect();
+        if damaged.get() { None } else { all }
+    }
+}
+
+/// Loads the policies at `path` (a directory or one file), through the
+/// cache in `cache_dir` when one is given. The files are listed once: the
+/// fingerprint and the parser see the same list.
+pub(super) fn load(
+    path: &Path,
+    cache_dir: Option<&Path>,
+    racy_window: Duration,
+) -> Result<Loaded, PolicyErrors> {
+    let files = yaml::policy_files(path).map_err(|e| PolicyErrors(vec![e]))?;
+    let Some(cache_dir) = cache_dir else {
+        return yaml::load_files(&files).map(Loaded::Parsed);
+    };
+    let Ok(fp) = fingerprint::of(path, &files, racy_window) else {
+        return yaml::load_files(&files).map(Loaded::Parsed);
+    };
+    let cache_file = cache_dir.join(cache_name(path));
+    if let Some(c) = read_cache(&cache_file, &fp.bytes) {
+        return Ok(Loaded::Compiled(c));
+    }
+    let policies = yaml::load_files(&files)?;
+    if !fp.racy
+        && let Err(e) = write_cache(cache_dir, &cache_file, &fp.bytes, &policies)
+    {
+        log::debug!("cannot write policy cache {}: {e}", cache_file.display());
+    }
+    Ok(Loaded::Parsed(policies))
+}
+
+/// Removes the cache of `path` (found damaged); the next load writes it anew.
+pub(super) fn remove(cache_dir: &Path, path: &Path) {
+    let _ = std::fs::remove_file(cache_dir.join(cache_name(path)));
+}
+
+fn cache_name(path: &Path) -> String {
+    // FNV-1a of the path as given: one cache per policy directory.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("policies-{h:016x}.bin")
+}
+
+fn read_cache(file: &Path, fp: &[u8]) -> Option<Compiled> {
+    let f = std::fs::File::open(file).ok()?;
+    let m = f.metadata().ok()?;
+    if m.uid() != nix::unistd::geteuid().as_raw() || m.permissions().mode() & 0o022 != 0 {
+        log::warn!(
+            "ignoring policy cache {}: not owned by this user or writable by others",
+            file.display()
+        );
+        return None;
+    }
+    let data = Mapping::of(&f, m.len())?;
+    let mut d = Dec { b: &data, i: 0 };
+    if d.take(8)? != MAGIC || d.bytes()? != fp {
+        return None;
+    }
+    let nfiles = d.u32()? as usize;
+    let files: Vec<Arc<Path>> = (0..nfiles)
+        .map(|_| d.str().map(|s| Path::new(&s).into()))
+        .collect::<Option<_>>()?;
+    let text = d.bytes()?;
+    std::str::from_utf8(text).ok()?;
+    let table = d.i - text.len()..d.i;
+    let count = d.u32()? as usize;
+    let records = d.i;
+    Some(Compiled {
+        data,
+        files,
+        table,
+        records,
+        count,
+    })
+}
+
+fn write_cache(dir: &Path, file: &Path, fp: &[u8], policies: &[Policy]) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut e = Enc::default();
+    e.0.extend_from_slice(MAGIC);
+    e.bytes(fp);
+    encode(&mut e, policies);
+    let tmp: PathBuf = dir.join(format!(".{}.{}", cache_name(file), std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let r = f.write_all(&e.0).and_then(|_| std::fs::rename(&tmp, file));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cglimit-cache-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("p")).unwrap();
+        d
+    }
+
+    /// A policy dir with one policy, "real", and its cache written: the
+    /// test dir, the policy and cache dirs, and the cache file.
+    fn cached_real(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        let d = tmp(name);
+        let (p, c) = (d.join("p"), d.join("cache"));
+        std::fs::write(p.join("a.yaml"), "name: real\n").unwrap();
+        load_now(&p, &c).unwrap();
+        let cf = c.join(cache_name(&p));
+        (d, p, c, cf)
+    }
+
+    const TEXT: &str = "name: a\npriority: 3\nmatch: {names: [web-*], labels: {t: x}, annotations: {k: v}, images: [i], ids: [d], cgroups: [c]}\nmemory: {default: 1g, min: 16m, max: max}\nswap: {max: 1g}\nhigh: 90%\nonViolation: deny\nmessage: m\n---\nname: b\nhigh: 256m\nonViolation: audit\n";
+
+    /// Loads with no racy window, as if every file were old enough.
+    fn load_now(p: &Path, c: &Path) -> Result<Loaded, PolicyErrors> {
+        load(p, Some(c), Duration::ZERO)
+    }
+
+    fn fp_now(p: &Path) -> fingerprint::Fingerprint {
+        let files = yaml::policy_files(p).unwrap();
+        fingerprint::of(p, &files, Duration::ZERO).unwrap()
+    }
+
+    fn all(set: Loaded) -> Vec<Policy> {
+        match set {
+            Loaded::Parsed(p) => p,
+            Loaded::Compiled(c) => c.decode_all().unwrap(),
+        }
+    }
+
+    fn compiled(policies: &[Policy]) -> (Vec<u8>, Option<Compiled>) {
+        let mut e = Enc::default();
+        e.0.extend_from_slice(MAGIC);
+        e.bytes(b"fp");
+        encode(&mut e, policies);
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("cglimit-enc-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.bin");
+        std::fs::write(&f, &e.0).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = read_cache(&f, b"fp");
+        std::fs::remove_dir_all(&dir).unwrap();
+        (e.0, c)
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let d = tmp("rt");
+        std::fs::write(d.join("p/a.yaml"), TEXT).unwrap();
+        let parsed = super::super::load_path(&d.join("p")).unwrap();
+        let (_, c) = compiled(&parsed);
+        assert_eq!(c.unwrap().decode_all().unwrap(), parsed);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn damage_is_detected_never_a_panic() {
+        let parsed = super::super::parse_file(Path::new("x.yaml"), TEXT).unwrap();
+        let (bytes, _) = compiled(&parsed);
+        let facts = Facts::default();
+        for cut in 0..bytes.len() {
+            let truncated = &bytes[..cut];
+            let mut d = Dec { b: truncated, i: 0 };
+            let header = (|| {
+                d.take(8)?;
+                d.bytes()?;
+                let n = d.u32()?;
+                for _ in 0..n {
+                    d.str()?;
+                }
+                let text = d.bytes()?;
+                std::str::from_utf8(text).ok()?;
+                let table = d.i - text.len()..d.i;
+                let count = d.u32()? as usize;
+                Some((table, count))
+            })();
+            let Some((table, count)) = header else {
+                continue;
+            };
+            let c = Compiled {
+                data: Mapping::copy_of(truncated),
+                files: vec![Path::new("x.yaml").into()],
+                table,
+                records: d.i,
+                count,
+            };
+            assert!(c.choose(&facts).is_err(), "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_string_reference_outside_the_table_or_inside_a_character_is_damage() {
+        let parsed = super::super::parse_file(Path::new("x.yaml"), "name: é\n").unwrap();
+        let (bytes, c) = compiled(&parsed);
+        let c = c.unwrap();
+        assert_eq!(c.table().0, "é", "each string once");
+        let facts = Facts::default();
+        assert_eq!(c.choose(&facts).unwrap().unwrap().policy.name, "é");
+        // The name's reference is the record's first after its priority.
+        let name_ref = c.records + 4 + 8;
+        for (at, len) in [(0u32, 1u32), (0, 3), (9, 1)] {
+            let mut data = bytes.clone();
+            data[name_ref..name_ref + 4].copy_from_slice(&at.to_le_bytes());
+            data[name_ref + 4..name_ref + 8].copy_from_slice(&len.to_le_bytes());
+            let damaged = Compiled {
+                data: Mapping::copy_of(&data),
+                files: c.files.clone(),
+                table: c.table.clone(),
+                records: c.records,
+                count: c.count,
+            };
+            assert!(damaged.choose(&facts).is_err(), "{at}+{len}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_cache_is_removed_and_the_yaml_decides() {
+        let (d, p, c, cf) = cached_real("damaged");
+        let Some(good) = read_cache(&cf, &fp_now(&p).bytes) else {
+            panic!("cache written");
+        };
+        // Point the name outside the string table: well framed, but damaged.
+        let mut bytes = std::fs::read(&cf).unwrap();
+        let name_ref = good.records + 4 + 8;
+        bytes[name_ref..name_ref + 4].copy_from_slice(&1000u32.to_le_bytes());
+        drop(good);
+        std::fs::write(&cf, &bytes).unwrap();
+        let facts = Facts::default();
+        let chosen = damaged_then_chosen(&p, &c, &facts);
+        assert_eq!(chosen.policy.name, "real");
+        assert!(!cf.exists(), "removed, to be written again");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Checks the set from the cache is damaged, then chooses as a hook does.
+    fn damaged_then_chosen(p: &Path, c: &Path, facts: &Facts) -> Chosen {
+        let set = load_now(p, c).unwrap();
+        assert!(matches!(set, Loaded::Compiled(_)), "served from the cache");
+        assert!(set.choose(facts).is_err(), "the damage went unnoticed");
+        super::super::open(p, Some(c), false)
+            .unwrap()
+            .choose(facts)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_table_that_is_not_utf8_is_not_read() {
+        let parsed = super::super::parse_file(Path::new("x.yaml"), "name: é\n").unwrap();
+        let (mut bytes, c) = compiled(&parsed);
+        let c = c.unwrap();
+        bytes[c.table.start] = 0xff;
+        let dir = tmp("utf8");
+        let f = dir.join("c.bin");
+        std::fs::write(&f, &bytes).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read_cache(&f, b"fp").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compiled_choice_equals_parsed_choice() {
+        let parsed = super::super::parse_file(
+            Path::new("x.yaml"),
+            "name: all\n---\nname: web\nmatch: {names: [web-*]}\n---\nname: hi\npriority: 2\nmatch: {labels: {tier: f*}}\nmemory: {max: 9G}\n---\nname: none\nmatch: {ids: [zzz]}\n---\nname: trusted\npriority: 3\nmatch: {labels: {team: x}}\ntrust: [team]\n",
+        )
+        .unwrap();
+        let (_, c) = compiled(&parsed);
+        let c = c.unwrap();
+        for (name, labels, want, why) in [
+            (None, vec![], "all", "the only matching policy"),
+            (Some("web-1"), vec![], "web", "more specific"),
+            (
+                Some("web-1"),
+                vec![("tier", "front")],
+                "hi",
+                "bounded by the maximum of \"web\"",
+            ),
+            (
+                Some("web-1"),
+                vec![("tier", "front"), ("team", "x")],
+                "trusted",
+                "highest priority",
+            ),
+        ] {
+            let f = Facts {
+                id: "abc".into(),
+                name: name.map(String::from),
+                labels: labels
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            let a = c.choose(&f).unwrap().unwrap();
+            let b = select::choose(&parsed, &f).unwrap();
+            assert_eq!(a.policy, b.policy);
+            assert_eq!(a.baseline, b.baseline);
+            assert_eq!(a.policy.name, want);
+            assert_eq!(a.why, b.why);
+            assert!(a.why.contains(why), "{}", a.why);
+        }
+    }
+
+    #[test]
+    fn cache_is_used_and_invalidated_by_edits() {
+        let d = tmp("inval");
+        let (p, c) = (d.join("p"), d.join("cache"));
+        std::fs::write(p.join("a.yaml"), TEXT).unwrap();
+        // Fresh files are racy: nothing is cached yet.
+        assert!(matches!(
+            load(&p, Some(&c), RACY).unwrap(),
+            Loaded::Parsed(_)
+        ));
+        let cf = c.join(cache_name(&p));
+        assert!(!cf.exists());
+        let first = all(load_now(&p, &c).unwrap());
+        assert!(cf.exists());
+        assert_eq!(
+            std::fs::metadata(&cf).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let again = load_now(&p, &c).unwrap();
+        assert!(
+            matches!(again, Loaded::Compiled(_)),
+            "served from the cache"
+        );
+        assert_eq!(all(again), first);
+        // An edit changes the fingerprint: the YAML is read again.
+        std::fs::write(p.join("a.yaml"), "name: only\n").unwrap();
+        let after = load_now(&p, &c).unwrap();
+        assert!(matches!(after, Loaded::Parsed(_)));
+        let after = all(after);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].name, "only");
+        // A new file too.
+        std::fs::write(p.join("b.yaml"), "name: two\n").unwrap();
+        assert_eq!(load_now(&p, &c).unwrap().len(), 2);
+        // A broken policy is reported even if a cache exists.
+        std::fs::write(p.join("b.yaml"), "name: two\nbogus: 1\n").unwrap();
+        assert!(load_now(&p, &c).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_cache_writable_by_others_is_ignored() {
+        let (d, p, c, cf) = cached_real("perm");
+        // Forge a cache that says something else, with a matching fingerprint.
+        let fp = fp_now(&p);
+        let mut forged = super::super::parse_file(Path::new("x"), "name: forged\n").unwrap();
+        forged[0].memory.max = crate::size::Limit::Unlimited;
+        let mut e = Enc::default();
+        e.0.extend_from_slice(MAGIC);
+        e.bytes(&fp.bytes);
+        encode(&mut e, &forged);
+        std::fs::write(&cf, &e.0).unwrap();
+        std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            all(load_now(&p, &c).unwrap())[0].name,
+            "forged",
+            "the forgery is well formed"
+        );
+        std::fs::write(&cf, &e.0).unwrap();
+        std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(all(load_now(&p, &c).unwrap())[0].name, "real");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

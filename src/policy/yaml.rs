@@ -1,0 +1,516 @@
+//! Policy files: the YAML shape, and how it becomes [`Policy`] values with a
+//! file, line and field for every mistake.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{Action, Bounds, High, Origin, Policy, PolicyError, PolicyErrors, Selector};
+use crate::size::{self, Limit};
+
+// ---- YAML shape -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Spanned<String>,
+    #[serde(default)]
+    priority: i64,
+    #[serde(default, rename = "match")]
+    selector: RawSelector,
+    #[serde(default)]
+    memory: RawBounds,
+    #[serde(default)]
+    swap: RawBounds,
+    #[serde(default)]
+    high: Option<Spanned<RawValue>>,
+    #[serde(default, rename = "onViolation")]
+    on_violation: Action,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    trust: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSelector {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    images: Vec<String>,
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    cgroups: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBounds {
+    #[serde(default)]
+    default: Option<Spanned<RawValue>>,
+    #[serde(default)]
+    min: Option<Spanned<RawValue>>,
+    #[serde(default)]
+    max: Option<Spanned<RawValue>>,
+}
+
+/// A size as written: YAML gives `0` and `1024` as integers, `512m` as a string.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawValue {
+    Int(i64),
+    Text(String),
+}
+
+impl RawValue {
+    fn text(&self) -> String {
+        match self {
+            RawValue::Int(i) => i.to_string(),
+            RawValue::Text(s) => s.clone(),
+        }
+    }
+}
+
+// ---- loading ----------------------------------------------------------------
+
+/// Reads every `*.yaml` / `*.yml` file of a directory (sorted by name, hidden
+/// files skipped), or one file.
+pub fn load_path(path: &Path) -> Result<Vec<Policy>, PolicyErrors> {
+    let files = policy_files(path).map_err(|e| PolicyErrors(vec![e]))?;
+    load_files(&files)
+}
+
+/// Reads the given policy files, in order, as one set.
+pub fn load_files(files: &[PathBuf]) -> Result<Vec<Policy>, PolicyErrors> {
+    let mut policies = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => match parse_file(file, &text) {
+                Ok(mut p) => policies.append(&mut p),
+                Err(mut e) => errors.append(&mut e),
+            },
+            Err(e) => errors.push(io_error(file, &e)),
+        }
+    }
+    if errors.is_empty()
+        && let Err(mut e) = check_names(&policies)
+    {
+        errors.append(&mut e);
+    }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(PolicyErrors(errors))
+    }
+}
+
+/// The policy files a path names, in the order they are read.
+pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| io_error(path, &e))? {
+        let entry = entry.map_err(|e| io_error(path, &e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        files.push(entry.path());
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn io_error(file: &Path, e: &std::io::Error) -> PolicyError {
+    PolicyError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    }
+}
+
+/// Parses one file's YAML documents into policies, checking each.
+pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Policy>, Vec<PolicyError>> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+    };
+    let raws: Vec<RawPolicy> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+            let loc = e.location();
+            let inner = e.without_snippet();
+            vec![PolicyError {
+                file: file.to_path_buf(),
+                line: loc.map(|l| l.line()).unwrap_or(0),
+                column: loc.map(|l| l.column()).unwrap_or(0),
+                field: String::new(),
+                message: plain_message(&inner.to_string()),
+            }]
+        })?;
+    let shared: std::sync::Arc<Path> = file.into();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for raw in raws {
+        match compile(&shared, raw) {
+            Ok(p) => out.push(p),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The parser's message without its own location prefix, which is printed
+/// by [`PolicyError`] in the `file:line:col` form editors jump to.
+fn plain_message(m: &str) -> String {
+    let m = m.trim();
+    let m = match m.find(" at line ") {
+        Some(i) => &m[..i],
+        None => m,
+    };
+    m.strip_prefix("error: ").unwrap_or(m).to_string()
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    errors: Vec<PolicyError>,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, field: &str, message: String) {
+        self.errors.push(PolicyError {
+            file: self.file.to_path_buf(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            field: field.into(),
+            message,
+        });
+    }
+
+    fn limit(
+        &mut self,
+        v: &Option<Spanned<RawValue>>,
+        field: &str,
+        open_ok: bool,
+    ) -> Option<Limit> {
+        let sv = v.as_ref()?;
+        let text = sv.value.text();
+        let parsed = size::parse_limit(&text).and_then(|l| match l {
+            Limit::Unlimited if !open_ok => Err(size::SizeError::UnlimitedNotAllowed(text.clone())),
+            l => Ok(l),
+        });
+        match parsed {
+            Ok(l) => Some(l),
+            Err(e) => {
+                self.err(sv, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn bounds(&mut self, raw: &RawBounds, what: &str) -> Bounds {
+        let default = self.limit(&raw.default, &format!("{what}.default"), true);
+        let min = self
+            .limit(&raw.min, &format!("{what}.min"), false)
+            .and_then(Limit::bytes)
+            .unwrap_or(0);
+        let max = self
+            .limit(&raw.max, &format!("{what}.max"), true)
+            .unwrap_or(Limit::Unlimited);
+        if Limit::Bytes(min) > max {
+            let at = raw.min.as_ref().expect("min parsed");
+            self.err(
+                at,
+                &format!("{what}.min"),
+                format!("min {} is greater than max {}", Limit::Bytes(min), max),
+            );
+        }
+        if let (Some(d), Some(at)) = (default, raw.default.as_ref()) {
+            if d > max {
+                self.err(
+                    at,
+                    &format!("{what}.default"),
+                    format!("default {d} is greater than max {max}"),
+                );
+            } else if d < Limit::Bytes(min) {
+                self.err(
+                    at,
+                    &format!("{what}.default"),
+                    format!("default {d} is less than min {}", Limit::Bytes(min)),
+                );
+            }
+        }
+        Bounds { default, min, max }
+    }
+
+    fn high(&mut self, raw: &Option<Spanned<RawValue>>) -> Option<High> {
+        let sv = raw.as_ref()?;
+        let text = sv.value.text();
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("max") {
+            return None;
+        }
+        if let Some(pct) = t.strip_suffix('%') {
+            return match pct.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Some(High::Percent(p)),
+                _ => {
+                    self.err(
+                        sv,
+                        "high",
+                        format!("invalid share {t:?}: expected a percentage above 0% and at most 100%, e.g. 90%"),
+                    );
+                    None
+                }
+            };
+        }
+        match size::parse_bytes(t) {
+            Ok(b) => Some(High::Size(b)),
+            Err(e) => {
+                self.err(
+                    sv,
+                    "high",
+                    format!("{e} (or a share of the limit, e.g. 90%, or off)"),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<PolicyError>> {
+    let mut cx = Ctx {
+        file,
+        errors: Vec::new(),
+    };
+    if raw.name.value.trim().is_empty() {
+        cx.err(&raw.name, "name", "a policy needs a non-empty name".into());
+    }
+    let memory = cx.bounds(&raw.memory, "memory");
+    let swap = cx.bounds(&raw.swap, "swap");
+    let high = cx.high(&raw.high);
+    let s = raw.selector;
+    for key in &raw.trust {
+        let k = key.value.as_str();
+        if !s.labels.contains_key(k) && !s.annotations.contains_key(k) {
+            cx.err(
+                key,
+                "trust",
+                format!("{k:?} is not a label or annotation key of this policy's match"),
+            );
+        }
+    }
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    Ok(Policy {
+        name: raw.name.value,
+        priority: raw.priority,
+        selector: Selector {
+            names: s.names,
+            images: s.images,
+            ids: s.ids,
+            labels: s.labels,
+            annotations: s.annotations,
+            cgroups: s.cgroups,
+        },
+        memory,
+        swap,
+        high,
+        on_violation: raw.on_violation,
+        message: raw.message,
+        trust: raw.trust.into_iter().map(|k| k.value).collect(),
+        origin: Origin {
+            file: std::sync::Arc::clone(file),
+            line: raw.name.referenced.line(),
+        },
+    })
+}
+
+/// Policy names must be unique: records and `explain` refer to them.
+pub fn check_names(policies: &[Policy]) -> Result<(), Vec<PolicyError>> {
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<&str, &Origin> = BTreeMap::new();
+    for p in policies {
+        if let Some(first) = seen.get(p.name.as_str()) {
+            errors.push(PolicyError {
+                file: p.origin.file.to_path_buf(),
+                line: p.origin.line,
+                column: 1,
+                field: "name".into(),
+                message: format!(
+                    "duplicate policy name {:?}, first defined at {first}",
+                    p.name
+                ),
+            });
+        } else {
+            seen.insert(&p.name, &p.origin);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Policy>, Vec<PolicyError>> {
+        parse_file(Path::new("p.yaml"), text)
+    }
+
+    fn one_error(text: &str) -> PolicyError {
+        let errs = parse(text).expect_err("should fail");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        errs.into_iter().next().unwrap()
+    }
+
+    const ISSUE_SHAPE: &str = "name: default
+priority: 0
+match: {}
+memory: {default: 512M, min: 16M, max: 8G}
+swap:   {default: 0, max: 1G}
+high: 90%
+onViolation: clamp
+";
+
+    #[test]
+    fn trust_names_keys_of_the_match() {
+        let p =
+            parse("name: t\nmatch: {labels: {tier: b*}, annotations: {x: y}}\ntrust: [tier, x]\n")
+                .unwrap();
+        assert_eq!(p[0].trust, ["tier", "x"]);
+        let e = one_error("name: t\nmatch: {labels: {tier: b*}}\ntrust:\n  - tier\n  - teir\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (5, 5, "trust"));
+        assert!(
+            e.message
+                .contains("\"teir\" is not a label or annotation key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_documented_shape_loads() {
+        let p = parse(ISSUE_SHAPE).unwrap();
+        assert_eq!(p.len(), 1);
+        let p = &p[0];
+        assert_eq!(p.name, "default");
+        assert_eq!(p.memory.default, Some(Limit::Bytes(512 << 20)));
+        assert_eq!(p.memory.min, 16 << 20);
+        assert_eq!(p.memory.max, Limit::Bytes(8 << 30));
+        assert_eq!(p.swap.default, Some(Limit::Bytes(0)));
+        assert_eq!(p.swap.max, Limit::Bytes(1 << 30));
+        assert_eq!(p.high, Some(High::Percent(90.0)));
+        assert_eq!(p.on_violation, Action::Clamp);
+        assert_eq!(p.selector, Selector::default());
+        assert_eq!(p.origin.line, 1);
+    }
+
+    #[test]
+    fn several_documents_in_one_file() {
+        let text = format!(
+            "{ISSUE_SHAPE}---\nname: web\npriority: 10\nmatch:\n  names: ['web-*']\n  labels: {{tier: frontend}}\nmemory: {{max: unlimited}}\nonViolation: deny\nmessage: ask the platform team\n"
+        );
+        let p = parse(&text).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].name, "web");
+        assert_eq!(p[1].origin.line, 9);
+        assert_eq!(p[1].selector.names, vec!["web-*"]);
+        assert_eq!(p[1].selector.labels["tier"], "frontend");
+        assert_eq!(p[1].memory.max, Limit::Unlimited);
+        assert_eq!(p[1].on_violation, Action::Deny);
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = one_error("name: a\nmemory:\n  default: 1g\n  maxx: 2g\n");
+        assert_eq!((e.line, e.column), (4, 3), "{e}");
+        assert!(e.message.contains("maxx"), "{e}");
+        let e = one_error("name: a\nmatchh: {}\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.to_string().starts_with("p.yaml:2:"), "{e}");
+    }
+
+    #[test]
+    fn unit_typo_is_located() {
+        let e = one_error("name: a\nmemory: {default: 512x, max: 1g}\n");
+        assert_eq!((e.line, e.field.as_str()), (2, "memory.default"), "{e}");
+        assert_eq!(e.column, 19, "{e}");
+        assert!(e.message.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn min_above_max_and_default_above_max() {
+        let e = one_error("name: a\nmemory:\n  min: 2g\n  max: 1g\n");
+        assert_eq!((e.line, e.field.as_str()), (3, "memory.min"), "{e}");
+        let e = one_error("name: a\nswap:\n  default: 2g\n  max: 1g\n");
+        assert_eq!((e.line, e.field.as_str()), (3, "swap.default"), "{e}");
+        assert!(e.message.contains("greater than max"), "{e}");
+        let e = one_error("name: a\nmemory: {default: 8m, min: 16m}\n");
+        assert!(e.message.contains("less than min"), "{e}");
+    }
+
+    #[test]
+    fn min_cannot_be_unlimited() {
+        let e = one_error("name: a\nmemory: {min: max}\n");
+        assert_eq!(e.field, "memory.min");
+    }
+
+    #[test]
+    fn bad_high_and_action() {
+        let e = one_error("name: a\nhigh: 120%\n");
+        assert_eq!((e.line, e.field.as_str()), (2, "high"));
+        let e = one_error("name: a\nonViolation: kill\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(parse("name: a\nhigh: 512m\n").unwrap()[0].high == Some(High::Size(512 << 20)));
+        assert!(parse("name: a\nhigh: off\n").unwrap()[0].high.is_none());
+    }
+
+    #[test]
+    fn missing_name_and_duplicate_keys() {
+        let e = one_error("memory: {max: 1g}\n");
+        assert!(e.message.contains("name"), "{e}");
+        let e = one_error("name: a\nname: b\n");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn strict_booleans_and_types() {
+        let e = one_error("name: a\npriority: yes\n");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_across_files_point_at_both() {
+        let dir = std::env::temp_dir().join(format!("cglimit-dup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), "name: x\n").unwrap();
+        std::fs::write(dir.join("b.yml"), "# comment\nname: x\n").unwrap();
+        std::fs::write(dir.join("ignored.txt"), "name: x\n").unwrap();
+        let errs = load_path(&dir).unwrap_err().0;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].file.ends_with("b.yml"));
+        assert_eq!(errs[0].line, 2);
+        assert!(errs[0].message.contains("a.yaml:1"), "{}", errs[0]);
+    }
+}
