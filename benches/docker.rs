@@ -4,6 +4,8 @@
 //! difference to it is the engine lookup's share.
 //!
 //! Needs root, docker.io and busybox-static. Run: `cargo bench --bench docker`.
+//! `BASELINE_BIN=/path/to/an/older/cglimit` adds that build's symlink
+//! registration to the same interleaved rounds.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -72,7 +74,14 @@ fn main() {
         ),
     )
     .unwrap();
-    let cases = [
+    let baseline = std::env::var("BASELINE_BIN").ok();
+    if let Some(old) = &baseline {
+        let link = lab.dir.join("baseline").join("cglimit-runtime");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(old, &link).unwrap();
+        d.add_runtime_path("cglimit-baseline", &link);
+    }
+    let mut cases = vec![
         ("runc", "--runtime runc"),
         (
             "runc+limits",
@@ -94,6 +103,12 @@ fn main() {
             "the same program with runtimeArgs (the floor of `--runtime cglimit`)",
         ),
     ];
+    if baseline.is_some() {
+        cases.push((
+            "cglimit-baseline",
+            "the baseline build's `cglimit-runtime` symlink",
+        ));
+    }
     // The lab's default policy gives 64M, no swap, high 50%: the same
     // limits asked of plain runc isolate what the wrapper itself adds.
     let run = |rt: &str| {
@@ -145,6 +160,18 @@ fn main() {
         };
         let b = if i < 2 { "-".into() } else { vs(m, limited) };
         println!("| {name} | {m:.1} | {p90:.1} | {a} | {ci} | {b} |");
+    }
+    if baseline.is_some() {
+        let (this, old) = (4, cases.len() - 1);
+        let (m, b) = (
+            med(&mut samples[this].clone(), 0.5),
+            med(&mut samples[old].clone(), 0.5),
+        );
+        let (lo, hi) = interval(&samples[this], &samples[old]);
+        println!(
+            "\nThis build's symlink against the baseline build's, same rounds: {} [{lo:+.2} .. {hi:+.2} ms]",
+            vs(m, b)
+        );
     }
     // The wrapper logs its own time on each create: the engine's share.
     let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -6,6 +6,10 @@
 //!
 //! Needs root, runc and busybox-static. Run: `cargo bench --bench hook`.
 //! Prints a Markdown report (the source of BENCHMARKS.md).
+//!
+//! `BASELINE_BIN=/path/to/an/older/cglimit` adds that build's hook to the
+//! same interleaved rounds, so a change is measured against the build
+//! before it and the floors in one run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -239,6 +243,18 @@ fn main() {
             make_bundle("h1000", Some((BIN, hook(&p1000, true)))),
         ),
     ];
+    let mut runs = runs.to_vec();
+    let baseline = std::env::var("BASELINE_BIN").ok();
+    if let Some(old) = &baseline {
+        runs.push((
+            "runc run, the baseline build's hook, 1 policy".into(),
+            make_bundle("b1", Some((old.as_str(), hook(&p1, true)))),
+        ));
+        runs.push((
+            "runc run, the baseline build's hook, 1,000 policies".into(),
+            make_bundle("b1000", Some((old.as_str(), hook(&p1000, true)))),
+        ));
+    }
     let mut rs: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
     for n in 0..pairs {
         for (i, (_, b)) in runs.iter().enumerate() {
@@ -285,6 +301,14 @@ fn main() {
             format!("{} {}", vs(m, noop_hook), within(1))
         };
         println!("| {name} | {m:.2} | {p90:.2} | {a} | {b} |");
+    }
+    if baseline.is_some() {
+        println!("\nThis build's hook against the baseline build's, same rounds:\n");
+        for (this, old, what) in [(5, 7, "1 policy"), (6, 8, "1,000 policies")] {
+            let (m, b) = (median(&mut rs[this].clone()), median(&mut rs[old].clone()));
+            let (lo, hi) = interval(&rs[this], &rs[old]);
+            println!("- {what}: {} [{lo:+.2} .. {hi:+.2}]", vs(m, b));
+        }
     }
 }
 
