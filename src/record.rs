@@ -200,6 +200,8 @@ pub enum Source {
     Hook,
     /// The runtime wrapper, on `create` or `run`.
     Runtime,
+    /// The runtime wrapper, on `update` (`docker update`).
+    Update,
     Apply,
 }
 

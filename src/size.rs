@@ -90,10 +90,16 @@ pub fn human(b: u64) -> String {
 pub enum SizeError {
     Empty,
     Invalid(String),
-    UnknownUnit { input: String, unit: String },
+    UnknownUnit {
+        input: String,
+        unit: String,
+    },
     Negative(String),
     TooLarge(String),
     UnlimitedNotAllowed(String),
+    /// A number form YAML or a programming language reads, but Docker does
+    /// not: `0x10`, `0o10`, `1_000`, `1e9`.
+    NumberForm(String),
 }
 
 impl fmt::Display for SizeError {
@@ -113,6 +119,10 @@ impl fmt::Display for SizeError {
             SizeError::UnlimitedNotAllowed(s) => {
                 write!(f, "{s:?} is not allowed here: this bound must be a size")
             }
+            SizeError::NumberForm(s) => write!(
+                f,
+                "invalid size {s:?}: sizes are decimal, as docker --memory reads them (no 0x, 0o, 0b, _ or exponent): write e.g. 512m, 1g or 1073741824"
+            ),
         }
     }
 }
@@ -137,6 +147,22 @@ pub fn parse_bytes(input: &str) -> Result<u64, SizeError> {
     }
     if s.starts_with('-') {
         return Err(SizeError::Negative(input.into()));
+    }
+    let lower = s.to_ascii_lowercase();
+    let digits_then = |c: char| {
+        lower.starts_with(|d: char| d.is_ascii_digit())
+            && lower.contains(c)
+            && lower.split(c).nth(1).is_some_and(|r| {
+                r.starts_with(|d: char| d.is_ascii_digit() || d == '+' || d == '-')
+            })
+    };
+    if ["0x", "0o", "0b"]
+        .iter()
+        .any(|p| lower.starts_with(p) && lower.len() > 2)
+        || s.contains('_')
+        || digits_then('e')
+    {
+        return Err(SizeError::NumberForm(input.into()));
     }
     let num_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::docker::{Dockerd, IMAGE};
+use common::docker::{Dockerd, IMAGE, runtime_args};
 use common::*;
 
 const READ: &[&str] = &[
@@ -13,16 +13,6 @@ const READ: &[&str] = &[
     "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
     "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
 ];
-
-fn runtime_args(lab: &Lab) -> Vec<String> {
-    vec![
-        "--policy-dir".into(),
-        lab.policy_dir.display().to_string(),
-        "--state-dir".into(),
-        lab.state_dir.display().to_string(),
-        "--no-cache".into(),
-    ]
-}
 
 fn run(d: &Dockerd, flags: &[&str]) -> std::process::Output {
     let mut a = vec!["run", "--rm", "--runtime", "cglimit", "--net", "none"];

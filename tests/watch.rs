@@ -19,24 +19,6 @@ fn events(lab: &Lab) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A detached runc container with the hook; cleaned up with the lab.
-fn detached(lab: &mut Lab, name: &str, memory: Option<(i64, Option<i64>)>, script: &str) -> String {
-    let bundle = lab.bundle_with(name, memory, "createRuntime", lab.hook_args(), script);
-    let id = format!("{}-{name}", lab.name);
-    lab.track("runc", &id);
-    let st = Command::new("runc")
-        .args(["run", "-d", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    id
-}
-
 #[test]
 fn oom_kills_are_recorded_counted_and_not_repeated() {
     let mut lab = Lab::new("watchoom");
@@ -44,9 +26,7 @@ fn oom_kills_are_recorded_counted_and_not_repeated() {
     let (w, port) = start_watch(&lab, None);
     // A child doubles a string until the 64M limit: the OOM killer takes it,
     // the container's shell lives on.
-    let id = detached(
-        &mut lab,
-        "oom",
+    let id = lab.detached("oom",
         None,
         "sleep 2; sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; echo survived; sleep 600",
     );
@@ -180,25 +160,20 @@ fn a_leak_is_flagged_and_a_flat_workload_is_not() {
     std::fs::create_dir_all(&lab.state_dir).unwrap();
     let (_w, port) = start_watch(&lab, None);
     // ~1 MiB/s of anonymous memory that is never freed.
-    let leaker = detached(
-        &mut lab,
+    let leaker = lab.detached(
         "leak",
         Some((256 << 20, Some(256 << 20))),
         "s=''; while :; do s=\"$s$(head -c 1048576 /dev/zero | tr '\\000' a)\"; sleep 1; done",
     );
-    let flat = detached(&mut lab, "flat", None, "sleep 600");
+    let flat = lab.detached("flat", None, "sleep 600");
     // Garbage-collector-like: 8 MiB built up over 4 s, then dropped (large
     // strings are mmap'd, so freeing them returns the memory), again and again.
-    let saw = detached(
-        &mut lab,
-        "saw",
+    let saw = lab.detached("saw",
         Some((256 << 20, Some(256 << 20))),
         "while :; do s=''; i=0; while [ $i -lt 8 ]; do s=\"$s$(head -c 1048576 /dev/zero | tr '\\000' a)\"; i=$((i+1)); sleep 0.5; done; done",
     );
     // Cache-heavy: 100 MiB of tmpfs written and read over and over.
-    let cache = detached(
-        &mut lab,
-        "cache",
+    let cache = lab.detached("cache",
         Some((256 << 20, Some(256 << 20))),
         "while :; do head -c 100000000 /dev/zero > /big/f; cat /big/f > /dev/null; rm /big/f; sleep 1; done",
     );
@@ -341,8 +316,7 @@ fn prometheus_scrapes_the_oom_kill_counter() {
     let mut lab = Lab::new("prom");
     std::fs::create_dir_all(&lab.state_dir).unwrap();
     let (_w, port) = start_watch(&lab, None);
-    let id = detached(
-        &mut lab,
+    let id = lab.detached(
         "oomp",
         None,
         "sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",
@@ -423,8 +397,7 @@ fn a_full_state_dir_delays_events_and_loses_none() {
         });
     }
     let (_w, port) = start_watch(&lab, None);
-    let id = detached(
-        &mut lab,
+    let id = lab.detached(
         "oom",
         None,
         "sleep 5; sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",

@@ -236,7 +236,11 @@ pub fn decide_with(policy: &Policy, facts: &Facts, why: String) -> Decision {
         origin: Some(policy.origin.to_string()),
         why,
         verdict: Verdict::Apply,
-        limits: Limits { memory, swap, high },
+        limits: Limits {
+            memory: to_page(memory),
+            swap: to_page(swap),
+            high: high.map(to_page),
+        },
         findings,
         notes,
     }
@@ -286,6 +290,16 @@ fn bound(
     match action {
         Action::Deny => Err(format!("{field} {asked} is {side} the policy's {crossed}")),
         _ => Ok(result),
+    }
+}
+
+/// Rounds a limit down to a whole page, as the kernel stores it: what is
+/// decided and recorded is what the cgroup file reads back, so a later
+/// comparison (`apply`, the watcher) never sees a difference that is not one.
+fn to_page(l: Limit) -> Limit {
+    match l {
+        Limit::Bytes(b) => Limit::Bytes(b / PAGE_SIZE * PAGE_SIZE),
+        Limit::Unlimited => Limit::Unlimited,
     }
 }
 
@@ -339,6 +353,27 @@ mod tests {
 
     fn run(action: &str, memory: Option<i64>, swap: Option<i64>) -> Decision {
         decide(&policy(action), &ask(memory, swap))
+    }
+
+    #[test]
+    fn decided_sizes_are_whole_pages() {
+        let p = &parse_file(
+            Path::new("p.yaml"),
+            "name: p\nmemory: {max: 100000001}\nswap: {max: 1000001}\nhigh: 5000000\nonViolation: audit\n",
+        )
+        .unwrap()[0];
+        let mut f = Facts {
+            requested: Requested::from_oci(Some(99_999_999), Some(100_999_999)),
+            ..Default::default()
+        };
+        let d = decide_with(p, &f, String::new());
+        assert_eq!(d.limits.memory, Limit::Bytes(99_999_999 / 4096 * 4096));
+        assert_eq!(d.limits.swap, Limit::Bytes(1_000_000 / 4096 * 4096));
+        assert_eq!(d.limits.high, Some(Limit::Bytes(5_000_000 / 4096 * 4096)));
+        // Audit keeps what was asked above max, rounded as the kernel stores it.
+        f.requested = Requested::from_oci(Some(200_000_001), None);
+        let d = decide_with(p, &f, String::new());
+        assert_eq!(d.limits.memory, Limit::Bytes(200_000_001 / 4096 * 4096));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub enum FactsError {
     NoPid,
     /// The wrapper was given no `--bundle` and has no working directory.
     NoBundle(std::io::Error),
+    /// An `update`'s request, or the container it names, could not be read.
+    Update(String),
 }
 
 impl std::fmt::Display for FactsError {
@@ -73,6 +75,7 @@ impl std::fmt::Display for FactsError {
                 "the container state has no \"pid\": run cglimit as a createRuntime or prestart hook",
             ),
             FactsError::NoBundle(e) => write!(f, "no bundle: {e}"),
+            FactsError::Update(m) => write!(f, "update: {m}"),
         }
     }
 }

@@ -24,7 +24,7 @@ struct RawPolicy {
     memory: RawBounds,
     #[serde(default)]
     swap: RawBounds,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     high: Option<Spanned<RawValue>>,
     #[serde(default, rename = "onViolation")]
     on_violation: Action,
@@ -54,30 +54,55 @@ struct RawSelector {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBounds {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     default: Option<Spanned<RawValue>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     min: Option<Spanned<RawValue>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     max: Option<Spanned<RawValue>>,
 }
 
-/// A size as written: YAML gives `0` and `1024` as integers, `512m` as a string.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
+/// A size as written, kept as its source text so that it is read as Docker
+/// reads `--memory` (YAML's own number forms, `0x10`, `0o10`, `1_000`,
+/// `1e9`, are not sizes); or an explicit null, which is refused rather than
+/// taken as "no bound".
+#[derive(Clone)]
 enum RawValue {
-    Int(i64),
     Text(String),
+    Null,
 }
 
-impl RawValue {
-    fn text(&self) -> String {
-        match self {
-            RawValue::Int(i) => i.to_string(),
-            RawValue::Text(s) => s.clone(),
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size such as 512m, or max")
+            }
+            fn visit_none<E>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_unit<E>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
+                String::deserialize(d).map(RawValue::Text)
+            }
         }
+        d.deserialize_option(Visit)
     }
 }
+
+/// Keeps a key given as null (`max: ~`) as [`RawValue::Null`] instead of
+/// letting it read as an absent key.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Spanned<RawValue>>, D::Error> {
+    Spanned::<RawValue>::deserialize(d).map(Some)
+}
+
+/// The least memory a container can be given: Docker refuses less
+/// (`linuxMinMemory`), and below it a container cannot start.
+pub const MIN_MEMORY: u64 = 6 << 20;
 
 // ---- loading ----------------------------------------------------------------
 
@@ -204,6 +229,22 @@ impl Ctx<'_> {
         });
     }
 
+    /// The text of a value; a null is refused, with what to write instead.
+    fn text(&mut self, sv: &Spanned<RawValue>, field: &str) -> Option<String> {
+        match &sv.value {
+            RawValue::Text(t) => Some(t.clone()),
+            RawValue::Null => {
+                self.err(
+                    sv,
+                    field,
+                    "null is not a size: write a size (512m), max for no bound, or leave the key out"
+                        .into(),
+                );
+                None
+            }
+        }
+    }
+
     fn limit(
         &mut self,
         v: &Option<Spanned<RawValue>>,
@@ -211,7 +252,7 @@ impl Ctx<'_> {
         open_ok: bool,
     ) -> Option<Limit> {
         let sv = v.as_ref()?;
-        let text = sv.value.text();
+        let text = self.text(sv, field)?;
         let parsed = size::parse_limit(&text).and_then(|l| match l {
             Limit::Unlimited if !open_ok => Err(size::SizeError::UnlimitedNotAllowed(text.clone())),
             l => Ok(l),
@@ -257,12 +298,36 @@ impl Ctx<'_> {
                 );
             }
         }
+        if what == "memory" {
+            let floor = [
+                (&raw.default, default),
+                (&raw.min, Some(Limit::Bytes(min))),
+                (&raw.max, Some(max)),
+            ];
+            for ((at, value), key) in floor.into_iter().zip(["default", "min", "max"]) {
+                if let (Some(at), Some(Limit::Bytes(b))) = (at, value)
+                    && b < MIN_MEMORY
+                    && !(key == "min" && b == 0)
+                {
+                    self.err(
+                        at,
+                        &format!("memory.{key}"),
+                        format!(
+                            "{} is below {}, the least memory a container can run with (Docker refuses less): write at least 6M{}",
+                            Limit::Bytes(b),
+                            Limit::Bytes(MIN_MEMORY),
+                            if key == "min" { ", or 0" } else { ", or max for no bound" }
+                        ),
+                    );
+                }
+            }
+        }
         Bounds { default, min, max }
     }
 
     fn high(&mut self, raw: &Option<Spanned<RawValue>>) -> Option<High> {
         let sv = raw.as_ref()?;
-        let text = sv.value.text();
+        let text = self.text(sv, "high")?;
         let t = text.trim();
         if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("max") {
             return None;
@@ -281,6 +346,14 @@ impl Ctx<'_> {
             };
         }
         match size::parse_bytes(t) {
+            Ok(b) if b < crate::decision::PAGE_SIZE => {
+                self.err(
+                    sv,
+                    "high",
+                    format!("{} is below one page (4K), which the kernel cannot hold: write a size of at least 4K, a share of the limit such as 90%, or off", Limit::Bytes(b)),
+                );
+                None
+            }
             Ok(b) => Some(High::Size(b)),
             Err(e) => {
                 self.err(
@@ -382,6 +455,97 @@ mod tests {
         let errs = parse(text).expect_err("should fail");
         assert_eq!(errs.len(), 1, "{errs:?}");
         errs.into_iter().next().unwrap()
+    }
+
+    /// Sizes that would give a container no limit, a zero limit, or a value
+    /// read differently than Docker reads it: refused where they are written.
+    #[test]
+    fn sizes_that_escape_are_refused_with_a_place_and_a_fix() {
+        for (text, field, line, col, says) in [
+            (
+                "name: a\nmemory: {default: 0}\n",
+                "memory.default",
+                2,
+                19,
+                "below 6M",
+            ),
+            (
+                "name: a\nmemory: {max: 0.0001k}\n",
+                "memory.max",
+                2,
+                15,
+                "below 6M",
+            ),
+            (
+                "name: a\nmemory:\n  max: 100\n",
+                "memory.max",
+                3,
+                8,
+                "write at least 6M, or max",
+            ),
+            ("name: a\nmemory: {min: 1M}\n", "memory.min", 2, 15, "or 0"),
+            (
+                "name: a\nmemory: {max: 0x10}\n",
+                "memory.max",
+                2,
+                15,
+                "sizes are decimal",
+            ),
+            (
+                "name: a\nmemory: {max: 0o10}\n",
+                "memory.max",
+                2,
+                15,
+                "sizes are decimal",
+            ),
+            (
+                "name: a\nmemory: {max: 1_000}\n",
+                "memory.max",
+                2,
+                15,
+                "sizes are decimal",
+            ),
+            (
+                "name: a\nmemory: {max: 1e9}\n",
+                "memory.max",
+                2,
+                15,
+                "sizes are decimal",
+            ),
+            (
+                "name: a\nmemory: {max: 123456789012345678901}\n",
+                "memory.max",
+                2,
+                15,
+                "larger than 2^63",
+            ),
+            (
+                "name: a\nmemory: {max: ~}\n",
+                "memory.max",
+                2,
+                15,
+                "null is not a size",
+            ),
+            (
+                "name: a\nswap:\n  default: null\n",
+                "swap.default",
+                3,
+                12,
+                "max for no bound",
+            ),
+            ("name: a\nhigh: 90\n", "high", 2, 7, "below one page"),
+            ("name: a\nhigh: 0\n", "high", 2, 7, "below one page"),
+            ("name: a\nhigh: ~\n", "high", 2, 7, "null is not a size"),
+        ] {
+            let e = one_error(text);
+            assert_eq!(e.field, field, "{text}: {e}");
+            assert_eq!((e.line, e.column), (line, col), "{text}: {e}");
+            assert!(e.message.contains(says), "{text}: {e}");
+        }
+        // What stays allowed: no swap, no minimum, the floor itself, a page.
+        let ok = parse("name: a\nmemory: {default: 6M, min: 0, max: max}\nswap: {default: 0, max: 0}\nhigh: 4k\n").unwrap();
+        assert_eq!(ok[0].memory.default, Some(Limit::Bytes(6 << 20)));
+        assert_eq!(ok[0].swap.max, Limit::Bytes(0));
     }
 
     const ISSUE_SHAPE: &str = "name: default

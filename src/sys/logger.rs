@@ -55,7 +55,7 @@ impl Log for Logger {
             Format::Plain => format!(
                 "{time} cglimit[{}]: {level}: {}\n",
                 std::process::id(),
-                r.args()
+                plain(&r.args().to_string())
             ),
             Format::RuncJson => runc_line(true, level, &r.args().to_string()),
             Format::RuncText => runc_line(false, level, &r.args().to_string()),
@@ -67,6 +67,22 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// A message as the plain format writes it: a message spanning lines (a
+/// policy file's errors) continues on lines indented by four spaces, and
+/// every other control character is escaped, so nothing a container's
+/// creator put into a name or an annotation can forge a line of its own.
+fn plain(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One line in runc's log format (logrus JSON or text).
@@ -120,4 +136,23 @@ pub fn init_with(file: Option<&Path>, level: LevelFilter, format: Format) -> std
     let _ = log::set_boxed_logger(Box::new(logger));
     log::set_max_level(level);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_message_forges_a_line() {
+        let forged = "web\n2026-11-30T00:00:00.000000000Z cglimit[1]: info: container ok\r\x1b[2K";
+        let p = plain(forged);
+        assert_eq!(p.lines().count(), 2);
+        assert!(p.lines().skip(1).all(|l| l.starts_with("    ")), "{p}");
+        assert!(!p.contains('\r') && !p.contains('\x1b'), "{p}");
+        for json in [true, false] {
+            let l = runc_line(json, "error", forged);
+            assert_eq!(l.matches('\n').count(), 1, "{l}");
+            assert!(l.ends_with('\n'));
+        }
+    }
 }

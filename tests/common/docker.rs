@@ -16,6 +16,17 @@ pub struct Dockerd {
 
 pub const IMAGE: &str = "cglbusybox:test";
 
+/// The wrapper's arguments for a lab: its policies and state dir, no cache.
+pub fn runtime_args(lab: &Lab) -> Vec<String> {
+    vec![
+        "--policy-dir".into(),
+        lab.policy_dir.display().to_string(),
+        "--state-dir".into(),
+        lab.state_dir.display().to_string(),
+        "--no-cache".into(),
+    ]
+}
+
 impl Dockerd {
     /// Starts dockerd with the runtime `cglimit` = `cglimit runtime ARGS`.
     pub fn start(lab: &Lab, runtime_args: &[String]) -> Dockerd {

@@ -191,6 +191,30 @@ impl Lab {
             .unwrap()
     }
 
+    /// A detached runc container with the hook, running `script` after it
+    /// prints its limits; cleaned up with the lab. Returns its id.
+    pub fn detached(
+        &mut self,
+        name: &str,
+        memory: Option<(i64, Option<i64>)>,
+        script: &str,
+    ) -> String {
+        let bundle = self.bundle_with(name, memory, "createRuntime", self.hook_args(), script);
+        let id = format!("{}-{name}", self.name);
+        self.track("runc", &id);
+        let st = Command::new("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        id
+    }
+
     /// Records a container for cleanup when it is created another way.
     pub fn track(&mut self, runtime: &str, id: &str) {
         self.containers.push((runtime.to_string(), id.to_string()));
@@ -407,20 +431,21 @@ pub fn stderr(o: &Output) -> String {
 
 /// Runs the hook binary directly with `state` on stdin.
 pub fn hook(args: &[String], state: &str) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(&args[1..]);
+    with_stdin(c, state.as_bytes())
+}
+
+/// Runs `c` to completion with `input` on its stdin.
+pub fn with_stdin(mut c: Command, input: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(&args[1..])
+    let mut child = c
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(state.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
 

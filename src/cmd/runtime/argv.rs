@@ -1,5 +1,6 @@
 //! Reading a runc command line without changing it: the global flags before
-//! the verb, the verb, and for `create` / `run` the bundle and container id.
+//! the verb, the verb, for `create` / `run` the bundle and container id, and
+//! for `update` its memory settings and where they stand.
 //!
 //! runc (urfave/cli) accepts `-flag` and `--flag`, and `--flag value` or
 //! `--flag=value`. A flag's value must never be taken for the verb or the
@@ -28,8 +29,20 @@ const CREATE_VALUED: &[&str] = &[
     "f",
 ];
 
+/// `update` flags that set memory; every `update` flag takes a value
+/// (runc's and crun's alike).
+const UPDATE_MEMORY: &[&str] = &[
+    "memory",
+    "memory-swap",
+    "memory-reservation",
+    "resources",
+    "r",
+];
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RuncArgs {
+    /// `--root`: the runtime's state directory.
+    pub root: Option<String>,
     /// `--log`: where runc (and so the wrapper) writes its log.
     pub log: Option<String>,
     /// `--log-format`: `text` (default) or `json`.
@@ -39,12 +52,36 @@ pub struct RuncArgs {
     pub bundle: Option<String>,
     /// The container id: the first argument after the verb's flags.
     pub id: Option<String>,
+    /// What `update` asks of memory.
+    pub update: Option<UpdateArgs>,
+}
+
+/// The memory part of an `update` command line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UpdateArgs {
+    /// `--resources` / `-r`: a JSON file, or `-` for stdin. With it, the
+    /// runtime ignores every other flag.
+    pub resources: Option<String>,
+    /// `--memory`, `--memory-swap`, `--memory-reservation` as given.
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub memory_reservation: Option<String>,
+    /// Indices (in the runtime's argv) of the tokens of those flags, names
+    /// and values: what a rewrite leaves out.
+    pub tokens: Vec<usize>,
+    /// Index of the container id: where a rewrite puts its flags.
+    pub id_at: Option<usize>,
 }
 
 impl RuncArgs {
     /// Whether this invocation creates a container (and so gets limits).
     pub fn creates(&self) -> bool {
         matches!(self.verb.as_deref(), Some("create" | "run"))
+    }
+
+    /// Whether this invocation changes a running container's resources.
+    pub fn updates(&self) -> bool {
+        self.verb.as_deref() == Some("update")
     }
 }
 
@@ -82,11 +119,16 @@ pub fn parse(args: &[String]) -> RuncArgs {
             None
         };
         match name {
+            "root" => out.root = value,
             "log" => out.log = value,
             "log-format" => out.log_format = value,
             _ => {}
         }
         i += 1;
+    }
+    if out.updates() {
+        out.update = Some(update(args, i, &mut out.id));
+        return out;
     }
     if !out.creates() {
         return out;
@@ -116,6 +158,44 @@ pub fn parse(args: &[String]) -> RuncArgs {
         i += 1;
     }
     out
+}
+
+/// The flags of `update` from `args[i..]`, and the container id after them.
+fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs {
+    let mut u = UpdateArgs::default();
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            *id = args.get(i + 1).cloned();
+            u.id_at = Some(i + 1).filter(|at| *at < args.len());
+            break;
+        }
+        let Some((name, inline)) = flag(a) else {
+            *id = Some(a.clone());
+            u.id_at = Some(i);
+            break;
+        };
+        let start = i;
+        let value = match (name, inline) {
+            ("h" | "help", _) => None,
+            (_, Some(v)) => Some(v.to_string()),
+            (_, None) => {
+                i += 1;
+                args.get(i).cloned()
+            }
+        };
+        if UPDATE_MEMORY.contains(&name) {
+            u.tokens.extend(start..=i.min(args.len() - 1));
+            match name {
+                "memory" => u.memory = value,
+                "memory-swap" => u.memory_swap = value,
+                "memory-reservation" => u.memory_reservation = value,
+                _ => u.resources = value,
+            }
+        }
+        i += 1;
+    }
+    u
 }
 
 #[cfg(test)]
@@ -174,6 +254,32 @@ mod tests {
             (a.verb.as_deref(), a.id.as_deref()),
             (Some("create"), Some("c1"))
         );
+    }
+
+    #[test]
+    fn update_in_every_form() {
+        // containerd's shim: the resources as JSON on stdin.
+        let a = p("--root /r --log /l update --resources - c1");
+        assert!(a.updates() && !a.creates());
+        assert_eq!(a.root.as_deref(), Some("/r"));
+        assert_eq!(a.id.as_deref(), Some("c1"));
+        let u = a.update.unwrap();
+        assert_eq!(u.resources.as_deref(), Some("-"));
+        assert_eq!((u.tokens, u.id_at), (vec![5, 6], Some(7)));
+        let u = p("update -r=/tmp/res.json c1").update.unwrap();
+        assert_eq!(u.resources.as_deref(), Some("/tmp/res.json"));
+        assert_eq!(u.tokens, vec![1]);
+        // Flags, mixed with others that are kept.
+        let a = p("update --cpu-share 100 --memory 100g --memory-swap=-1 --pids-limit 5 c1");
+        let u = a.update.unwrap();
+        assert_eq!(u.memory.as_deref(), Some("100g"));
+        assert_eq!(u.memory_swap.as_deref(), Some("-1"));
+        assert_eq!(u.resources, None);
+        assert_eq!((u.tokens, u.id_at), (vec![3, 4, 5], Some(8)));
+        assert_eq!(a.id.as_deref(), Some("c1"));
+        // No memory at all: nothing to decide.
+        let u = p("update --cpu-share 100 c1").update.unwrap();
+        assert!(u.tokens.is_empty() && u.memory.is_none());
     }
 
     #[test]

@@ -69,6 +69,25 @@ pub fn load(path: Option<&Path>, insecure: bool) -> Result<FileConfig, String> {
     })
 }
 
+/// The runtime a config file names, read leniently: for verbs that touch
+/// existing containers (`delete`, `kill`, `state`…) when the file does not
+/// load. Only a file no one but root could have written is believed; else
+/// `None`, and the caller uses the default.
+pub fn runtime_despite_errors(path: Option<&Path>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct JustRuntime {
+        runtime: Option<String>,
+    }
+    let from_env = std::env::var_os(ENV).map(PathBuf::from);
+    let path = path
+        .map(Path::to_path_buf)
+        .or(from_env)
+        .unwrap_or_else(|| DEFAULT_PATH.into());
+    crate::policy::perms::check_file(&path).ok()?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    serde_saphyr::from_str::<JustRuntime>(&text).ok()?.runtime
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

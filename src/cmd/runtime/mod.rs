@@ -9,6 +9,7 @@
 pub mod argv;
 pub mod config;
 mod options;
+mod update;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -33,15 +34,28 @@ pub fn run(raw: &[OsString]) -> ExitCode {
     let (flags, n) = options::own_flags(&args);
     let runc_args = argv::parse(&args[n..]);
     let opts = match options::options(&flags) {
-        Ok(o) => o,
+        Ok(o) => {
+            init_log(o.log_file.as_deref(), &runc_args);
+            o
+        }
         Err(e) => {
-            init_log(None, &runc_args);
+            let fallback = options::fallback(&flags);
+            init_log(fallback.log_file.as_deref(), &runc_args);
             let m = format!("cglimit runtime: {e}");
-            log::error!("{m}");
-            return refuse(&m, &runc_args);
+            if runc_args.creates() || runc_args.updates() {
+                log::error!("{m}");
+                return refuse(&m, &runc_args);
+            }
+            // Containers must stay stoppable and removable whatever the
+            // config file says: verbs on existing ones pass through.
+            log::warn!(
+                "{m}; passing {:?} through to {}",
+                runc_args.verb.as_deref().unwrap_or(""),
+                fallback.runtime
+            );
+            fallback
         }
     };
-    init_log(opts.log_file.as_deref(), &runc_args);
     if runc_args.creates() {
         crate::sys::privilege::drop_for_wrapper();
         let run = decide_and_write(&opts, &runc_args);
@@ -49,13 +63,44 @@ pub fn run(raw: &[OsString]) -> ExitCode {
             return refuse(&m, &runc_args);
         }
     }
-    let err = std::process::Command::new(&opts.runtime)
-        .args(&raw[n..])
-        .exec();
+    let mut argv = raw[n..].to_vec();
+    if runc_args.updates() {
+        crate::sys::privilege::drop_for_wrapper();
+        if let Some((run, rewrite)) = update::decide(&opts, &runc_args, &raw[n..]) {
+            if let Some(m) = run.finish(opts.on_error, opts.state_dir.as_deref()).refusal {
+                return refuse(&m, &runc_args);
+            }
+            if let Some(rw) = rewrite {
+                if let Some(bytes) = rw.stdin
+                    && let Err(e) = replace_stdin(&bytes)
+                {
+                    let m = format!("cannot pass the decided resources on: {e}");
+                    log::error!("{m}");
+                    return refuse(&m, &runc_args);
+                }
+                argv = rw.argv;
+            }
+        }
+    }
+    let err = std::process::Command::new(&opts.runtime).args(&argv).exec();
     let m = format!("cannot run the runtime {:?}: {err}", opts.runtime);
     log::error!("{m}");
     refuse(&m, &runc_args);
     ExitCode::from(127)
+}
+
+/// Makes `bytes` the standard input the runtime will read: an anonymous
+/// file, written whole and rewound, so its size never blocks the wrapper.
+fn replace_stdin(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    let fd =
+        nix::sys::memfd::memfd_create(c"cglimit-update", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    // The copy on descriptor 0 is not close-on-exec: the runtime reads it.
+    nix::unistd::dup2_stdin(&f)?;
+    Ok(())
 }
 
 /// Logs go to the configured file, else where runc's `--log` says (in its
@@ -191,7 +236,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
 
 /// Sends the engine the lookup of the container's name, image and labels
 /// (Docker puts none of them in `config.json`).
-fn ask_engine(o: &Options, id: &str) -> Result<engine::Question, engine::EngineError> {
+pub(super) fn ask_engine(o: &Options, id: &str) -> Result<engine::Question, engine::EngineError> {
     let socket = engine::socket_path(o.docker_host.as_deref())?;
     engine::ask(&socket, id, o.engine_timeout)
 }
@@ -199,7 +244,10 @@ fn ask_engine(o: &Options, id: &str) -> Result<engine::Question, engine::EngineE
 /// Adds what the engine answered (within its timeout) to the run's facts;
 /// without an answer the decision is made on the bundle alone, and the log
 /// says so.
-fn add_engine_facts(question: Result<engine::Question, engine::EngineError>, run: &mut Run) {
+pub(super) fn add_engine_facts(
+    question: Result<engine::Question, engine::EngineError>,
+    run: &mut Run,
+) {
     let f = &mut run.facts;
     let id = &f.id;
     match question.and_then(engine::Question::answer) {

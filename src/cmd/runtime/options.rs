@@ -64,6 +64,35 @@ pub fn own_flags(args: &[String]) -> (Vec<(&str, Option<&str>)>, usize) {
 }
 
 /// The settings from the wrapper's flags, the config file and defaults.
+/// The settings when the config file does not load: the defaults, and the
+/// runtime the flags or (leniently) the file name. Used only to pass verbs
+/// that touch existing containers through, so a broken file never leaves
+/// containers that can be neither stopped nor removed.
+pub fn fallback(flags: &[(&str, Option<&str>)]) -> Options {
+    let flag = |name: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| *v)
+    };
+    let runtime = flag("--runtime")
+        .map(String::from)
+        .or_else(|| config::runtime_despite_errors(flag("--config").map(std::path::Path::new)))
+        .unwrap_or_else(|| "runc".into());
+    Options {
+        policy_dir: "/etc/cglimit/policies".into(),
+        runtime,
+        on_error: OnError::Deny,
+        log_file: flag("--log-file").map(PathBuf::from),
+        state_dir: None,
+        cache_dir: None,
+        engine_timeout: Duration::from_millis(250),
+        docker_host: None,
+        insecure_policy_perms: false,
+    }
+}
+
 pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
     let takes_value = |name: &str| FLAGS.iter().any(|(n, v)| *n == name && *v);
     if let Some((name, _)) = flags.iter().find(|(n, v)| v.is_none() && takes_value(n)) {

@@ -1,0 +1,204 @@
+//! `update`: the verb behind `docker update` (and a Kubernetes in-place
+//! resize), which changes a running container's limits through the same
+//! runtime that created it.
+//!
+//! The new limits arrive in one of three forms: JSON on stdin (`--resources
+//! -`, what containerd's shim sends), a JSON file (`--resources FILE`), or
+//! flags (`--memory`, `--memory-swap`, `--memory-reservation`). They are the
+//! container's request; the policy decides as it does for `create`, and the
+//! runtime gets the decided limits in the same form, with everything else
+//! (CPU, pids, I/O, other flags) unchanged. An update that sets no memory
+//! passes through untouched.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::argv::{RuncArgs, UpdateArgs};
+use super::options::Options;
+use crate::decision::Limits;
+use crate::enforce::{Failure, Run};
+use crate::facts::{FactsError, oci};
+use crate::policy;
+use crate::record::Source;
+use crate::size::{self, Limit};
+
+/// What the runtime gets instead of what was asked.
+pub struct Rewrite {
+    /// The runtime's argv (everything after the wrapper's own flags).
+    pub argv: Vec<OsString>,
+    /// New standard input, when the resources came as JSON.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// The request an `update` makes of memory, in the form it came in.
+enum Input {
+    /// `--resources`: the whole JSON document, to be edited.
+    Json(serde_json::Value),
+    /// Flags: the memory and memory+swap they ask for.
+    Flags,
+}
+
+/// Decides an `update`; `None` when it sets no memory and passes through.
+pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Option<Rewrite>)> {
+    let u = r.update.as_ref()?;
+    let mut run = Run::new(Source::Update, Default::default());
+    run.facts.id = r.id.clone().unwrap_or_default();
+    let (input, requested) = match read_input(u) {
+        Ok(Some(x)) => x,
+        Ok(None) => return None,
+        Err(e) => {
+            run.fail(e);
+            return Some((run, None));
+        }
+    };
+    if let Err(e) = gather(o, r, &mut run) {
+        run.fail(e);
+        return Some((run, None));
+    }
+    run.facts.requested = requested;
+    let policies = match policy::open(
+        &o.policy_dir,
+        o.cache_dir.as_deref(),
+        !o.insecure_policy_perms,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            run.fail(e);
+            return Some((run, None));
+        }
+    };
+    let mut rewrite = None;
+    run.enforce(&policies, |l: &Limits| {
+        rewrite = Some(rewritten(u, &input, raw, l));
+        Ok(None)
+    });
+    Some((run, rewrite))
+}
+
+/// Reads the request: `None` when the update does not touch memory.
+fn read_input(u: &UpdateArgs) -> Result<Option<(Input, crate::facts::Requested)>, Failure> {
+    let bad = |message: String| Failure::Facts(FactsError::Update(message));
+    if let Some(from) = &u.resources {
+        let bytes = if from == "-" {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(1 << 20)
+                .read_to_end(&mut b)
+                .map_err(|e| bad(format!("cannot read the resources on stdin: {e}")))?;
+            b
+        } else {
+            oci::read_config_bytes(Path::new(from)).map_err(|e| bad(format!("{from}: {e}")))?
+        };
+        let tree: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("the resources are not JSON: {e}")))?;
+        let memory = &tree["memory"];
+        if !memory.is_object() {
+            return Ok(None);
+        }
+        let field = |k: &str| memory[k].as_i64();
+        let requested = crate::facts::Requested::from_oci(field("limit"), field("swap"));
+        return Ok(Some((Input::Json(tree), requested)));
+    }
+    if u.memory.is_none() && u.memory_swap.is_none() && u.memory_reservation.is_none() {
+        return Ok(None);
+    }
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, Failure> {
+        v.as_deref()
+            .map(|v| {
+                size::parse_limit(v)
+                    .map(Limit::to_oci)
+                    .map_err(|e| bad(format!("--{flag} {v:?}: {e}")))
+            })
+            .transpose()
+    };
+    let requested = crate::facts::Requested::from_oci(
+        size("memory", &u.memory)?,
+        size("memory-swap", &u.memory_swap)?,
+    );
+    Ok(Some((Input::Flags, requested)))
+}
+
+/// The container's facts as `create` learned them: its bundle (found
+/// through the runtime's own state) and what the engine knows of it.
+fn gather(o: &Options, r: &RuncArgs, run: &mut Run) -> Result<(), Failure> {
+    let question = super::ask_engine(o, &run.facts.id);
+    let bundle = bundle_of(&o.runtime, r.root.as_deref(), &run.facts.id)?;
+    let config = oci::read_config(&bundle).map_err(FactsError::from)?;
+    run.facts = oci::bundle_facts(&run.facts.id, &config);
+    super::add_engine_facts(question, run);
+    Ok(())
+}
+
+/// The bundle of a container, from `RUNTIME [--root ROOT] state ID`.
+fn bundle_of(runtime: &str, root: Option<&str>, id: &str) -> Result<PathBuf, Failure> {
+    let bad = |message: String| Failure::Facts(FactsError::Update(message));
+    let mut c = std::process::Command::new(runtime);
+    if let Some(root) = root {
+        c.args(["--root", root]);
+    }
+    let out = c
+        .args(["state", id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| bad(format!("cannot run {runtime} state: {e}")))?;
+    if !out.status.success() {
+        return Err(bad(format!(
+            "{runtime} state {id}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| bad(format!("{runtime} state {id}: {e}")))?;
+    state["bundle"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| bad(format!("{runtime} state {id} names no bundle")))
+}
+
+/// The update the runtime gets: the decided limits, in the form asked.
+fn rewritten(u: &UpdateArgs, input: &Input, raw: &[OsString], l: &Limits) -> Rewrite {
+    // On v1 the soft limit is `high`; on v2 runc turns a reservation into
+    // memory.low, which the policy does not decide: left as asked.
+    let reservation = match (l.high, crate::cgroup::unified_host()) {
+        (Some(Limit::Bytes(b)), false) => Some(b as i64),
+        _ => None,
+    };
+    let id_at = u.id_at.unwrap_or(raw.len());
+    // Every token but the memory flags, in order, up to the id.
+    let mut argv: Vec<OsString> = (0..id_at)
+        .filter(|i| !u.tokens.contains(i))
+        .map(|i| raw[i].clone())
+        .collect();
+    let stdin = match input {
+        Input::Json(tree) => {
+            let mut tree = tree.clone();
+            let m = &mut tree["memory"];
+            m["limit"] = l.memory.to_oci().into();
+            m["swap"] = l.memory_swap().to_oci().into();
+            if let Some(r) = reservation {
+                m["reservation"] = r.into();
+            }
+            argv.extend(["--resources".into(), "-".into()]);
+            Some(serde_json::to_vec(&tree).unwrap_or_default())
+        }
+        Input::Flags => {
+            let mut flag = |name: &str, v: i64| {
+                argv.push(format!("--{name}").into());
+                argv.push(v.to_string().into());
+            };
+            flag("memory", l.memory.to_oci());
+            flag("memory-swap", l.memory_swap().to_oci());
+            if let Some(r) = reservation {
+                flag("memory-reservation", r);
+            } else if let Some(v) = &u.memory_reservation {
+                argv.push("--memory-reservation".into());
+                argv.push(v.into());
+            }
+            None
+        }
+    };
+    argv.extend(raw[id_at.min(raw.len())..].iter().cloned());
+    Rewrite { argv, stdin }
+}

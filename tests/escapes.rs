@@ -1,0 +1,329 @@
+//! The escape suite: each test tries to get a real container above its
+//! policy through a real component, as a careless or hostile container
+//! creator would, and checks that it stays inside. TESTING.md has the table.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::docker::{Dockerd, IMAGE, runtime_args};
+use common::*;
+
+/// What the test policy allows (`common::POLICY`): max 256M, swap up to
+/// 32M, high 50%; and a `deny` policy for containers named `strict-*`.
+const STRICT: &str = "name: strict\npriority: 5\nmatch: {names: ['strict-*']}\nmemory: {default: 64M, max: 128M}\nswap: {max: 0}\nonViolation: deny\nmessage: ask the platform team for more than 128M\n---\nname: strict-ids\npriority: 5\nmatch: {ids: ['*-strict*']}\nmemory: {default: 64M, max: 128M}\nswap: {max: 0}\nonViolation: deny\nmessage: ask the platform team for more than 128M\n";
+
+fn v1_limits(cgroup: &str) -> (u64, u64, u64) {
+    let dir = v1_memory_root().join(cgroup.trim_start_matches('/'));
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    (
+        read("memory.limit_in_bytes"),
+        read("memory.memsw.limit_in_bytes"),
+        read("memory.soft_limit_in_bytes"),
+    )
+}
+
+/// `cglimit runtime` with the lab's policies, in front of runc.
+fn wrapper(lab: &Lab) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["runtime", "--policy-dir"])
+        .arg(&lab.policy_dir)
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .arg("--no-cache")
+        .arg("--docker-host")
+        .arg(format!(
+            "unix://{}",
+            lab.dir.join("no-engine.sock").display()
+        ));
+    c
+}
+
+/// A running runc container created with the hook (64M by the default
+/// policy); its id and cgroup.
+fn running(lab: &mut Lab, name: &str) -> (String, String) {
+    let id = lab.detached(name, None, "sleep 600");
+    let cgroup = format!("{}/{name}", lab.cgroup_parent);
+    assert_eq!(v1_limits(&cgroup).0, 64 * M, "created under policy");
+    (id, cgroup)
+}
+
+/// `runc update` through the wrapper, in each of its three input forms:
+/// flags, a resources file, resources on stdin (what containerd sends).
+#[test]
+fn runc_update_cannot_lift_a_container_above_its_policy() {
+    let mut lab = Lab::new("escupdate");
+    let (id, cgroup) = running(&mut lab, "u1");
+
+    // Flags: 100G of memory, unlimited swap, mixed with a flag kept as is.
+    let out = wrapper(&lab)
+        .args(["update", "--pids-limit", "77", "--memory", "100g"])
+        .args(["--memory-swap=-1", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v1_limits(&cgroup), (256 * M, 288 * M, 128 * M));
+    let pids = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{cgroup}/pids.max")).unwrap();
+    assert_eq!(pids.trim(), "77", "the other flags pass through");
+
+    // Within the policy: kept.
+    let out = wrapper(&lab)
+        .args(["update", "--memory", "100m", "--memory-swap", "110m", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v1_limits(&cgroup), (100 * M, 110 * M, 50 * M));
+
+    // A resources file asking for 8G.
+    let file = lab.dir.join("res.json");
+    std::fs::write(
+        &file,
+        r#"{"memory":{"limit":8589934592,"swap":8589934592},"pids":{"limit":78}}"#,
+    )
+    .unwrap();
+    let out = wrapper(&lab)
+        .args(["update", "-r"])
+        .arg(&file)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v1_limits(&cgroup), (256 * M, 256 * M, 128 * M));
+
+    // Resources on stdin: unlimited memory.
+    let mut c = wrapper(&lab);
+    c.args(["update", "--resources", "-", &id]);
+    let out = with_stdin(
+        c,
+        br#"{"memory":{"limit":-1,"swap":-1},"pids":{"limit":79}}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v1_limits(&cgroup).0, 256 * M);
+    let pids = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{cgroup}/pids.max")).unwrap();
+    assert_eq!(pids.trim(), "79", "the rest of the document passes through");
+
+    // An update that sets no memory passes through untouched, undecided.
+    let before = lab.decisions().len();
+    let out = wrapper(&lab)
+        .args(["update", "--pids-limit", "80", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.decisions().len(), before);
+
+    let updates: Vec<_> = lab
+        .decisions()
+        .into_iter()
+        .filter(|r| r["source"] == "update")
+        .collect();
+    assert_eq!(updates.len(), 4, "one record per memory update");
+    assert!(updates.iter().all(|r| r["outcome"] == "applied"));
+    assert_eq!(updates[0]["decision"]["limits"]["memory"], 256 * M);
+}
+
+/// `deny` refuses the update with the policy's message and leaves the
+/// container's limits as they were.
+#[test]
+fn a_denied_update_changes_nothing() {
+    let mut lab = Lab::new("escupdeny");
+    lab.set_policy("strict.yaml", STRICT);
+    let (id, cgroup) = running(&mut lab, "strict1");
+    let before = v1_limits(&cgroup);
+    let out = wrapper(&lab)
+        .args(["update", "--memory", "1g", "--memory-swap", "1g", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ask the platform team for more than 128M"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(v1_limits(&cgroup), before);
+    let last = lab.decisions().pop().unwrap();
+    assert_eq!(
+        (last["source"].as_str(), last["outcome"].as_str()),
+        (Some("update"), Some("denied"))
+    );
+}
+
+/// `docker update -m 100g` on a container started through the wrapper:
+/// containerd's shim calls the runtime's `update` with the resources on
+/// stdin; the container keeps its policy's maximum, and a `deny` policy
+/// makes `docker update` fail with its message.
+#[test]
+fn docker_update_stays_within_the_policy() {
+    let lab = Lab::new("escdockerupd");
+    lab.set_policy("strict.yaml", STRICT);
+    let d = Dockerd::start(&lab, &runtime_args(&lab));
+    let start = |name: &str| {
+        let out = d.docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            "cglimit",
+            "--net",
+            "none",
+            "--name",
+            name,
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let limit = |name: &str| {
+        let out = d.docker(&[
+            "exec",
+            name,
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        ]);
+        let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        (v[0], v[1])
+    };
+    start("free-1");
+    assert_eq!(limit("free-1"), (64 * M, 64 * M));
+    let out = d.docker(&["update", "-m", "100g", "--memory-swap", "100g", "free-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        limit("free-1"),
+        (256 * M, 256 * M),
+        "clamped to the policy's max"
+    );
+
+    start("strict-1");
+    assert_eq!(limit("strict-1"), (64 * M, 64 * M));
+    let out = d.docker(&["update", "-m", "1g", "--memory-swap", "1g", "strict-1"]);
+    assert!(!out.status.success(), "a denied update fails");
+    assert!(
+        stderr(&out).contains("ask the platform team for more than 128M"),
+        "docker update prints the policy's message: {}",
+        stderr(&out)
+    );
+    assert_eq!(limit("strict-1"), (64 * M, 64 * M));
+    let _ = d.docker(&["rm", "-f", "free-1", "strict-1"]);
+}
+
+/// A broken wrapper config (an unknown key) refuses creates, but never the
+/// verbs that stop and remove containers: they pass through to the runtime.
+#[test]
+fn a_broken_config_never_traps_a_container() {
+    let mut lab = Lab::new("escbrokencfg");
+    let (id, _) = running(&mut lab, "b1");
+    let cfg = lab.dir.join("broken.yaml");
+    write_private(&cfg, "policyDir: /nonexistent\nnoSuchKey: 1\n");
+    let wrapped = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["runtime", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = wrapped(&["state", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    assert!(stderr(&out).contains("noSuchKey"), "{}", stderr(&out));
+    let out = wrapped(&["kill", &id, "KILL"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wrapped(&["delete", "--force", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = Command::new("runc").args(["state", &id]).output().unwrap();
+    assert!(!gone.status.success(), "deleted");
+
+    // A create through the same config is refused, before runc runs.
+    let bundle = lab.bundle_with("b2", None, "", vec![], "sleep 600");
+    let id2 = format!("{}-b2", lab.name);
+    lab.track("runc", &id2);
+    let out = wrapped(&["create", "--bundle", bundle.to_str().unwrap(), &id2]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("noSuchKey"), "{}", stderr(&out));
+    let never = Command::new("runc").args(["state", &id2]).output().unwrap();
+    assert!(!never.status.success(), "never created");
+}
+
+/// A name or annotation holding a newline cannot forge a line of the plain
+/// log: continuation lines are indented, other control characters escaped.
+#[test]
+fn a_name_cannot_forge_a_log_line() {
+    let mut lab = Lab::new("esclogforge");
+    let log = lab.dir.join("hook.log");
+    let mut args = lab.hook_args();
+    args.extend(["--log-file".into(), log.display().to_string()]);
+    let bundle = lab.bundle_with("f1", None, "createRuntime", args, "");
+    let config = bundle.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["annotations"] = serde_json::json!({
+        "io.container.name": "web\n2026-11-30T00:00:00.000000000Z cglimit[1]: info: container forged: policy \"default\"\r\u{1b}[1A"
+    });
+    std::fs::write(&config, c.to_string()).unwrap();
+    let out = lab.run("runc", &format!("{}-f1", lab.name), &bundle);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        assert!(
+            line.starts_with("    ") || line.contains("cglimit[") && !line.contains("cglimit[1]:"),
+            "a forged line: {line:?}"
+        );
+        assert!(!line.contains('\r') && !line.contains('\u{1b}'), "{line:?}");
+    }
+}
+
+/// A policy whose default is 0 once made the wrapper write `"limit": 0`,
+/// which runc reads as no limit at all. Such a policy is now refused where
+/// it is written, and the create with it (fail closed by default).
+#[test]
+fn a_zero_size_cannot_mean_no_limit() {
+    let mut lab = Lab::new("esczero");
+    lab.set_policy(
+        "default.yaml",
+        "name: default\nmemory: {default: 0, max: 256M}\n",
+    );
+    let bundle = lab.bundle_with("z1", None, "", vec![], "sleep 600");
+    let id = format!("{}-z1", lab.name);
+    lab.track("runc", &id);
+    // Not a pipe: a created container would hold it open.
+    let err_file = lab.dir.join("create.err");
+    let status = wrapper(&lab)
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .status()
+        .unwrap();
+    let created = Command::new("runc").args(["state", &id]).output().unwrap();
+    if created.status.success() {
+        let limit = v1_limits(&format!("{}/z1", lab.cgroup_parent)).0;
+        panic!("created with memory.limit_in_bytes {limit}");
+    }
+    assert_eq!(status.code(), Some(1));
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    let f = lab.policy_dir.join("default.yaml");
+    assert!(
+        err.contains(&format!(
+            "{}:2:19: memory.default: 0 is below 6M",
+            f.display()
+        )),
+        "{err}"
+    );
+    let v = Command::new(BIN)
+        .arg("validate")
+        .arg(&lab.policy_dir)
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(1), "validate refuses it too");
+}
