@@ -327,3 +327,31 @@ fn a_zero_size_cannot_mean_no_limit() {
         .unwrap();
     assert_eq!(v.status.code(), Some(1), "validate refuses it too");
 }
+
+/// A container whose cgroup is shared with a process outside it (a
+/// `cgroupsPath` naming a service's own cgroup): the hook would put the
+/// service under the container's limit. It refuses, naming the others.
+#[test]
+fn a_cgroup_shared_with_others_is_not_limited() {
+    let mut lab = Lab::new("escshared");
+    let service = Victim::new(&lab, "svc");
+    let bundle = lab.bundle_with("s1", None, "createRuntime", lab.hook_args(), "");
+    let config = bundle.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["linux"]["cgroupsPath"] = format!("{}/svc", lab.cgroup_parent).into();
+    std::fs::write(&config, c.to_string()).unwrap();
+    let out = lab.run("runc", &format!("{}-s1", lab.name), &bundle);
+    assert_eq!(
+        service.read("memory.limit_in_bytes"),
+        V1_UNLIMITED,
+        "the service's cgroup was limited: {}",
+        stderr(&out)
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("also holds 1 other process: {}", service.pid())),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -27,6 +27,13 @@ pub enum CgroupError {
     RootCgroup { pid: i32 },
     /// `/proc/<pid>/cgroup` has no memory cgroup line.
     NoMemoryController { pid: i32 },
+    /// The container's process shares its memory cgroup with processes
+    /// outside the container: limits there would bind them too.
+    Shared {
+        pid: i32,
+        cgroup: String,
+        others: Vec<(i32, String)>,
+    },
     /// No mount of the hierarchy shows the process's cgroup.
     NotMounted { path: String },
     /// The directory is not on a cgroup filesystem.
@@ -68,6 +75,25 @@ impl fmt::Display for CgroupError {
                 f,
                 "process {pid} is in no memory cgroup (no memory controller line in /proc/{pid}/cgroup)"
             ),
+            CgroupError::Shared {
+                pid,
+                cgroup,
+                others,
+            } => {
+                let named: Vec<String> = others
+                    .iter()
+                    .take(3)
+                    .map(|(p, comm)| format!("{p} ({comm})"))
+                    .collect();
+                write!(
+                    f,
+                    "memory cgroup {cgroup} of container process {pid} also holds {} other process{}: {}{}; its limits would bind them too (a runtime gives each container a cgroup of its own: is the container run with cgroups disabled, or a cgroupsPath shared with others?)",
+                    others.len(),
+                    if others.len() == 1 { "" } else { "es" },
+                    named.join(", "),
+                    if others.len() > 3 { ", …" } else { "" }
+                )
+            }
             CgroupError::NotMounted { path } => write!(
                 f,
                 "memory cgroup {path} is not reachable through any cgroup mount in this mount namespace"

@@ -52,6 +52,9 @@ pub struct Applied {
 /// and this mount namespace's mount table, so any runtime's placement
 /// (cgroupfs or systemd driver, relative or absolute paths) is followed.
 pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
+    // Held from before the cgroup is read until after: if the process
+    // exits and its pid is reused meanwhile, the descriptor says so.
+    let pidfd = pidfd_open(pid);
     let proc_cgroup =
         procfs::read(format!("/proc/{pid}/cgroup")).map_err(|e| match e.raw_os_error() {
             Some(libc_enoent)
@@ -71,7 +74,7 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
     // A process that has exited reads as a member of the hierarchy's root
     // (the kernel moves it there on exit), so the cgroup read is only the
     // container's if the process is still alive after it.
-    if !alive(pid) {
+    if !alive(pid) || pidfd.as_ref().is_some_and(|fd| !still_running(fd)) {
         return Err(CgroupError::ProcessGone { pid });
     }
     if member.path == "/" {
@@ -82,6 +85,59 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
         e => e,
     })?;
     Ok((dir, member.path))
+}
+
+/// A descriptor of the process `pid` is now (`pidfd_open`), or `None` where
+/// the kernel has none (before 5.3).
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain system call; on success it returns a new descriptor
+    // that nothing else owns.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the process a pidfd refers to has not been reaped.
+fn still_running(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: signal 0 checks for existence and sends nothing.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            0,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    r == 0
+}
+
+/// Refuses a cgroup that holds processes besides the container's `pid`:
+/// at a createRuntime or prestart hook, a runtime's container cgroup holds
+/// the container's init alone (podman `--cgroups=disabled`, or a
+/// `cgroupsPath` naming a service's own cgroup, would put the caller's
+/// session or service under the container's limits).
+pub fn exclusive(dir: &CgroupDir, pid: i32, path: &str) -> Result<(), CgroupError> {
+    let procs = dir.read("cgroup.procs")?;
+    let others: Vec<(i32, String)> = procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .filter(|p| *p != pid)
+        .map(|p| {
+            let comm = procfs::read(format!("/proc/{p}/comm")).unwrap_or_default();
+            (p, comm.trim().to_string())
+        })
+        .collect();
+    if others.is_empty() {
+        Ok(())
+    } else {
+        Err(CgroupError::Shared {
+            pid,
+            cgroup: path.to_string(),
+            others,
+        })
+    }
 }
 
 /// Whether a process exists and has not exited (zombies have).

@@ -66,7 +66,8 @@ fn gather(run: &mut Run) -> Result<CgroupDir, Failure> {
     let config = oci::read_config(state.bundle()).map_err(FactsError::from)?;
     run.facts = oci::facts(&state, &config);
     let (dir, cgroup_path) = cgroup::for_pid(pid)?;
-    run.facts.cgroup = Some(cgroup_path);
+    run.facts.cgroup = Some(cgroup_path.clone());
+    cgroup::exclusive(&dir, pid, &cgroup_path)?;
     Ok(dir)
 }
 
