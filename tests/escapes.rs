@@ -355,3 +355,62 @@ fn a_cgroup_shared_with_others_is_not_limited() {
         stderr(&out)
     );
 }
+
+/// Names, images and labels are the creator's to set: a policy selected
+/// through them gives no more than the catch-all (256M here), in `audit`
+/// too, unless its `trust` vouches for them.
+const GENEROUS: &str = "name: ci\npriority: 5\nmatch: {names: ['ci-*']}\nmemory: {max: 4G}\nswap: {max: 1G}\n---\nname: team\npriority: 5\nmatch: {labels: {team: '*'}}\nmemory: {max: 4G}\nonViolation: audit\n---\nname: vetted\npriority: 6\nmatch: {names: ['vetted-*']}\ntrust: [names]\nmemory: {max: 4G}\nswap: {max: 0}\n";
+
+#[test]
+fn a_chosen_name_or_label_buys_no_memory_through_docker() {
+    let lab = Lab::new("esctrustdocker");
+    lab.set_policy("generous.yaml", GENEROUS);
+    let d = Dockerd::start(&lab, &runtime_args(&lab));
+    let run = |flags: &[&str]| {
+        let mut a = vec!["run", "--rm", "--runtime", "cglimit", "--net", "none"];
+        a.extend_from_slice(flags);
+        a.extend([
+            IMAGE,
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+        ]);
+        let out = d.docker(&a);
+        assert!(out.status.success(), "{}", stderr(&out));
+        limits_seen(&out)
+    };
+    let gig = ["-m", "1g", "--memory-swap", "1g"];
+    let name = [&["--name", "ci-evil"][..], &gig].concat();
+    assert_eq!(run(&name), (256 * M, 256 * M, 128 * M));
+    let label = ["--label", "team=x", "-m", "2g", "--memory-swap", "2g"];
+    assert_eq!(run(&label), (256 * M, 256 * M, 128 * M), "audit held");
+    let vetted = [&["--name", "vetted-1"][..], &gig].concat();
+    assert_eq!(run(&vetted).0, G, "trusted names keep their bounds");
+}
+
+/// The hook reads a container's name from its annotations
+/// (`io.container.name`): set by whoever writes the bundle.
+#[test]
+fn an_annotated_name_buys_no_memory_through_the_hook() {
+    let mut lab = Lab::new("esctrusthook");
+    lab.set_policy("generous.yaml", GENEROUS);
+    let bundle = lab.bundle("n1", Some((1 << 30, Some(1 << 30))), "createRuntime");
+    let config = bundle.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["annotations"] = serde_json::json!({"io.container.name": "ci-evil"});
+    std::fs::write(&config, c.to_string()).unwrap();
+    let out = lab.run("runc", &format!("{}-n1", lab.name), &bundle);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(limits_seen(&out), (256 * M, 256 * M, 128 * M));
+    let d = lab.decisions().pop().unwrap();
+    assert_eq!(d["container"]["name"], "ci-evil");
+    assert!(
+        d["decision"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("selected through name"),
+        "{d}"
+    );
+}

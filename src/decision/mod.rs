@@ -144,7 +144,50 @@ pub fn decide_chosen(chosen: Option<select::Chosen>, facts: &Facts) -> Decision 
     let (policy, notes) = bounded_by(&chosen.policy, base);
     let mut d = decide_with(&policy, facts, chosen.why);
     d.notes.splice(0..0, notes);
+    if !d.is_denied() {
+        held_to_baseline(&mut d, &chosen.policy.name, base);
+    }
     d
+}
+
+/// What the bounds alone do not catch: `audit` keeps what was asked, and a
+/// policy's `high` may be looser than the baseline's. Neither may give more
+/// than the baseline would: limits above its maximum come down to it, and
+/// `memory.high` is at most what the baseline's `high` gives the final
+/// limit.
+fn held_to_baseline(d: &mut Decision, name: &str, base: &Policy) {
+    let l = &mut d.limits;
+    for (field, value, cap) in [
+        ("memory", &mut l.memory, base.memory.max),
+        ("swap", &mut l.swap, base.swap.max),
+    ] {
+        let cap = to_page(cap);
+        if *value > cap {
+            d.notes.push(format!(
+                "{field} {value} kept by {name:?} is held to {cap}, the max of {:?}: it was selected through facts the container's creator sets",
+                base.name
+            ));
+            *value = cap;
+            for f in d.findings.iter_mut().filter(|f| f.field == field) {
+                f.result = f.result.min(cap);
+            }
+        }
+    }
+    let Some(bh) = base
+        .high
+        .and_then(|h| derive_high(h, l.memory))
+        .map(to_page)
+    else {
+        return;
+    };
+    if l.high.is_none_or(|h| h > bh) {
+        d.notes.push(format!(
+            "high {} of {name:?} is held to {bh}, what the high of {:?} gives: it was selected through facts the container's creator sets",
+            l.high.unwrap_or(Limit::Unlimited),
+            base.name
+        ));
+        l.high = Some(bh);
+    }
 }
 
 /// Caps a policy selected through container-controlled keys at the
@@ -162,7 +205,7 @@ fn bounded_by(policy: &Policy, base: &Policy) -> (Policy, Vec<String>) {
             continue;
         }
         notes.push(format!(
-            "{field} max {} of {:?} is capped at {cap}, the max of {:?}: it was selected through keys the container's creator sets",
+            "{field} max {} of {:?} is capped at {cap}, the max of {:?}: it was selected through facts the container's creator sets",
             b.max, policy.name, base.name
         ));
         b.max = cap;
@@ -353,6 +396,70 @@ mod tests {
 
     fn run(action: &str, memory: Option<i64>, swap: Option<i64>) -> Decision {
         decide(&policy(action), &ask(memory, swap))
+    }
+
+    /// Every fact a selector names is the container creator's to set:
+    /// whatever selected a policy, it gives no more than the baseline
+    /// (here the catch-all: 256M, no swap, high 50%) unless trusted.
+    #[test]
+    fn creator_set_facts_never_lift_a_container_above_the_baseline() {
+        let set = parse_file(
+            Path::new("t.yaml"),
+            "name: default\nmemory: {default: 64M, max: 256M}\nswap: {max: 0}\nhigh: 50%\n---\nname: ci\npriority: 5\nmatch: {names: [ci-*]}\nmemory: {max: 4G}\nswap: {max: 1G}\n---\nname: db\npriority: 5\nmatch: {images: ['*postgres*']}\nmemory: {default: 4G, max: 16G}\nhigh: off\nonViolation: audit\n---\nname: team\npriority: 5\nmatch: {labels: {team: '*'}}\nmemory: {max: 4G}\nonViolation: audit\n---\nname: vetted\npriority: 6\nmatch: {names: [vetted-*]}\ntrust: [names]\nmemory: {max: 4G}\n",
+        )
+        .unwrap();
+        let facts =
+            |name: Option<&str>, image: Option<&str>, label: bool, memory: Option<i64>| Facts {
+                id: "c1".into(),
+                name: name.map(String::from),
+                image: image.map(String::from),
+                labels: if label {
+                    [("team".to_string(), "x".to_string())].into()
+                } else {
+                    Default::default()
+                },
+                requested: Requested::from_oci(memory, None),
+                ..Default::default()
+            };
+        let limits = |f: &Facts| {
+            let d = decide(&set, f);
+            (
+                d.limits.memory,
+                d.limits.swap,
+                d.limits.high,
+                d.notes.join("; "),
+                d.why,
+            )
+        };
+        // A name: capped at the baseline's max, swap too.
+        let (m, s, h, notes, why) = limits(&facts(Some("ci-evil"), None, false, gi(1)));
+        assert_eq!((m, s, h), (b(256 * M), b(0), Some(b(128 * M))), "{notes}");
+        assert!(why.contains("selected through name"), "{why}");
+        assert!(
+            notes.contains("memory max 4G of \"ci\" is capped at 256M"),
+            "{notes}"
+        );
+        // An image and audit: audit keeps what was asked, but not above the
+        // baseline; `high: off` does not escape the baseline's high.
+        let (m, _, h, notes, _) = limits(&facts(None, Some("evil/postgres:1"), false, gi(2)));
+        assert_eq!((m, h), (b(256 * M), Some(b(128 * M))), "{notes}");
+        assert!(
+            notes.contains("held to 128M, what the high of \"default\" gives"),
+            "{notes}"
+        );
+        let (m, _, _, notes, _) = limits(&facts(None, Some("evil/postgres:1"), false, Some(-1)));
+        assert_eq!(m, b(256 * M), "unlimited asked through audit: {notes}");
+        // A label and audit: -m 2g keeps at most the baseline's max.
+        let (m, ..) = limits(&facts(None, None, true, gi(2)));
+        assert_eq!(m, b(256 * M));
+        let (m, ..) = limits(&facts(None, None, true, Some(-1)));
+        assert_eq!(m, b(256 * M));
+        // Below the baseline is kept: lowering is always allowed.
+        let (m, ..) = limits(&facts(None, None, true, Some(100 << 20)));
+        assert_eq!(m, b(100 * M));
+        // What the operator vouches for keeps its own bounds.
+        let (m, _, _, notes, _) = limits(&facts(Some("vetted-1"), None, false, gi(1)));
+        assert_eq!(m, b(G), "{notes}");
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::facts::Facts;
 use crate::glob;
 use crate::policy::Policy;
 
+/// The kinds of fact `trust:` can name besides label and annotation keys.
+pub const KINDS: [&str; 4] = ["names", "images", "ids", "cgroups"];
+
 /// What selection needs of a policy. Implemented by [`Policy`] and by the
 /// compiled cache's entries, which are matched straight from the cache's
 /// bytes so that a hook with a thousand policies decodes only the winner.
@@ -24,21 +27,56 @@ pub trait Candidate {
     fn cgroups(&self) -> impl Iterator<Item = &str>;
     fn labels(&self) -> impl Iterator<Item = (&str, &str)>;
     fn annotations(&self) -> impl Iterator<Item = (&str, &str)>;
-    /// Label and annotation keys the operator vouches for (`trust:`).
+    /// What the operator vouches for (`trust:`): fact kinds ([`KINDS`])
+    /// and label or annotation keys.
     fn trusted(&self) -> impl Iterator<Item = &str>;
 
-    /// Selector keys on labels and annotations that the container's
-    /// creator controls and `trust` does not list.
-    fn untrusted_keys(&self) -> impl Iterator<Item = &str> {
-        self.labels()
-            .chain(self.annotations())
-            .map(|(k, _)| k)
-            .filter(move |k| !self.trusted().any(|t| t == *k))
+    fn trusts(&self, what: &str) -> bool {
+        self.trusted().any(|t| t == what)
     }
 
-    /// Whether the selection depends on data the container's creator sets.
+    /// Whether the selection depends on a fact the container's creator
+    /// sets (every kind of fact a selector can name: names, images, ids,
+    /// cgroup parents, labels, annotations) that `trust` does not list.
     fn container_controlled(&self) -> bool {
-        self.untrusted_keys().next().is_some()
+        self.kinds_used().any(|k| !self.trusts(k))
+            || self
+                .labels()
+                .chain(self.annotations())
+                .any(|(k, _)| !self.trusts(k))
+    }
+
+    /// The selector's kinds of fact other than labels and annotations.
+    fn kinds_used(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("names", self.names().next().is_some()),
+            ("images", self.images().next().is_some()),
+            ("ids", self.ids().next().is_some()),
+            ("cgroups", self.cgroups().next().is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, used)| used.then_some(k))
+    }
+
+    /// What [`Self::container_controlled`] found, in words for the log
+    /// and `explain`: `name`, `label/annotation "tier"`.
+    fn untrusted(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .kinds_used()
+            .filter(|k| !self.trusts(k))
+            .map(|k| k.trim_end_matches('s').to_string())
+            .collect();
+        let keys: Vec<String> = self
+            .labels()
+            .chain(self.annotations())
+            .map(|(k, _)| k)
+            .filter(|k| !self.trusts(k))
+            .map(|k| format!("{k:?}"))
+            .collect();
+        if !keys.is_empty() {
+            out.push(format!("label/annotation {}", keys.join(", ")));
+        }
+        out
     }
 
     /// How many keys constrain the selection: the tie-breaker after priority.
@@ -225,20 +263,18 @@ impl<C: Candidate + Copy> Ranking<C> {
         };
         let mut why = why_first(w, self.second.as_ref());
         let baseline = if w.container_controlled() {
-            let keys: Vec<&str> = w.untrusted_keys().collect();
+            let facts = w.untrusted().join(", ");
             match &self.baseline {
                 Some(b) => {
                     why.push_str(&format!(
-                        "; selected through {}, set by the container's creator and not in its trust list, so bounded by the maximum of {:?}",
-                        keys_named(&keys),
+                        "; selected through {facts}, set by the container's creator and not in its trust list, so bounded by {:?}",
                         b.name()
                     ));
                     Some(decode(b)?)
                 }
                 None => {
                     why.push_str(&format!(
-                        "; selected through {}, set by the container's creator, with no other matching policy to bound it",
-                        keys_named(&keys)
+                        "; selected through {facts}, set by the container's creator, with no other matching policy to bound it"
                     ));
                     None
                 }
@@ -252,11 +288,6 @@ impl<C: Candidate + Copy> Ranking<C> {
             baseline,
         }))
     }
-}
-
-fn keys_named(keys: &[&str]) -> String {
-    let quoted: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
-    format!("label/annotation {}", quoted.join(", "))
 }
 
 /// Chooses among fully decoded policies.

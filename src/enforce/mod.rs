@@ -384,7 +384,7 @@ mod tests {
         );
         assert_eq!(
             line,
-            r#"{"time":"T","source":"runtime","outcome":"denied","container":{"id":"c1","name":"strict-1","image":"busybox:1","labels":{"team":"a"},"cgroup":"/x/c1","requested":{"memory":134217728,"memory_swap":null}},"decision":{"policy":"strict","origin":"ORIGIN","why":"highest priority (5 over 0 of \"default\")","verdict":"deny","message":"ask for less (memory 128M is above the policy's max 64M)","limits":{"memory":"max","swap":"max","high":null},"findings":[{"field":"memory","asked":134217728,"bound":"max 64M","action":"deny","result":134217728}],"notes":[]}}"#
+            r#"{"time":"T","source":"runtime","outcome":"denied","container":{"id":"c1","name":"strict-1","image":"busybox:1","labels":{"team":"a"},"cgroup":"/x/c1","requested":{"memory":134217728,"memory_swap":null}},"decision":{"policy":"strict","origin":"ORIGIN","why":"highest priority (5 over 0 of \"default\"); selected through name, set by the container's creator and not in its trust list, so bounded by \"default\"","verdict":"deny","message":"ask for less (memory 128M is above the policy's max 64M)","limits":{"memory":"max","swap":"max","high":null},"findings":[{"field":"memory","asked":134217728,"bound":"max 64M","action":"deny","result":134217728}],"notes":["swap max unlimited of \"strict\" is capped at 0, the max of \"default\": it was selected through facts the container's creator sets"]}}"#
                 .replace("ORIGIN", &origin)
         );
         std::fs::remove_dir_all(&d).unwrap();

@@ -381,11 +381,20 @@ fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<Po
     let s = raw.selector;
     for key in &raw.trust {
         let k = key.value.as_str();
-        if !s.labels.contains_key(k) && !s.annotations.contains_key(k) {
+        let used = match k {
+            "names" => !s.names.is_empty(),
+            "images" => !s.images.is_empty(),
+            "ids" => !s.ids.is_empty(),
+            "cgroups" => !s.cgroups.is_empty(),
+            _ => s.labels.contains_key(k) || s.annotations.contains_key(k),
+        };
+        if !used {
             cx.err(
                 key,
                 "trust",
-                format!("{k:?} is not a label or annotation key of this policy's match"),
+                format!(
+                    "{k:?} is not in this policy's match: trust names a kind of fact it selects on (names, images, ids, cgroups) or one of its label or annotation keys"
+                ),
             );
         }
     }
@@ -563,11 +572,16 @@ onViolation: clamp
             parse("name: t\nmatch: {labels: {tier: b*}, annotations: {x: y}}\ntrust: [tier, x]\n")
                 .unwrap();
         assert_eq!(p[0].trust, ["tier", "x"]);
+        // Kinds of fact, when the match uses them.
+        let p = parse("name: t\nmatch: {names: [ci-*], images: [x]}\ntrust: [names, images]\n")
+            .unwrap();
+        assert_eq!(p[0].trust, ["names", "images"]);
+        let e = one_error("name: t\nmatch: {names: [ci-*]}\ntrust: [images]\n");
+        assert_eq!((e.line, e.column, e.field.as_str()), (3, 9, "trust"));
         let e = one_error("name: t\nmatch: {labels: {tier: b*}}\ntrust:\n  - tier\n  - teir\n");
         assert_eq!((e.line, e.column, e.field.as_str()), (5, 5, "trust"));
         assert!(
-            e.message
-                .contains("\"teir\" is not a label or annotation key"),
+            e.message.contains("\"teir\" is not in this policy's match"),
             "{e}"
         );
     }

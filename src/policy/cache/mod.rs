@@ -412,7 +412,7 @@ mod tests {
                 Some("web-1"),
                 vec![("tier", "front")],
                 "hi",
-                "bounded by the maximum of \"web\"",
+                "bounded by \"all\"",
             ),
             (
                 Some("web-1"),
