@@ -226,6 +226,51 @@ pub fn unified_host() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the kernel accounts swap for memory cgroups, probed as Docker
+/// probes it: v1 `memory.memsw.limit_in_bytes` at the memory hierarchy's
+/// root; v2 `memory.swap.max` in a non-root cgroup (this process's own, or
+/// the first child of the root with the memory controller).
+pub fn swap_accounted(unified: bool) -> bool {
+    let Ok(mountinfo) = procfs::read("/proc/self/mountinfo") else {
+        return true;
+    };
+    let want = if unified {
+        Hierarchy::V2
+    } else {
+        Hierarchy::V1
+    };
+    let Some(mount) = procfs::cgroup_mounts(&mountinfo)
+        .into_iter()
+        .find(|m| m.hierarchy == want)
+    else {
+        return true;
+    };
+    let root = &mount.mount_point;
+    if !unified {
+        return root.join(v1::MEMSW).exists();
+    }
+    let own = procfs::read("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+        })
+        .filter(|p| p != "/");
+    if let Some(own) = own {
+        return root
+            .join(own.trim_start_matches('/'))
+            .join(v2::SWAP_MAX)
+            .exists();
+    }
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join(v2::MAX).exists())
+        .is_none_or(|p| p.join(v2::SWAP_MAX).exists())
+}
+
 /// Reads the current limits.
 pub fn snapshot(dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
     match dir.hierarchy {

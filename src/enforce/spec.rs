@@ -17,38 +17,77 @@ use serde_json::{Map, Value};
 use crate::decision::Limits;
 use crate::size::Limit;
 
-/// Sets `linux.resources.memory` (and `memory.high`) from the final limits.
+/// What the host's kernel offers, which decides how limits are spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// The memory controller is on cgroup v2.
+    pub unified: bool,
+    /// Swap is accounted (v1 `memory.memsw.*`, v2 `memory.swap.max`):
+    /// without it, runc fails any create that sets `swap`.
+    pub swap: bool,
+}
+
+impl Host {
+    pub fn probe() -> Host {
+        let unified = crate::cgroup::unified_host();
+        Host {
+            unified,
+            swap: crate::cgroup::swap_accounted(unified),
+        }
+    }
+}
+
+/// Sets `linux.resources.memory` (and `memory.high`) from the final limits;
+/// the decision is authoritative, so nothing else in the file contradicts it.
 ///
 /// - `limit` is the memory limit and `swap` memory+swap, both OCI style
-///   (-1 for no limit); runc converts `swap` for v2 itself.
-/// - `high` goes to `linux.resources.unified["memory.high"]` on a v2 host,
-///   and to `memory.reservation` (runc's `memory.soft_limit_in_bytes`) on
-///   v1, where runc refuses `unified`.
+///   (-1 for no limit); runc converts `swap` for v2 itself. Without swap
+///   accounting, `swap` is left out (runc would fail the create), as
+///   Docker leaves it out.
+/// - On a v2 host, runc applies `linux.resources.unified` after the memory
+///   fields: a creator's own `memory.max` or `memory.swap.max` there would
+///   win, so they are removed, and `memory.high` is set to the decision's
+///   or removed. On v1, where runc refuses `unified`, `high` goes to
+///   `memory.reservation` (runc's `memory.soft_limit_in_bytes`).
 ///
 /// An object on the way that is missing or `null` is created; one that is
 /// something else (a list, a string) is an error and nothing is changed:
 /// the wrapper never replaces what it does not own.
-pub fn set_limits(config: &mut Value, limits: &Limits, unified: bool) -> Result<(), NotAnObject> {
+pub fn set_limits(config: &mut Value, limits: &Limits, host: Host) -> Result<(), NotAnObject> {
     let high = match limits.high {
         Some(Limit::Bytes(b)) => Some(b),
         _ => None,
     };
     // Check the whole way first, so an error leaves the tree untouched.
     check_objects(config, &["linux", "resources", "memory"])?;
-    if unified && high.is_some() {
+    if host.unified {
         check_objects(config, &["linux", "resources", "unified"])?;
     }
     let resources = object_at(config, &["linux", "resources"]);
     let memory = object_in(resources, "memory");
     memory.insert("limit".into(), limits.memory.to_oci().into());
-    memory.insert("swap".into(), limits.memory_swap().to_oci().into());
-    let Some(high) = high else { return Ok(()) };
-    if unified {
-        let u = object_in(resources, "unified");
-        u.insert("memory.high".into(), high.to_string().into());
+    if host.swap {
+        memory.insert("swap".into(), limits.memory_swap().to_oci().into());
     } else {
-        memory.insert("reservation".into(), high.into());
+        memory.remove("swap");
     }
+    if !host.unified {
+        if let Some(high) = high {
+            memory.insert("reservation".into(), high.into());
+        }
+        return Ok(());
+    }
+    if high.is_none() && !resources.get("unified").is_some_and(Value::is_object) {
+        return Ok(());
+    }
+    let u = object_in(resources, "unified");
+    for key in ["memory.max", "memory.swap.max"] {
+        u.remove(key);
+    }
+    match high {
+        Some(h) => u.insert("memory.high".into(), h.to_string().into()),
+        None => u.remove("memory.high"),
+    };
     Ok(())
 }
 
@@ -148,6 +187,46 @@ mod tests {
 
     const CONFIG: &str = r#"{"ociVersion":"1.0.2","zeta":{"keep":[1,2]},"process":{"capabilities":{"bounding":["CAP_FUTURE_THING"]}},"linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":17179869184,"kernelTCP":5,"swappiness":1}},"cgroupsPath":"/docker/x","futureKey":{"a":null}},"alpha":true}"#;
 
+    const V1: Host = Host {
+        unified: false,
+        swap: true,
+    };
+    const V2: Host = Host {
+        unified: true,
+        swap: true,
+    };
+
+    /// The decision is authoritative: a creator's own memory keys in
+    /// `unified` (which runc applies last) do not survive, and swap is
+    /// left out where the kernel cannot account it.
+    #[test]
+    fn nothing_in_the_file_contradicts_the_decision() {
+        let text = r#"{"linux":{"resources":{"memory":{"limit":1,"swap":5,"reservation":7},"unified":{"memory.max":"max","memory.swap.max":"max","memory.high":"max","pids.max":"9"}}}}"#;
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        set_limits(&mut v, &limits(), V2).unwrap();
+        let u = &v["linux"]["resources"]["unified"];
+        assert_eq!(
+            u,
+            &serde_json::json!({"memory.high": "943718400", "pids.max": "9"})
+        );
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        let mut l = limits();
+        l.high = None;
+        set_limits(&mut v, &l, V2).unwrap();
+        assert_eq!(
+            v["linux"]["resources"]["unified"],
+            serde_json::json!({"pids.max": "9"})
+        );
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        let no_swap = Host {
+            unified: false,
+            swap: false,
+        };
+        set_limits(&mut v, &limits(), no_swap).unwrap();
+        assert!(v["linux"]["resources"]["memory"].get("swap").is_none());
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 1u64 << 30);
+    }
+
     fn limits() -> Limits {
         Limits {
             memory: Limit::Bytes(1 << 30),
@@ -159,7 +238,7 @@ mod tests {
     #[test]
     fn keeps_unknown_fields_and_key_order() {
         let mut v: Value = serde_json::from_str(CONFIG).unwrap();
-        set_limits(&mut v, &limits(), false).unwrap();
+        set_limits(&mut v, &limits(), V1).unwrap();
         let out = serde_json::to_string(&v).unwrap();
         let expected = CONFIG.replace(
             r#""memory":{"limit":17179869184,"kernelTCP":5,"swappiness":1}"#,
@@ -177,7 +256,7 @@ mod tests {
         let text = r#"{"linux":{"x":{"memory":{"limit":12000000000000000000000000000000000000000000000000485766,"swap":-1}},"f":[0.1,1e-7,123456789.123456789,1.7976931348623157e308]}}"#;
         let before: Value = serde_json::from_str(text).unwrap();
         let mut v = before.clone();
-        set_limits(&mut v, &limits(), false).unwrap();
+        set_limits(&mut v, &limits(), V1).unwrap();
         let after: Value = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
         assert_eq!(after["linux"]["x"], before["linux"]["x"]);
         assert_eq!(after["linux"]["f"], before["linux"]["f"]);
@@ -203,13 +282,14 @@ mod tests {
         ] {
             let before: Value = serde_json::from_str(text).unwrap();
             let mut v = before.clone();
-            let e = set_limits(&mut v, &limits(), unified).unwrap_err();
+            let host = if unified { V2 } else { V1 };
+            let e = set_limits(&mut v, &limits(), host).unwrap_err();
             assert_eq!(e.field, field, "{text}");
             assert_eq!(v, before, "changed: {text}");
         }
         // null means absent: created.
         let mut v: Value = serde_json::from_str(r#"{"linux":{"resources":null}}"#).unwrap();
-        set_limits(&mut v, &limits(), true).unwrap();
+        set_limits(&mut v, &limits(), V2).unwrap();
         assert_eq!(
             v["linux"]["resources"]["unified"]["memory.high"],
             "943718400"
@@ -217,14 +297,14 @@ mod tests {
         // unified is not touched on v1, whatever it holds.
         let mut v: Value =
             serde_json::from_str(r#"{"linux":{"resources":{"unified":[1]}}}"#).unwrap();
-        set_limits(&mut v, &limits(), false).unwrap();
+        set_limits(&mut v, &limits(), V1).unwrap();
         assert_eq!(v["linux"]["resources"]["unified"], serde_json::json!([1]));
     }
 
     #[test]
     fn v2_puts_high_in_unified() {
         let mut v: Value = serde_json::from_str(r#"{"linux":{}}"#).unwrap();
-        set_limits(&mut v, &limits(), true).unwrap();
+        set_limits(&mut v, &limits(), V2).unwrap();
         assert_eq!(
             v["linux"]["resources"]["unified"]["memory.high"],
             "943718400"
@@ -245,7 +325,7 @@ mod tests {
             swap: Limit::Unlimited,
             high: None,
         };
-        set_limits(&mut v, &l, false).unwrap();
+        set_limits(&mut v, &l, V1).unwrap();
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], -1);
         assert_eq!(v["linux"]["resources"]["memory"]["swap"], -1);
     }

@@ -101,6 +101,17 @@ for rt in runc crun; do
 done
 grep -q "memory 1G is above the policy's max 256M" /tmp/err.runc-deny && pass "runc shows the refusal" || fail "runc shows the refusal" "$(cat /tmp/err.runc-deny)"
 
+# The runtime wrapper on v2: config.json says what the policy decided and
+# nothing else. runc applies linux.resources.unified after the memory
+# fields, so a bundle's own "memory.max": "max" there would otherwise win.
+bundle /b/wrap /test/wrap '{"limit": 1073741824}' '{}' "$READ"
+awk '{ sub(/"resources": \{"memory": \{"limit": 1073741824\}\}/, "\"resources\": {\"memory\": {\"limit\": 1073741824}, \"unified\": {\"memory.max\": \"max\", \"memory.swap.max\": \"max\", \"memory.high\": \"max\"}}"); print }' /b/wrap/config.json > /tmp/wrap.json && mv /tmp/wrap.json /b/wrap/config.json
+grep -q '"memory.max": "max"' /b/wrap/config.json || echo "INFO the wrapper bundle has no unified keys: $(cat /b/wrap/config.json)"
+out=$(cglimit runtime --policy-dir $P --no-cache --docker-host unix:///nonexistent.sock run --bundle /b/wrap wrap 2>/tmp/err.wrap </dev/null | tr -d '\r')
+[ -n "$out" ] || echo "INFO wrapper: $(head -c 600 /tmp/err.wrap)"
+check "wrapper: the bundle's unified memory keys do not override the decision" "$((256*M)) 0 $((128*M))" "$out"
+runc delete -f wrap >/dev/null 2>&1
+
 # memory.high throttles before the limit: 1M of tmpfs over high (32M)
 # under max (64M) raises memory.events "high" and kills nothing. (Far over
 # high, the kernel's throttling sleeps make the writer crawl: keep it small.)

@@ -218,8 +218,11 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
             path: path.clone(),
             message,
         };
-        spec::set_limits(&mut tree, limits, crate::cgroup::unified_host())
-            .map_err(|e| err(e.to_string()))?;
+        let host = spec::Host::probe();
+        if !host.swap {
+            log::info!("no swap accounting in this kernel: swap not limited");
+        }
+        spec::set_limits(&mut tree, limits, host).map_err(|e| err(e.to_string()))?;
         // Sized as the file read: no regrowth while serializing.
         let mut out = Vec::with_capacity(bytes.len() + 512);
         serde_json::to_writer(&mut out, &tree).map_err(|e| err(e.to_string()))?;

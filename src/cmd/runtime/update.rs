@@ -161,7 +161,8 @@ fn bundle_of(runtime: &str, root: Option<&str>, id: &str) -> Result<PathBuf, Fai
 fn rewritten(u: &UpdateArgs, input: &Input, raw: &[OsString], l: &Limits) -> Rewrite {
     // On v1 the soft limit is `high`; on v2 runc turns a reservation into
     // memory.low, which the policy does not decide: left as asked.
-    let reservation = match (l.high, crate::cgroup::unified_host()) {
+    let host = crate::enforce::spec::Host::probe();
+    let reservation = match (l.high, host.unified) {
         (Some(Limit::Bytes(b)), false) => Some(b as i64),
         _ => None,
     };
@@ -176,7 +177,11 @@ fn rewritten(u: &UpdateArgs, input: &Input, raw: &[OsString], l: &Limits) -> Rew
             let mut tree = tree.clone();
             let m = &mut tree["memory"];
             m["limit"] = l.memory.to_oci().into();
-            m["swap"] = l.memory_swap().to_oci().into();
+            if host.swap {
+                m["swap"] = l.memory_swap().to_oci().into();
+            } else if let Some(m) = m.as_object_mut() {
+                m.remove("swap");
+            }
             if let Some(r) = reservation {
                 m["reservation"] = r.into();
             }
@@ -189,7 +194,9 @@ fn rewritten(u: &UpdateArgs, input: &Input, raw: &[OsString], l: &Limits) -> Rew
                 argv.push(v.to_string().into());
             };
             flag("memory", l.memory.to_oci());
-            flag("memory-swap", l.memory_swap().to_oci());
+            if host.swap {
+                flag("memory-swap", l.memory_swap().to_oci());
+            }
             if let Some(r) = reservation {
                 flag("memory-reservation", r);
             } else if let Some(v) = &u.memory_reservation {
