@@ -414,3 +414,54 @@ fn an_annotated_name_buys_no_memory_through_the_hook() {
         "{d}"
     );
 }
+
+/// The policy directory reached through a symlink that sits in a
+/// directory another user owns: that user can point the link at policies
+/// of their own at any moment (a loop doing so got its own policy loaded
+/// in 2 of 1,500 hook runs). The check walks the path as written.
+#[test]
+fn a_policy_dir_behind_a_user_owned_symlink_is_refused() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let mut lab = Lab::new("escpolicylink");
+    let users = lab.dir.join("home");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&users, Some(65534), Some(65534)).unwrap();
+    let link = users.join("policies");
+    std::os::unix::fs::symlink(&lab.policy_dir, &link).unwrap();
+    let mut args = lab.hook_args();
+    args[3] = link.display().to_string();
+    let bundle = lab.bundle_with(
+        "l1",
+        Some((1 << 30, Some(1 << 30))),
+        "createRuntime",
+        args,
+        "",
+    );
+    let out = lab.run("runc", &format!("{}-l1", lab.name), &bundle);
+    assert!(
+        !out.status.success(),
+        "started: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).contains(&format!("{} is owned by uid 65534", users.display())),
+        "{}",
+        stderr(&out)
+    );
+    // The same link in a directory only root can write is fine.
+    let root_link = lab.dir.join("policies-link");
+    std::os::unix::fs::symlink(&lab.policy_dir, &root_link).unwrap();
+    let mut args = lab.hook_args();
+    args[3] = root_link.display().to_string();
+    let bundle = lab.bundle_with(
+        "l2",
+        Some((1 << 30, Some(1 << 30))),
+        "createRuntime",
+        args,
+        "",
+    );
+    let out = lab.run("runc", &format!("{}-l2", lab.name), &bundle);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(limits_seen(&out).0, 256 * M);
+}

@@ -6,10 +6,13 @@
 //! A policy decides the limits of every container on the host, and the
 //! wrapper's config names the binary it executes as root: whoever can write
 //! either owns the host. The check covers the file, and every directory on
-//! the way to it (after symlinks are resolved), since a writable directory
-//! lets its writer replace the file. A directory writable by others is
-//! accepted when its sticky bit is set (`/tmp`): there, others cannot rename
-//! or remove what they do not own.
+//! the way to it as the path is written, and for each symlink on the way
+//! the directory that holds it and then the way to its target: whoever can
+//! write a directory on the way, or the one holding a symlink, can replace
+//! what follows. When every step is root's alone, nobody else can change
+//! which files are read between the check and the load. A directory
+//! writable by others is accepted when its sticky bit is set (`/tmp`):
+//! there, others cannot rename or remove what they do not own.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -80,28 +83,82 @@ pub fn check_file(path: &Path) -> Result<(), Unsafe> {
 }
 
 fn check(path: &Path, seen: &mut HashSet<PathBuf>) -> Result<(), Unsafe> {
+    let euid = nix::unistd::geteuid().as_raw();
+    walk(path, seen, euid, &mut 0).map(|_| ())
+}
+
+/// As the kernel bounds symlink resolution.
+const MAX_LINKS: u32 = 40;
+
+/// Checks `path` step by step as it is written, resolving each symlink
+/// itself (after checking the directory that holds it, which is on the
+/// way) and walking its target the same way; returns the real path.
+fn walk(
+    path: &Path,
+    seen: &mut HashSet<PathBuf>,
+    euid: u32,
+    links: &mut u32,
+) -> Result<PathBuf, Unsafe> {
+    use std::path::Component;
     let stat_err = |p: &Path, e: std::io::Error| Unsafe::Stat {
         path: p.to_path_buf(),
         error: e.to_string(),
     };
-    let real = std::fs::canonicalize(path).map_err(|e| match std::fs::read_link(path) {
-        Ok(target) => Unsafe::Stat {
-            path: path.to_path_buf(),
-            error: format!("a symlink to {}: {e}", target.display()),
-        },
-        Err(_) => stat_err(path, e),
-    })?;
-    let euid = nix::unistd::geteuid().as_raw();
-    let mut leaf = true;
-    for p in real.ancestors() {
-        if !seen.insert(p.to_path_buf()) && !leaf {
-            break;
-        }
-        let m = std::fs::metadata(p).map_err(|e| stat_err(p, e))?;
-        judge(p, m.uid(), m.mode(), m.is_dir(), leaf, euid)?;
-        leaf = false;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| stat_err(path, e))?
+            .join(path)
+    };
+    let mut cur = PathBuf::from("/");
+    if seen.insert(cur.clone()) {
+        let m = std::fs::metadata(&cur).map_err(|e| stat_err(&cur, e))?;
+        judge(&cur, m.uid(), m.mode(), true, false, euid)?;
     }
-    Ok(())
+    let parts: Vec<Component> = abs.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let name = match part {
+            Component::Normal(n) => n,
+            Component::ParentDir => {
+                cur.pop();
+                continue;
+            }
+            _ => continue,
+        };
+        let leaf = i == parts.len() - 1;
+        let next = cur.join(name);
+        let m = std::fs::symlink_metadata(&next).map_err(|e| stat_err(&next, e))?;
+        if m.file_type().is_symlink() {
+            *links += 1;
+            if *links > MAX_LINKS {
+                return Err(stat_err(
+                    &next,
+                    std::io::Error::other("too many levels of symbolic links"),
+                ));
+            }
+            let target = std::fs::read_link(&next).map_err(|e| stat_err(&next, e))?;
+            // The link is as safe as `cur`, already judged; its target is
+            // walked as written, from the link's directory.
+            cur = walk(&cur.join(&target), seen, euid, links).map_err(|e| match e {
+                Unsafe::Stat { path, error } if path == cur.join(&target) => Unsafe::Stat {
+                    path: next.clone(),
+                    error: format!("a symlink to {}: {error}", target.display()),
+                },
+                e => e,
+            })?;
+            if leaf {
+                // The target's own check judged it as a leaf.
+                return Ok(cur);
+            }
+            continue;
+        }
+        if leaf || seen.insert(next.clone()) {
+            judge(&next, m.uid(), m.mode(), m.is_dir(), leaf, euid)?;
+        }
+        cur = next;
+    }
+    Ok(cur)
 }
 
 /// The rule itself, apart from the filesystem so it can be tested for any
@@ -194,7 +251,8 @@ mod tests {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o775)).unwrap();
         assert!(matches!(check_policies(&d), Err(Unsafe::Writable { .. })));
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // A symlink is judged by what it points to, and the way there.
+        // A symlink is judged by the directory holding it, what it points
+        // to, and the way there.
         let link = d.join("b.yaml");
         let target_dir = d.join("open");
         std::fs::create_dir_all(&target_dir).unwrap();
@@ -206,6 +264,34 @@ mod tests {
             matches!(&e, Unsafe::Writable { path, .. } if path.ends_with("open")),
             "{e}"
         );
+        std::fs::remove_file(&link).unwrap();
+        // A directory reached through a symlink held in a directory that
+        // others can write: the link can be swapped for another.
+        let safe = d.join("safe");
+        std::fs::create_dir_all(&safe).unwrap();
+        std::fs::set_permissions(&safe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(safe.join("p.yaml"), "name: p\n").unwrap();
+        std::fs::set_permissions(safe.join("p.yaml"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        check_policies(&safe).unwrap();
+        let via = target_dir.join("via");
+        std::os::unix::fs::symlink(&safe, &via).unwrap();
+        let e = check_policies(&via).unwrap_err();
+        assert!(
+            matches!(&e, Unsafe::Writable { path, .. } if path.ends_with("open")),
+            "{e}"
+        );
+        // The same link held in a safe directory is fine, and so is a
+        // relative link inside the policy directory (a ConfigMap's layout).
+        let good = d.join("good");
+        std::os::unix::fs::symlink("safe", &good).unwrap();
+        check_policies(&good).unwrap();
+        std::fs::create_dir_all(safe.join("..data")).unwrap();
+        std::fs::set_permissions(safe.join("..data"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::rename(safe.join("p.yaml"), safe.join("..data/p.yaml")).unwrap();
+        std::os::unix::fs::symlink("..data/p.yaml", safe.join("p.yaml")).unwrap();
+        check_policies(&good).unwrap();
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
