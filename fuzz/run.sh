@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-targets=(size policy oci_state config_edit cgroup_files runtime_argv)
+targets=(size policy oci_state config_edit cgroup_files runtime_argv update_input)
 [ $# -ge 1 ] && [ "$1" != all ] && targets=("$1")
 secs=${2:-600}
 WORK=${WORK:-/var/tmp/cglimit-fuzz}

@@ -231,6 +231,14 @@ pub fn unified_host() -> bool {
 /// root; v2 `memory.swap.max` in a non-root cgroup (this process's own, or
 /// the first child of the root with the memory controller).
 pub fn swap_accounted(unified: bool) -> bool {
+    // Where the hierarchy is mounted as usual, a stat or two answer.
+    let usual = std::path::Path::new("/sys/fs/cgroup");
+    if !unified && usual.join("memory").join(v1::LIMIT).exists() {
+        return usual.join("memory").join(v1::MEMSW).exists();
+    }
+    if unified && let Some(answer) = swap_file_near(usual) {
+        return answer;
+    }
     let Ok(mountinfo) = procfs::read("/proc/self/mountinfo") else {
         return true;
     };
@@ -249,6 +257,13 @@ pub fn swap_accounted(unified: bool) -> bool {
     if !unified {
         return root.join(v1::MEMSW).exists();
     }
+    swap_file_near(root).unwrap_or(true)
+}
+
+/// v2: whether `memory.swap.max` is beside `memory.max` in this process's
+/// own cgroup below `root`, or (at the root) in the first child with the
+/// memory controller; `None` when neither can be seen.
+fn swap_file_near(root: &std::path::Path) -> Option<bool> {
     let own = procfs::read("/proc/self/cgroup")
         .ok()
         .and_then(|t| {
@@ -256,19 +271,17 @@ pub fn swap_accounted(unified: bool) -> bool {
                 .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
         })
         .filter(|p| p != "/");
-    if let Some(own) = own {
-        return root
-            .join(own.trim_start_matches('/'))
-            .join(v2::SWAP_MAX)
-            .exists();
-    }
-    std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join(v2::MAX).exists())
-        .is_none_or(|p| p.join(v2::SWAP_MAX).exists())
+    let dir = match own {
+        Some(own) => root.join(own.trim_start_matches('/')),
+        None => std::fs::read_dir(root)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join(v2::MAX).exists())?,
+    };
+    dir.join(v2::MAX)
+        .exists()
+        .then(|| dir.join(v2::SWAP_MAX).exists())
 }
 
 /// Reads the current limits.

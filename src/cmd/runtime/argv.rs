@@ -69,8 +69,9 @@ pub struct UpdateArgs {
     /// Indices (in the runtime's argv) of the tokens of those flags, names
     /// and values: what a rewrite leaves out.
     pub tokens: Vec<usize>,
-    /// Index of the container id: where a rewrite puts its flags.
-    pub id_at: Option<usize>,
+    /// Where the verb's flags end (the `--` or the container id): where
+    /// a rewrite puts its own.
+    pub flags_end: Option<usize>,
 }
 
 impl RuncArgs {
@@ -167,12 +168,12 @@ fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs 
         let a = &args[i];
         if a == "--" {
             *id = args.get(i + 1).cloned();
-            u.id_at = Some(i + 1).filter(|at| *at < args.len());
+            u.flags_end = Some(i);
             break;
         }
         let Some((name, inline)) = flag(a) else {
             *id = Some(a.clone());
-            u.id_at = Some(i);
+            u.flags_end = Some(i);
             break;
         };
         let start = i;
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(a.id.as_deref(), Some("c1"));
         let u = a.update.unwrap();
         assert_eq!(u.resources.as_deref(), Some("-"));
-        assert_eq!((u.tokens, u.id_at), (vec![5, 6], Some(7)));
+        assert_eq!((u.tokens, u.flags_end), (vec![5, 6], Some(7)));
         let u = p("update -r=/tmp/res.json c1").update.unwrap();
         assert_eq!(u.resources.as_deref(), Some("/tmp/res.json"));
         assert_eq!(u.tokens, vec![1]);
@@ -275,7 +276,11 @@ mod tests {
         assert_eq!(u.memory.as_deref(), Some("100g"));
         assert_eq!(u.memory_swap.as_deref(), Some("-1"));
         assert_eq!(u.resources, None);
-        assert_eq!((u.tokens, u.id_at), (vec![3, 4, 5], Some(8)));
+        assert_eq!((u.tokens, u.flags_end), (vec![3, 4, 5], Some(8)));
+        // After `--`, nothing is a flag: a rewrite's flags go before it.
+        let a = p("update -r /f -- c1");
+        assert_eq!(a.id.as_deref(), Some("c1"));
+        assert_eq!(a.update.unwrap().flags_end, Some(3));
         assert_eq!(a.id.as_deref(), Some("c1"));
         // No memory at all: nothing to decide.
         let u = p("update --cpu-share 100 c1").update.unwrap();

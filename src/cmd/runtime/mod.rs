@@ -9,7 +9,7 @@
 pub mod argv;
 pub mod config;
 mod options;
-mod update;
+pub mod update;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;

@@ -32,6 +32,12 @@ pub struct Rewrite {
 }
 
 /// The request an `update` makes of memory, in the form it came in.
+pub struct Request {
+    input: Input,
+    /// What it asks, as a create's request is read.
+    pub requested: crate::facts::Requested,
+}
+
 enum Input {
     /// `--resources`: the whole JSON document, to be edited.
     Json(serde_json::Value),
@@ -44,7 +50,7 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Optio
     let u = r.update.as_ref()?;
     let mut run = Run::new(Source::Update, Default::default());
     run.facts.id = r.id.clone().unwrap_or_default();
-    let (input, requested) = match read_input(u) {
+    let request = match read_input(u) {
         Ok(Some(x)) => x,
         Ok(None) => return None,
         Err(e) => {
@@ -56,7 +62,7 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Optio
         run.fail(e);
         return Some((run, None));
     }
-    run.facts.requested = requested;
+    run.facts.requested = request.requested;
     let policies = match policy::open(
         &o.policy_dir,
         o.cache_dir.as_deref(),
@@ -68,48 +74,63 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Optio
             return Some((run, None));
         }
     };
-    let mut rewrite = None;
+    let mut rewritten = None;
+    let host = crate::enforce::spec::Host::probe();
     run.enforce(&policies, |l: &Limits| {
-        rewrite = Some(rewritten(u, &input, raw, l));
+        rewritten = Some(rewrite(u, &request, raw, l, host));
         Ok(None)
     });
-    Some((run, rewrite))
+    Some((run, rewritten))
 }
 
-/// Reads the request: `None` when the update does not touch memory.
-fn read_input(u: &UpdateArgs) -> Result<Option<(Input, crate::facts::Requested)>, Failure> {
+/// Reads the request from stdin or its file: `None` when the update does
+/// not touch memory.
+fn read_input(u: &UpdateArgs) -> Result<Option<Request>, Failure> {
     let bad = |message: String| Failure::Facts(FactsError::Update(message));
-    if let Some(from) = &u.resources {
-        let bytes = if from == "-" {
+    let bytes = match u.resources.as_deref() {
+        None => None,
+        Some("-") => {
             let mut b = Vec::new();
             std::io::stdin()
                 .lock()
                 .take(1 << 20)
                 .read_to_end(&mut b)
                 .map_err(|e| bad(format!("cannot read the resources on stdin: {e}")))?;
-            b
-        } else {
-            oci::read_config_bytes(Path::new(from)).map_err(|e| bad(format!("{from}: {e}")))?
-        };
-        let tree: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(format!("the resources are not JSON: {e}")))?;
+            Some(b)
+        }
+        Some(file) => {
+            Some(oci::read_config_bytes(Path::new(file)).map_err(|e| bad(format!("{file}: {e}")))?)
+        }
+    };
+    request(u, bytes.as_deref()).map_err(bad)
+}
+
+/// The request of an update, from its flags or (with `--resources`) its
+/// JSON document: `None` when it does not touch memory.
+pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Option<Request>, String> {
+    if u.resources.is_some() {
+        let tree: serde_json::Value = serde_json::from_slice(resources.unwrap_or_default())
+            .map_err(|e| format!("the resources are not JSON: {e}"))?;
         let memory = &tree["memory"];
         if !memory.is_object() {
             return Ok(None);
         }
         let field = |k: &str| memory[k].as_i64();
         let requested = crate::facts::Requested::from_oci(field("limit"), field("swap"));
-        return Ok(Some((Input::Json(tree), requested)));
+        return Ok(Some(Request {
+            input: Input::Json(tree),
+            requested,
+        }));
     }
     if u.memory.is_none() && u.memory_swap.is_none() && u.memory_reservation.is_none() {
         return Ok(None);
     }
-    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, Failure> {
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
         v.as_deref()
             .map(|v| {
                 size::parse_limit(v)
                     .map(Limit::to_oci)
-                    .map_err(|e| bad(format!("--{flag} {v:?}: {e}")))
+                    .map_err(|e| format!("--{flag} {v:?}: {e}"))
             })
             .transpose()
     };
@@ -117,7 +138,10 @@ fn read_input(u: &UpdateArgs) -> Result<Option<(Input, crate::facts::Requested)>
         size("memory", &u.memory)?,
         size("memory-swap", &u.memory_swap)?,
     );
-    Ok(Some((Input::Flags, requested)))
+    Ok(Some(Request {
+        input: Input::Flags,
+        requested,
+    }))
 }
 
 /// The container's facts as `create` learned them: its bundle (found
@@ -158,21 +182,26 @@ fn bundle_of(runtime: &str, root: Option<&str>, id: &str) -> Result<PathBuf, Fai
 }
 
 /// The update the runtime gets: the decided limits, in the form asked.
-fn rewritten(u: &UpdateArgs, input: &Input, raw: &[OsString], l: &Limits) -> Rewrite {
+pub fn rewrite(
+    u: &UpdateArgs,
+    request: &Request,
+    raw: &[OsString],
+    l: &Limits,
+    host: crate::enforce::spec::Host,
+) -> Rewrite {
     // On v1 the soft limit is `high`; on v2 runc turns a reservation into
     // memory.low, which the policy does not decide: left as asked.
-    let host = crate::enforce::spec::Host::probe();
     let reservation = match (l.high, host.unified) {
         (Some(Limit::Bytes(b)), false) => Some(b as i64),
         _ => None,
     };
-    let id_at = u.id_at.unwrap_or(raw.len());
-    // Every token but the memory flags, in order, up to the id.
-    let mut argv: Vec<OsString> = (0..id_at)
+    let end = u.flags_end.unwrap_or(raw.len()).min(raw.len());
+    // Every token but the memory flags, in order, up to where flags end.
+    let mut argv: Vec<OsString> = (0..end)
         .filter(|i| !u.tokens.contains(i))
         .map(|i| raw[i].clone())
         .collect();
-    let stdin = match input {
+    let stdin = match &request.input {
         Input::Json(tree) => {
             let mut tree = tree.clone();
             let m = &mut tree["memory"];
@@ -206,6 +235,6 @@ fn rewritten(u: &UpdateArgs, input: &Input, raw: &[OsString], l: &Limits) -> Rew
             None
         }
     };
-    argv.extend(raw[id_at.min(raw.len())..].iter().cloned());
+    argv.extend(raw[end..].iter().cloned());
     Rewrite { argv, stdin }
 }
