@@ -69,9 +69,10 @@ pub struct UpdateArgs {
     /// Indices (in the runtime's argv) of the tokens of those flags, names
     /// and values: what a rewrite leaves out.
     pub tokens: Vec<usize>,
-    /// Where the verb's flags end (the `--` or the container id): where
-    /// a rewrite puts its own.
-    pub flags_end: Option<usize>,
+    /// Where the verb's flags start, right after the verb: where a rewrite
+    /// puts its own, so that no malformed flag after them can take them
+    /// for its value and no `--` can make them arguments.
+    pub flags_start: usize,
 }
 
 impl RuncArgs {
@@ -163,17 +164,18 @@ pub fn parse(args: &[String]) -> RuncArgs {
 
 /// The flags of `update` from `args[i..]`, and the container id after them.
 fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs {
-    let mut u = UpdateArgs::default();
+    let mut u = UpdateArgs {
+        flags_start: i,
+        ..Default::default()
+    };
     while i < args.len() {
         let a = &args[i];
         if a == "--" {
             *id = args.get(i + 1).cloned();
-            u.flags_end = Some(i);
             break;
         }
         let Some((name, inline)) = flag(a) else {
             *id = Some(a.clone());
-            u.flags_end = Some(i);
             break;
         };
         let start = i;
@@ -266,7 +268,7 @@ mod tests {
         assert_eq!(a.id.as_deref(), Some("c1"));
         let u = a.update.unwrap();
         assert_eq!(u.resources.as_deref(), Some("-"));
-        assert_eq!((u.tokens, u.flags_end), (vec![5, 6], Some(7)));
+        assert_eq!((u.tokens, u.flags_start), (vec![5, 6], 5));
         let u = p("update -r=/tmp/res.json c1").update.unwrap();
         assert_eq!(u.resources.as_deref(), Some("/tmp/res.json"));
         assert_eq!(u.tokens, vec![1]);
@@ -276,11 +278,9 @@ mod tests {
         assert_eq!(u.memory.as_deref(), Some("100g"));
         assert_eq!(u.memory_swap.as_deref(), Some("-1"));
         assert_eq!(u.resources, None);
-        assert_eq!((u.tokens, u.flags_end), (vec![3, 4, 5], Some(8)));
-        // After `--`, nothing is a flag: a rewrite's flags go before it.
+        assert_eq!((u.tokens, u.flags_start), (vec![3, 4, 5], 1));
         let a = p("update -r /f -- c1");
         assert_eq!(a.id.as_deref(), Some("c1"));
-        assert_eq!(a.update.unwrap().flags_end, Some(3));
         assert_eq!(a.id.as_deref(), Some("c1"));
         // No memory at all: nothing to decide.
         let u = p("update --cpu-share 100 c1").update.unwrap();

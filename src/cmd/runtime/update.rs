@@ -195,12 +195,10 @@ pub fn rewrite(
         (Some(Limit::Bytes(b)), false) => Some(b as i64),
         _ => None,
     };
-    let end = u.flags_end.unwrap_or(raw.len()).min(raw.len());
-    // Every token but the memory flags, in order, up to where flags end.
-    let mut argv: Vec<OsString> = (0..end)
-        .filter(|i| !u.tokens.contains(i))
-        .map(|i| raw[i].clone())
-        .collect();
+    // The verb and what precedes it; then the decided flags; then every
+    // other token as it came, the memory flags left out.
+    let start = u.flags_start.min(raw.len());
+    let mut argv: Vec<OsString> = raw[..start].to_vec();
     let stdin = match &request.input {
         Input::Json(tree) => {
             let mut tree = tree.clone();
@@ -235,6 +233,10 @@ pub fn rewrite(
             None
         }
     };
-    argv.extend(raw[end..].iter().cloned());
+    argv.extend(
+        (start..raw.len())
+            .filter(|i| !u.tokens.contains(i))
+            .map(|i| raw[i].clone()),
+    );
     Rewrite { argv, stdin }
 }
