@@ -465,3 +465,75 @@ fn a_policy_dir_behind_a_user_owned_symlink_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(limits_seen(&out).0, 256 * M);
 }
+
+/// The hook reads a container's name from its annotations; `apply` read
+/// none, chose another policy for the same container and "fixed" it, so
+/// the two undid each other. They now read the same facts.
+#[test]
+fn hook_and_apply_choose_the_same_policy() {
+    let lab = Lab::new("escsamefacts");
+    lab.set_policy(
+        "tiny.yaml",
+        "name: tiny\npriority: 5\nmatch: {names: ['tiny-*']}\nmemory: {default: 32M, max: 32M}\nswap: {max: 0}\nhigh: 50%\n",
+    );
+    let root = lab.dir.join("runc-root");
+    let mut lab = lab;
+    let bundle = lab.bundle_with("t1", None, "createRuntime", lab.hook_args(), "sleep 600");
+    let config = bundle.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["annotations"] = serde_json::json!({"io.container.name": "tiny-1"});
+    std::fs::write(&config, c.to_string()).unwrap();
+    let id = format!("{}-t1", lab.name);
+    let st = Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "-d", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (root2, id2) = (root.clone(), id.clone());
+    lab.on_drop(move || {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&root2)
+            .args(["delete", "-f", &id2])
+            .status();
+    });
+    let cgroup = format!("{}/t1", lab.cgroup_parent);
+    assert_eq!(v1_limits(&cgroup).0, 32 * M, "the hook chose tiny");
+    let empty = lab.dir.join("empty-root");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "apply",
+            "--all",
+            "--no-docker",
+            "--no-podman",
+            "--policy-dir",
+        ])
+        .arg(&lab.policy_dir)
+        .arg("--runc-root")
+        .arg(&root)
+        .arg("--crun-root")
+        .arg(&empty)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(
+        report.contains("tiny-1") && report.contains("compliant"),
+        "{report}"
+    );
+    assert_eq!(
+        v1_limits(&cgroup).0,
+        32 * M,
+        "apply left it as the hook set it"
+    );
+}

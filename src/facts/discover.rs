@@ -295,6 +295,7 @@ fn runtime(
             Ok(c) => {
                 let m = c.memory();
                 facts.requested = Requested::from_oci(m.limit, m.swap);
+                (facts.name, facts.image) = oci::named(&c.annotations);
                 facts.annotations = c.annotations;
             }
             Err(e) => {

@@ -146,18 +146,27 @@ const IMAGE_KEYS: &[&str] = &[
     "io.container.image",
 ];
 
+/// The name and image that annotations give a container, as runtimes and
+/// orchestrators set them: read alike by the hook, the wrapper and
+/// `apply`, so all three choose the same policy. (What selects a policy
+/// through them is held to the baseline: see `decision::select`.)
+pub fn named(annotations: &BTreeMap<String, String>) -> (Option<String>, Option<String>) {
+    let first = |keys: &[&str]| keys.iter().find_map(|k| annotations.get(*k).cloned());
+    (first(NAME_KEYS), first(IMAGE_KEYS))
+}
+
 /// Facts about a container from its state and config.
 pub fn facts(state: &State, config: &Config) -> Facts {
     let mut annotations = config.annotations.clone();
     if let Some(a) = state.annotations() {
         annotations.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    let first = |keys: &[&str]| keys.iter().find_map(|k| annotations.get(*k).cloned());
+    let (name, image) = named(&annotations);
     let m = config.memory();
     Facts {
         id: state.id().clone(),
-        name: first(NAME_KEYS),
-        image: first(IMAGE_KEYS),
+        name,
+        image,
         labels: BTreeMap::new(),
         requested: Requested::from_oci(m.limit, m.swap),
         cgroup: None,
@@ -169,8 +178,11 @@ pub fn facts(state: &State, config: &Config) -> Facts {
 /// sees it before the runtime runs (there is no state and no process yet).
 pub fn bundle_facts(id: &str, config: &Config) -> Facts {
     let m = config.memory();
+    let (name, image) = named(&config.annotations);
     Facts {
         id: id.to_string(),
+        name,
+        image,
         annotations: config.annotations.clone(),
         requested: Requested::from_oci(m.limit, m.swap),
         cgroup: config.linux.as_ref().and_then(|l| l.cgroups_path.clone()),

@@ -255,8 +255,9 @@ pub(super) fn add_engine_facts(
     let id = &f.id;
     match question.and_then(engine::Question::answer) {
         Ok(Some(e)) => {
-            f.name = e.name;
-            f.image = e.image;
+            // The engine's own record wins over annotations.
+            f.name = e.name.or(f.name.take());
+            f.image = e.image.or(f.image.take());
             f.labels = e.labels;
         }
         Ok(None) => {
