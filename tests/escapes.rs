@@ -537,3 +537,45 @@ fn hook_and_apply_choose_the_same_policy() {
         "apply left it as the hook set it"
     );
 }
+
+/// A refused container must not start because appending its record
+/// stalled past the hook's timeout under `--on-error allow`: the watchdog
+/// stays out once the run's end is decided. The record file's lock is held
+/// for 3 s against a 1 s timeout.
+#[test]
+fn a_refusal_is_not_turned_into_a_start_by_the_timeout() {
+    use nix::fcntl::{Flock, FlockArg};
+    let mut lab = Lab::new("escdenytimeout");
+    lab.set_policy("strict.yaml", STRICT);
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let rec = std::fs::File::create(lab.state_dir.join("decisions.jsonl")).unwrap();
+    let lock = Flock::lock(rec, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut args = lab.hook_args();
+    args.extend(["--on-error", "allow", "--timeout", "1s"].map(String::from));
+    let bundle = lab.bundle_with(
+        "strict2",
+        Some((1 << 30, Some(1 << 30))),
+        "createRuntime",
+        args,
+        "",
+    );
+    let id = format!("{}-strict2", lab.name);
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(lock);
+    });
+    let out = lab.run("runc", &id, &bundle);
+    holder.join().unwrap();
+    assert!(
+        !out.status.success(),
+        "the refused container started: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let last = lab
+        .decisions()
+        .pop()
+        .expect("recorded once the lock was free");
+    assert_eq!(last["outcome"], "denied");
+}
