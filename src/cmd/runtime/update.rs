@@ -240,3 +240,60 @@ pub fn rewrite(
     );
     Rewrite { argv, stdin }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::runtime::argv;
+    use crate::enforce::spec::Host;
+
+    fn rewritten(args: &[&str], body: &str) -> Vec<String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let r = argv::parse(&args);
+        let u = r.update.as_ref().unwrap();
+        let req = request(u, Some(body.as_bytes())).unwrap().unwrap();
+        let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let l = Limits {
+            memory: Limit::Bytes(256 << 20),
+            swap: Limit::Bytes(0),
+            high: Some(Limit::Bytes(128 << 20)),
+        };
+        let host = Host {
+            unified: false,
+            swap: true,
+        };
+        rewrite(u, &req, &raw, &l, host)
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Found by fuzzing: the decided flags go right after the verb, where
+    /// neither a flag missing its value nor a `--` can swallow them.
+    #[test]
+    fn decided_flags_cannot_be_swallowed() {
+        let out = rewritten(&["update", "-r", "/f", "-2e"], r#"{"memory":{"limit":1}}"#);
+        assert_eq!(out, ["update", "--resources", "-", "-2e"]);
+        let out = rewritten(
+            &["--root", "/r", "update", "--memory", "1g", "--", "c1"],
+            "",
+        );
+        assert_eq!(
+            out,
+            [
+                "--root",
+                "/r",
+                "update",
+                "--memory",
+                "268435456",
+                "--memory-swap",
+                "268435456",
+                "--memory-reservation",
+                "134217728",
+                "--",
+                "c1"
+            ]
+        );
+    }
+}
