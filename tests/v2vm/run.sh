@@ -44,7 +44,7 @@ cargo build --release -q
 bin=target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}/release/cglimit
 
 work=$(mktemp -d /tmp/cglimit-vm.XXXXXX)
-trap '[ -n "${qemu:-}" ] && kill "$qemu" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if [ -n "${qemu:-}" ]; then kill "$qemu" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,usr/bin,lib,lib64,etc,proc,sys,dev,tmp,run,cglimit}
 cp "$(command -v busybox)" "$root/bin/busybox"
