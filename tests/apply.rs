@@ -269,27 +269,7 @@ fn apply_reports_instead_of_killing_and_finds_runc_containers() {
     let root = lab.dir.join("runc-root");
     let bundle = lab.bundle_with("r1", None, "", vec![], "sleep 600");
     let id = format!("{}-r1", lab.name);
-    let st = Command::new("runc")
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "-d", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let root2 = root.clone();
-    let id2 = id.clone();
-    lab.on_drop(move || {
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(&root2)
-            .args(["delete", "-f", &id2])
-            .status();
-    });
+    lab.start_detached(Some(&root), &bundle, &id);
     let root_arg = root.display().to_string();
     let out = apply(&lab, Some(&d), &["--all", "--runc-root", &root_arg]);
     assert_eq!(

@@ -485,26 +485,7 @@ fn hook_and_apply_choose_the_same_policy() {
     c["annotations"] = serde_json::json!({"io.container.name": "tiny-1"});
     std::fs::write(&config, c.to_string()).unwrap();
     let id = format!("{}-t1", lab.name);
-    let st = Command::new("runc")
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "-d", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let (root2, id2) = (root.clone(), id.clone());
-    lab.on_drop(move || {
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(&root2)
-            .args(["delete", "-f", &id2])
-            .status();
-    });
+    lab.start_detached(Some(&root), &bundle, &id);
     let cgroup = format!("{}/t1", lab.cgroup_parent);
     assert_eq!(v1_limits(&cgroup).0, 32 * M, "the hook chose tiny");
     let empty = lab.dir.join("empty-root");

@@ -201,18 +201,40 @@ impl Lab {
     ) -> String {
         let bundle = self.bundle_with(name, memory, "createRuntime", self.hook_args(), script);
         let id = format!("{}-{name}", self.name);
-        self.track("runc", &id);
-        let st = Command::new("runc")
+        self.start_detached(None, &bundle, &id);
+        id
+    }
+
+    /// Starts `bundle` detached as `id` with runc, its state under `root`
+    /// (else runc's default); deleted with the lab.
+    pub fn start_detached(&mut self, root: Option<&Path>, bundle: &Path, id: &str) {
+        let mut c = Command::new("runc");
+        if let Some(r) = root {
+            c.arg("--root").arg(r);
+        }
+        let st = c
             .args(["run", "-d", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
+            .arg(bundle)
+            .arg(id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(st.success());
-        id
+        assert!(st.success(), "runc run -d {id}");
+        match root {
+            None => self.track("runc", id),
+            Some(r) => {
+                let (r, id) = (r.to_path_buf(), id.to_string());
+                self.on_drop(move || {
+                    let _ = Command::new("runc")
+                        .arg("--root")
+                        .arg(&r)
+                        .args(["delete", "-f", &id])
+                        .status();
+                });
+            }
+        }
     }
 
     /// Records a container for cleanup when it is created another way.
