@@ -163,19 +163,7 @@ fn docker_update_stays_within_the_policy() {
     lab.set_policy("strict.yaml", STRICT);
     let d = Dockerd::start(&lab, &runtime_args(&lab));
     let start = |name: &str| {
-        let out = d.docker(&[
-            "run",
-            "-d",
-            "--runtime",
-            "cglimit",
-            "--net",
-            "none",
-            "--name",
-            name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        let out = d.run_detached(name, "600");
         assert!(out.status.success(), "{}", stderr(&out));
     };
     let limit = |name: &str| {

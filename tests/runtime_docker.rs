@@ -78,19 +78,7 @@ fn docker_containers_get_their_policys_limits() {
     assert!(err.contains("denyme-1"), "{err}");
 
     // docker stats shows the enforced limit.
-    let out = d.docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "cglimit",
-        "--net",
-        "none",
-        "--name",
-        "longrun",
-        IMAGE,
-        "sleep",
-        "300",
-    ]);
+    let out = d.run_detached("longrun", "300");
     assert!(out.status.success(), "{}", stderr(&out));
     let out = d.docker(&[
         "stats",
@@ -146,19 +134,7 @@ fn docker_containers_get_their_policys_limits() {
 fn docker_verbs_pass_through_untouched() {
     let lab = Lab::new("dockerpass");
     let d = Dockerd::start(&lab, &runtime_args(&lab));
-    let out = d.docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "cglimit",
-        "--net",
-        "none",
-        "--name",
-        "p1",
-        IMAGE,
-        "sleep",
-        "300",
-    ]);
+    let out = d.run_detached("p1", "300");
     assert!(out.status.success(), "{}", stderr(&out));
     let out = d.docker(&["exec", "p1", "echo", "hello from exec"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from exec\n");

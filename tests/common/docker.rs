@@ -154,6 +154,24 @@ impl Dockerd {
         }
     }
 
+    /// `docker run -d` of a sleeping container named `name` through the
+    /// cglimit runtime, with no network.
+    pub fn run_detached(&self, name: &str, seconds: &str) -> Output {
+        self.docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            "cglimit",
+            "--net",
+            "none",
+            "--name",
+            name,
+            IMAGE,
+            "sleep",
+            seconds,
+        ])
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         self.client().args(args).output().unwrap()
     }
