@@ -54,6 +54,27 @@ fn running(lab: &mut Lab, name: &str) -> (String, String) {
     (id, cgroup)
 }
 
+/// An update through `wrapper` by a resources file asking for 8G: held to
+/// the policy's max, the rest of the document passed through.
+fn update_by_file(lab: &Lab, mut wrapper: Command, id: &str, cgroup: &str) {
+    let file = lab.dir.join("res.json");
+    std::fs::write(
+        &file,
+        r#"{"memory":{"limit":8589934592,"swap":8589934592},"pids":{"limit":78}}"#,
+    )
+    .unwrap();
+    let out = wrapper
+        .args(["update", "-r"])
+        .arg(&file)
+        .arg(id)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v1_limits(cgroup), (256 * M, 256 * M, 128 * M));
+    let pids = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{cgroup}/pids.max")).unwrap();
+    assert_eq!(pids.trim(), "78", "the rest of the document passes through");
+}
+
 /// `runc update` through the wrapper, in each of its three input forms:
 /// flags, a resources file, resources on stdin (what containerd sends).
 #[test]
@@ -80,21 +101,7 @@ fn runc_update_cannot_lift_a_container_above_its_policy() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(v1_limits(&cgroup), (100 * M, 110 * M, 50 * M));
 
-    // A resources file asking for 8G.
-    let file = lab.dir.join("res.json");
-    std::fs::write(
-        &file,
-        r#"{"memory":{"limit":8589934592,"swap":8589934592},"pids":{"limit":78}}"#,
-    )
-    .unwrap();
-    let out = wrapper(&lab)
-        .args(["update", "-r"])
-        .arg(&file)
-        .arg(&id)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(v1_limits(&cgroup), (256 * M, 256 * M, 128 * M));
+    update_by_file(&lab, wrapper(&lab), &id, &cgroup);
 
     // Resources on stdin: unlimited memory.
     let mut c = wrapper(&lab);
@@ -125,6 +132,47 @@ fn runc_update_cannot_lift_a_container_above_its_policy() {
     assert_eq!(updates.len(), 4, "one record per memory update");
     assert!(updates.iter().all(|r| r["outcome"] == "applied"));
     assert_eq!(updates[0]["decision"]["limits"]["memory"], 256 * M);
+}
+
+/// The same through crun, which podman and CRI-O drive: its `update`
+/// takes the same flags and `-r FILE`; the wrapper finds the bundle through
+/// `crun state`.
+#[test]
+fn crun_update_cannot_lift_a_container_above_its_policy() {
+    prepare_crun();
+    let mut lab = Lab::new("escupcrun");
+    let bundle = lab.bundle_with("c1", None, "createRuntime", lab.hook_args(), "sleep 600");
+    let id = format!("{}-c1", lab.name);
+    lab.start_detached_on("crun", None, &bundle, &id);
+    let cgroup = format!("{}/c1", lab.cgroup_parent);
+    assert_eq!(v1_limits(&cgroup).0, 64 * M, "created under policy");
+    let crun = |lab: &Lab| {
+        let mut c = wrapper(lab);
+        c.args(["--runtime", "crun"]);
+        c
+    };
+
+    let out = crun(&lab)
+        .args([
+            "update",
+            "--memory",
+            "107374182400",
+            "--memory-swap=-1",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v1_limits(&cgroup), (256 * M, 288 * M, 128 * M));
+
+    update_by_file(&lab, crun(&lab), &id, &cgroup);
+
+    let updates = lab
+        .decisions()
+        .into_iter()
+        .filter(|r| r["source"] == "update" && r["outcome"] == "applied")
+        .count();
+    assert_eq!(updates, 2, "one record per memory update");
 }
 
 /// `deny` refuses the update with the policy's message and leaves the

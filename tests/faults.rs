@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -218,12 +217,25 @@ fn the_wrapper_hands_the_runtime_every_capability() {
 #[test]
 fn a_cgroup_removed_between_decision_and_write() {
     let mut lab = Lab::new("vanish");
-    // The hook opens the container's cgroup, then reads the policy: a FIFO
-    // holds it there while the test kills the container's init and removes
-    // its cgroup.
-    std::fs::remove_file(lab.policy_dir.join("default.yaml")).unwrap();
-    let fifo = lab.policy_dir.join("default.yaml");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // The hook opens the container's cgroup, then opens the policy: a
+    // fanotify permission mark holds that open while the test kills the
+    // container's init and removes its cgroup.
+    use nix::sys::fanotify::{
+        EventFFlags, Fanotify, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
+    };
+    let policy = lab.policy_dir.join("default.yaml");
+    let fan = Fanotify::init(
+        InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC,
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+    )
+    .expect("fanotify (CONFIG_FANOTIFY_ACCESS_PERMISSIONS)");
+    fan.mark(
+        MarkFlags::FAN_MARK_ADD,
+        MaskFlags::FAN_OPEN_PERM,
+        nix::fcntl::AT_FDCWD,
+        Some(&policy),
+    )
+    .unwrap();
     let mut args = lab.hook_args();
     args.push("--no-cache".into());
     let b = lab.bundle_with("c", None, "createRuntime", args, "");
@@ -238,26 +250,10 @@ fn a_cgroup_removed_between_decision_and_write() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // A writer's non-blocking open succeeds once the hook waits in its open
-    // of the FIFO, i.e. after it opened the cgroup. Holding the write end
-    // keeps the hook waiting, now in read().
-    let t = Instant::now();
-    let mut writer = loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&fifo)
-        {
-            Ok(f) => break f,
-            Err(e) => {
-                assert!(
-                    t.elapsed() < Duration::from_secs(10),
-                    "the hook never read its policy: {e}"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
+    // Blocks until someone opens the policy: the hook, after it opened the
+    // cgroup. Its open waits for the answer below.
+    let events = fan.read_events().unwrap();
+    assert!(!events.is_empty());
     let cg = v1_memory_root()
         .join(lab.cgroup_parent.trim_start_matches('/'))
         .join("c");
@@ -278,8 +274,11 @@ fn a_cgroup_removed_between_decision_and_write() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    writer.write_all(POLICY.as_bytes()).unwrap();
-    drop(writer);
+    for e in &events {
+        fan.write_response(FanotifyResponse::new(e.fd().unwrap(), Response::FAN_ALLOW))
+            .unwrap();
+    }
+    drop(fan);
     let out = runc.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -368,10 +367,14 @@ fn broken_policy_dirs_refuse_the_start() {
     let args = lab.hook_args();
     let out = run_default(&mut lab, "eisdir", args);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Is a directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("default.yaml: not a regular file"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_dir(&file).unwrap();
     // A dangling symlink.
-    std::os::unix::fs::symlink(lab.dir.join("nowhere.yaml"), &file).unwrap();
+    std::os::unix::fs::symlink("gone/nowhere.yaml", &file).unwrap();
     let args = lab.hook_args();
     let out = run_default(&mut lab, "dangling", args);
     assert!(!out.status.success());

@@ -10,14 +10,15 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     let mut policies = Vec::new();
     let mut files = 0;
     for path in &args.paths {
-        match policy::policy_files(path) {
-            Ok(f) => files += f.len(),
+        let opened = match policy::files::open(path, false) {
+            Ok(o) => o,
             Err(e) => {
-                errors.push(e);
+                errors.push(e.into());
                 continue;
             }
-        }
-        match policy::load_path(path) {
+        };
+        files += opened.files.len();
+        match policy::load_files(&opened) {
             Ok(mut p) => policies.append(&mut p),
             Err(PolicyErrors(mut e)) => errors.append(&mut e),
         }

@@ -48,7 +48,8 @@ impl Host {
 ///   fields: a creator's own `memory.max` or `memory.swap.max` there would
 ///   win, so they are removed, and `memory.high` is set to the decision's
 ///   or removed. On v1, where runc refuses `unified`, `high` goes to
-///   `memory.reservation` (runc's `memory.soft_limit_in_bytes`).
+///   `memory.reservation` (runc's `memory.soft_limit_in_bytes`); on v2 a
+///   reservation (`memory.low`) is held to `high`, see [`reservation`].
 ///
 /// An object on the way that is missing or `null` is created; one that is
 /// something else (a list, a string) is an error and nothing is changed:
@@ -71,10 +72,12 @@ pub fn set_limits(config: &mut Value, limits: &Limits, host: Host) -> Result<(),
     } else {
         memory.remove("swap");
     }
+    let asked = memory.get("reservation").and_then(Value::as_i64);
+    match reservation(asked, limits, host) {
+        Some(r) => memory.insert("reservation".into(), r.into()),
+        None => memory.remove("reservation"),
+    };
     if !host.unified {
-        if let Some(high) = high {
-            memory.insert("reservation".into(), high.into());
-        }
         return Ok(());
     }
     if high.is_none() && !resources.get("unified").is_some_and(Value::is_object) {
@@ -89,6 +92,29 @@ pub fn set_limits(config: &mut Value, limits: &Limits, host: Host) -> Result<(),
         None => u.remove("memory.high"),
     };
     Ok(())
+}
+
+/// What a create's or update's `memory.reservation` becomes (OCI bytes,
+/// -1 for none; `None`: left out).
+///
+/// On v1 runc writes it to `memory.soft_limit_in_bytes`, which is `high`:
+/// the decided `high`, or the creator's value when `high` is off (a soft
+/// limit only makes the container the first to be reclaimed). On v2 runc
+/// turns it into `memory.low`, protection from reclaim, which pushes
+/// reclaim onto every other container: the creator's value is kept up to
+/// the decided `high`, and left out when `high` is off, so the policy
+/// grants no protection it does not name.
+pub fn reservation(asked: Option<i64>, limits: &Limits, host: Host) -> Option<i64> {
+    let high = match limits.high {
+        Some(Limit::Bytes(b)) => Some(i64::try_from(b).unwrap_or(i64::MAX)),
+        _ => None,
+    };
+    match (host.unified, high, asked) {
+        (false, Some(h), _) => Some(h),
+        (false, None, asked) => asked,
+        (true, Some(h), Some(r)) => Some(if r < 0 { h } else { r.min(h) }),
+        (true, _, _) => None,
+    }
 }
 
 /// A field on the way to the limits holds something other than an object.
@@ -315,6 +341,41 @@ mod tests {
                 .get("reservation")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_reservation_protects_no_more_than_high_on_v2() {
+        let high = |h: Option<u64>| Limits {
+            memory: Limit::Bytes(1 << 30),
+            swap: Limit::Bytes(1 << 30),
+            high: h.map(Limit::Bytes),
+        };
+        let m = 64i64 << 20;
+        // v1: the soft limit is `high`, or the creator's when `high` is off.
+        assert_eq!(reservation(Some(5), &high(Some(m as u64)), V1), Some(m));
+        assert_eq!(reservation(Some(5), &high(None), V1), Some(5));
+        assert_eq!(reservation(None, &high(None), V1), None);
+        // v2 (memory.low): held to `high`, none without it.
+        assert_eq!(reservation(Some(5), &high(Some(m as u64)), V2), Some(5));
+        assert_eq!(
+            reservation(Some(1 << 40), &high(Some(m as u64)), V2),
+            Some(m)
+        );
+        assert_eq!(reservation(Some(-1), &high(Some(m as u64)), V2), Some(m));
+        assert_eq!(reservation(None, &high(Some(m as u64)), V2), None);
+        assert_eq!(reservation(Some(1 << 40), &high(None), V2), None);
+        // In the file: removed under `high: off` on v2.
+        let mut v: Value = serde_json::from_str(
+            r#"{"linux":{"resources":{"memory":{"limit":1,"reservation":1099511627776}}}}"#,
+        )
+        .unwrap();
+        set_limits(&mut v, &high(None), V2).unwrap();
+        assert!(
+            v["linux"]["resources"]["memory"]
+                .get("reservation")
+                .is_none()
+        );
+        assert!(v["linux"]["resources"].get("unified").is_none());
     }
 
     #[test]

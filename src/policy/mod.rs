@@ -1,8 +1,9 @@
 //! Policies: what limits a selected container gets, and where they come
 //! from.
 //!
-//! [`open`] is the one way an entry point gets its policies: it refuses a
-//! directory others could write ([`perms`]), then loads the set, from the
+//! [`open`] is the one way an entry point gets its policies: it opens the
+//! directory and its files once ([`files`]), refusing what others could
+//! write ([`perms`]), then loads the set from those descriptors, from the
 //! compiled cache when it is current ([`cache`], an implementation detail)
 //! or from the YAML ([`yaml`], which names file, line and field for every
 //! mistake). `validate` and `explain` read the YAML alone ([`load_path`]).
@@ -18,17 +19,19 @@ use crate::facts::Facts;
 use crate::size::Limit;
 
 mod cache;
+pub mod files;
 pub mod perms;
 mod yaml;
 
 pub use cache::RACY;
-pub use yaml::{check_names, load_files, load_path, parse_file, policy_files};
+pub use yaml::{check_names, load_files, load_path, parse_file};
 
 /// The policies of one directory (or file), ready to choose from.
 pub struct PolicySet {
     loaded: cache::Loaded,
     path: PathBuf,
     cache_dir: Option<PathBuf>,
+    check_perms: bool,
 }
 
 /// Why no policy set could be had.
@@ -51,6 +54,15 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+impl From<files::OpenError> for LoadError {
+    fn from(e: files::OpenError) -> Self {
+        match e {
+            files::OpenError::Unsafe(e) => LoadError::Untrusted(e),
+            files::OpenError::Io(e) => LoadError::Invalid(PolicyErrors(vec![e])),
+        }
+    }
+}
+
 impl From<PolicyErrors> for LoadError {
     fn from(e: PolicyErrors) -> Self {
         LoadError::Invalid(e)
@@ -65,13 +77,12 @@ pub fn open(
     cache_dir: Option<&Path>,
     check_perms: bool,
 ) -> Result<PolicySet, LoadError> {
-    if check_perms {
-        perms::check_policies(path).map_err(LoadError::Untrusted)?;
-    }
+    let opened = files::open(path, check_perms)?;
     Ok(PolicySet {
-        loaded: cache::load(path, cache_dir, RACY)?,
+        loaded: cache::load(&opened, cache_dir, RACY)?,
         path: path.to_path_buf(),
         cache_dir: cache_dir.map(Path::to_path_buf),
+        check_perms,
     })
 }
 
@@ -99,8 +110,10 @@ impl PolicySet {
                 if let Some(dir) = &self.cache_dir {
                     cache::remove(dir, &self.path);
                 }
+                let opened = files::open(&self.path, self.check_perms)
+                    .map_err(|e| PolicyErrors(vec![e.into()]))?;
                 Ok(crate::decision::select::choose(
-                    &load_path(&self.path)?,
+                    &yaml::load_files(&opened)?,
                     facts,
                 ))
             }

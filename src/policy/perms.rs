@@ -61,30 +61,35 @@ impl fmt::Display for Unsafe {
 
 impl std::error::Error for Unsafe {}
 
-/// Checks `path` (a policy directory or file) and each policy file in it.
+/// Checks `path` (a policy directory or file) and each policy file in it,
+/// on the descriptors they are read through ([`super::files::open`]).
 pub fn check_policies(path: &Path) -> Result<(), Unsafe> {
-    let mut seen = HashSet::new();
-    check(path, &mut seen)?;
-    if path.is_dir() {
-        let files = super::policy_files(path).map_err(|e| Unsafe::Stat {
-            path: path.to_path_buf(),
+    match super::files::open(path, true) {
+        Ok(_) => Ok(()),
+        Err(super::files::OpenError::Unsafe(e)) => Err(e),
+        Err(super::files::OpenError::Io(e)) => Err(Unsafe::Stat {
+            path: e.file,
             error: e.message,
-        })?;
-        for f in files {
-            check(&f, &mut seen)?;
-        }
+        }),
     }
-    Ok(())
 }
 
 /// Checks one file and the directories that lead to it.
 pub fn check_file(path: &Path) -> Result<(), Unsafe> {
-    check(path, &mut HashSet::new())
+    check_path(path).map(|_| ())
 }
 
-fn check(path: &Path, seen: &mut HashSet<PathBuf>) -> Result<(), Unsafe> {
+/// Checks `path` as it is written, every directory on the way and every
+/// symlink's, and returns where it leads (a path without symlinks).
+pub(super) fn check_path(path: &Path) -> Result<PathBuf, Unsafe> {
     let euid = nix::unistd::geteuid().as_raw();
-    walk(path, seen, euid, &mut 0).map(|_| ())
+    walk(path, &mut HashSet::new(), euid, &mut 0)
+}
+
+/// Judges an open file or directory, named `path` in the message, as the
+/// last step of a path (a sticky bit does not excuse it).
+pub(super) fn judge_meta(path: &Path, m: &std::fs::Metadata, euid: u32) -> Result<(), Unsafe> {
+    judge(path, m.uid(), m.mode(), m.is_dir(), true, euid)
 }
 
 /// As the kernel bounds symlink resolution.
@@ -258,7 +263,19 @@ mod tests {
         std::fs::create_dir_all(&target_dir).unwrap();
         std::fs::set_permissions(&target_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::write(target_dir.join("t.yaml"), "name: t\n").unwrap();
+        // Absolute, or leading out of the directory: refused, whatever
+        // the target.
         std::os::unix::fs::symlink(target_dir.join("t.yaml"), &link).unwrap();
+        let e = check_policies(&d).unwrap_err();
+        assert!(e.to_string().contains("a symlink leading out of"), "{e}");
+        std::fs::remove_file(&link).unwrap();
+        std::fs::write(std::env::temp_dir().join("cglimit-out.yaml"), "name: o\n").unwrap();
+        std::os::unix::fs::symlink("../cglimit-out.yaml", &link).unwrap();
+        let e = check_policies(&d).unwrap_err();
+        assert!(e.to_string().contains("a symlink leading out of"), "{e}");
+        std::fs::remove_file(&link).unwrap();
+        // Relative and inside, through a directory others can write.
+        std::os::unix::fs::symlink("open/t.yaml", &link).unwrap();
         let e = check_policies(&d).unwrap_err();
         assert!(
             matches!(&e, Unsafe::Writable { path, .. } if path.ends_with("open")),

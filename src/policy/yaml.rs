@@ -2,11 +2,12 @@
 //! file, line and field for every mistake.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::files::{self, Opened};
 use super::{Action, Bounds, High, Origin, Policy, PolicyError, PolicyErrors, Selector};
 use crate::size::{self, Limit};
 
@@ -107,23 +108,23 @@ pub const MIN_MEMORY: u64 = 6 << 20;
 // ---- loading ----------------------------------------------------------------
 
 /// Reads every `*.yaml` / `*.yml` file of a directory (sorted by name, hidden
-/// files skipped), or one file.
+/// files skipped), or one file, without judging who could write them.
 pub fn load_path(path: &Path) -> Result<Vec<Policy>, PolicyErrors> {
-    let files = policy_files(path).map_err(|e| PolicyErrors(vec![e]))?;
-    load_files(&files)
+    let opened = files::open(path, false).map_err(|e| PolicyErrors(vec![e.into()]))?;
+    load_files(&opened)
 }
 
-/// Reads the given policy files, in order, as one set.
-pub fn load_files(files: &[PathBuf]) -> Result<Vec<Policy>, PolicyErrors> {
+/// Reads the opened policy files, in order, as one set.
+pub fn load_files(opened: &Opened) -> Result<Vec<Policy>, PolicyErrors> {
     let mut policies = Vec::new();
     let mut errors = Vec::new();
-    for file in files {
-        match std::fs::read_to_string(file) {
-            Ok(text) => match parse_file(file, &text) {
+    for file in &opened.files {
+        match file.text() {
+            Ok(text) => match parse_file(&file.path, &text) {
                 Ok(mut p) => policies.append(&mut p),
                 Err(mut e) => errors.append(&mut e),
             },
-            Err(e) => errors.push(io_error(file, &e)),
+            Err(e) => errors.push(e),
         }
     }
     if errors.is_empty()
@@ -135,36 +136,6 @@ pub fn load_files(files: &[PathBuf]) -> Result<Vec<Policy>, PolicyErrors> {
         Ok(policies)
     } else {
         Err(PolicyErrors(errors))
-    }
-}
-
-/// The policy files a path names, in the order they are read.
-pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
-    let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
-    if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| io_error(path, &e))? {
-        let entry = entry.map_err(|e| io_error(path, &e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
-            continue;
-        }
-        files.push(entry.path());
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn io_error(file: &Path, e: &std::io::Error) -> PolicyError {
-    PolicyError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
     }
 }
 

@@ -208,7 +208,18 @@ impl Lab {
     /// Starts `bundle` detached as `id` with runc, its state under `root`
     /// (else runc's default); deleted with the lab.
     pub fn start_detached(&mut self, root: Option<&Path>, bundle: &Path, id: &str) {
-        let mut c = Command::new("runc");
+        self.start_detached_on("runc", root, bundle, id)
+    }
+
+    /// [`Lab::start_detached`] with `runtime` (runc or crun).
+    pub fn start_detached_on(
+        &mut self,
+        runtime: &'static str,
+        root: Option<&Path>,
+        bundle: &Path,
+        id: &str,
+    ) {
+        let mut c = Command::new(runtime);
         if let Some(r) = root {
             c.arg("--root").arg(r);
         }
@@ -221,13 +232,13 @@ impl Lab {
             .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(st.success(), "runc run -d {id}");
+        assert!(st.success(), "{runtime} run -d {id}");
         match root {
-            None => self.track("runc", id),
+            None => self.track(runtime, id),
             Some(r) => {
                 let (r, id) = (r.to_path_buf(), id.to_string());
                 self.on_drop(move || {
-                    let _ = Command::new("runc")
+                    let _ = Command::new(runtime)
                         .arg("--root")
                         .arg(&r)
                         .args(["delete", "-f", &id])

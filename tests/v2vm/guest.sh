@@ -111,6 +111,19 @@ out=$(cglimit runtime --policy-dir $P --no-cache --docker-host unix:///nonexiste
 [ -n "$out" ] || echo "INFO wrapper: $(head -c 600 /tmp/err.wrap)"
 check "wrapper: the bundle's unified memory keys do not override the decision" "$((256*M)) 0 $((128*M))" "$out"
 runc delete -f wrap >/dev/null 2>&1
+# A reservation becomes memory.low (protection from reclaim) on v2: held to
+# the decided high, and none at all under `high: off`.
+LOW='["sh", "-c", "cat /sys/fs/cgroup/memory.low"]'
+mkdir -p /cglimit/nohigh-low
+printf 'name: nohigh\nmemory: {default: 64M, max: 256M}\nhigh: off\n' > /cglimit/nohigh-low/p.yaml
+bundle /b/low /test/low '{"limit": 134217728, "reservation": 1099511627776}' '{}' "$LOW"
+out=$(cglimit runtime --policy-dir $P --no-cache --docker-host unix:///nonexistent.sock run --bundle /b/low low 2>/tmp/err.low </dev/null | tr -d '\r')
+check "wrapper: a 1T reservation is held to high as memory.low" "$((64*M))" "$out"
+runc delete -f low >/dev/null 2>&1
+bundle /b/low2 /test/low2 '{"limit": 134217728, "reservation": 1099511627776}' '{}' "$LOW"
+out=$(cglimit runtime --policy-dir /cglimit/nohigh-low --no-cache --docker-host unix:///nonexistent.sock run --bundle /b/low2 low2 2>/tmp/err.low2 </dev/null | tr -d '\r')
+check "wrapper: no memory.low under high: off" "0" "$out"
+runc delete -f low2 >/dev/null 2>&1
 
 # memory.high throttles before the limit: 1M of tmpfs over high (32M)
 # under max (64M) raises memory.events "high" and kills nothing. (Far over

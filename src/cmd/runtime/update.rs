@@ -36,6 +36,8 @@ pub struct Request {
     input: Input,
     /// What it asks, as a create's request is read.
     pub requested: crate::facts::Requested,
+    /// The reservation it asks (OCI bytes, -1 for none), if any.
+    reservation: Option<i64>,
 }
 
 enum Input {
@@ -117,9 +119,11 @@ pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Option<Reques
         }
         let field = |k: &str| memory[k].as_i64();
         let requested = crate::facts::Requested::from_oci(field("limit"), field("swap"));
+        let reservation = field("reservation");
         return Ok(Some(Request {
             input: Input::Json(tree),
             requested,
+            reservation,
         }));
     }
     if u.memory.is_none() && u.memory_swap.is_none() && u.memory_reservation.is_none() {
@@ -141,6 +145,7 @@ pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Option<Reques
     Ok(Some(Request {
         input: Input::Flags,
         requested,
+        reservation: size("memory-reservation", &u.memory_reservation)?,
     }))
 }
 
@@ -189,12 +194,7 @@ pub fn rewrite(
     l: &Limits,
     host: crate::enforce::spec::Host,
 ) -> Rewrite {
-    // On v1 the soft limit is `high`; on v2 runc turns a reservation into
-    // memory.low, which the policy does not decide: left as asked.
-    let reservation = match (l.high, host.unified) {
-        (Some(Limit::Bytes(b)), false) => Some(b as i64),
-        _ => None,
-    };
+    let reservation = crate::enforce::spec::reservation(request.reservation, l, host);
     // The verb and what precedes it; then the decided flags; then every
     // other token as it came, the memory flags left out.
     let start = u.flags_start.min(raw.len());
@@ -209,8 +209,11 @@ pub fn rewrite(
             } else if let Some(m) = m.as_object_mut() {
                 m.remove("swap");
             }
-            if let Some(r) = reservation {
-                m["reservation"] = r.into();
+            if let Some(m) = m.as_object_mut() {
+                match reservation {
+                    Some(r) => m.insert("reservation".into(), r.into()),
+                    None => m.remove("reservation"),
+                };
             }
             argv.extend(["--resources".into(), "-".into()]);
             Some(serde_json::to_vec(&tree).unwrap_or_default())
@@ -226,9 +229,6 @@ pub fn rewrite(
             }
             if let Some(r) = reservation {
                 flag("memory-reservation", r);
-            } else if let Some(v) = &u.memory_reservation {
-                argv.push("--memory-reservation".into());
-                argv.push(v.into());
             }
             None
         }
@@ -295,5 +295,29 @@ mod tests {
                 "c1"
             ]
         );
+    }
+
+    #[test]
+    fn a_reservation_is_held_to_high_on_v2() {
+        let args: Vec<String> = ["update", "-r", "-", "c1"].map(String::from).to_vec();
+        let r = argv::parse(&args);
+        let u = r.update.as_ref().unwrap();
+        let body = br#"{"memory":{"limit":1,"reservation":1099511627776}}"#;
+        let req = request(u, Some(body)).unwrap().unwrap();
+        let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let v2 = Host {
+            unified: true,
+            swap: true,
+        };
+        let sent = |high: Option<u64>| -> serde_json::Value {
+            let l = Limits {
+                memory: Limit::Bytes(256 << 20),
+                swap: Limit::Bytes(0),
+                high: high.map(Limit::Bytes),
+            };
+            serde_json::from_slice(&rewrite(u, &req, &raw, &l, v2).stdin.unwrap()).unwrap()
+        };
+        assert_eq!(sent(Some(128 << 20))["memory"]["reservation"], 128 << 20);
+        assert!(sent(None)["memory"].get("reservation").is_none());
     }
 }

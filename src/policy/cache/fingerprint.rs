@@ -3,10 +3,11 @@
 //! every policy file, in the order they are read.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::codec::Enc;
+use crate::policy::files::Opened;
 
 pub(super) struct Fingerprint {
     pub bytes: Vec<u8>,
@@ -15,12 +16,8 @@ pub(super) struct Fingerprint {
     pub racy: bool,
 }
 
-/// The fingerprint of `path` and of `files`, the policy files listed in it.
-pub(super) fn of(
-    path: &Path,
-    files: &[PathBuf],
-    racy_window: Duration,
-) -> std::io::Result<Fingerprint> {
+/// The fingerprint of the opened directory (or file) and its policy files.
+pub(super) fn of(opened: &Opened, racy_window: Duration) -> Fingerprint {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -39,13 +36,11 @@ pub(super) fn of(
         racy |=
             ns(m.mtime(), m.mtime_nsec()) >= horizon || ns(m.ctime(), m.ctime_nsec()) >= horizon;
     };
-    let meta = std::fs::metadata(path)?;
-    add(&mut e, path, &meta);
-    if meta.is_dir() {
-        for f in files {
-            let m = std::fs::metadata(f)?;
-            add(&mut e, f, &m);
+    add(&mut e, &opened.path, &opened.meta);
+    if opened.meta.is_dir() {
+        for f in &opened.files {
+            add(&mut e, &f.path, &f.meta);
         }
     }
-    Ok(Fingerprint { bytes: e.0, racy })
+    Fingerprint { bytes: e.0, racy }
 }

@@ -4,7 +4,7 @@
 //! Parsing 1,000 policies takes milliseconds; the hook's budget is a
 //! fraction of one. The cache holds the policies in a compact binary form
 //! ([`codec`]), keyed by a [`fingerprint`] of every policy file and of the
-//! directory itself. A hook run stats the files, compares the fingerprint,
+//! directory itself. A hook run opens the files, compares the fingerprint,
 //! and maps the file ([`mapping`]); any mismatch or damage falls back to
 //! parsing the YAML, which also rewrites the cache. `validate` never uses
 //! it, so diagnostics always come from the YAML.
@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::files::Opened;
 use super::{Policy, PolicyErrors, yaml};
 use crate::decision::select::{self, Chosen};
 use crate::facts::Facts;
@@ -125,26 +126,22 @@ impl Compiled {
     }
 }
 
-/// Loads the policies at `path` (a directory or one file), through the
-/// cache in `cache_dir` when one is given. The files are listed once: the
-/// fingerprint and the parser see the same list.
+/// Loads the opened policies through the cache in `cache_dir` when one is
+/// given. The fingerprint and the parser see the same descriptors.
 pub(super) fn load(
-    path: &Path,
+    opened: &Opened,
     cache_dir: Option<&Path>,
     racy_window: Duration,
 ) -> Result<Loaded, PolicyErrors> {
-    let files = yaml::policy_files(path).map_err(|e| PolicyErrors(vec![e]))?;
     let Some(cache_dir) = cache_dir else {
-        return yaml::load_files(&files).map(Loaded::Parsed);
+        return yaml::load_files(opened).map(Loaded::Parsed);
     };
-    let Ok(fp) = fingerprint::of(path, &files, racy_window) else {
-        return yaml::load_files(&files).map(Loaded::Parsed);
-    };
-    let cache_file = cache_dir.join(cache_name(path));
+    let fp = fingerprint::of(opened, racy_window);
+    let cache_file = cache_dir.join(cache_name(&opened.path));
     if let Some(c) = read_cache(&cache_file, &fp.bytes) {
         return Ok(Loaded::Compiled(c));
     }
-    let policies = yaml::load_files(&files)?;
+    let policies = yaml::load_files(opened)?;
     if !fp.racy
         && let Err(e) = write_cache(cache_dir, &cache_file, &fp.bytes, &policies)
     {
@@ -249,12 +246,15 @@ mod tests {
 
     /// Loads with no racy window, as if every file were old enough.
     fn load_now(p: &Path, c: &Path) -> Result<Loaded, PolicyErrors> {
-        load(p, Some(c), Duration::ZERO)
+        load(&opened(p), Some(c), Duration::ZERO)
+    }
+
+    fn opened(p: &Path) -> Opened {
+        crate::policy::files::open(p, false).ok().unwrap()
     }
 
     fn fp_now(p: &Path) -> fingerprint::Fingerprint {
-        let files = yaml::policy_files(p).unwrap();
-        fingerprint::of(p, &files, Duration::ZERO).unwrap()
+        fingerprint::of(&opened(p), Duration::ZERO)
     }
 
     fn all(set: Loaded) -> Vec<Policy> {
@@ -447,7 +447,7 @@ mod tests {
         std::fs::write(p.join("a.yaml"), TEXT).unwrap();
         // Fresh files are racy: nothing is cached yet.
         assert!(matches!(
-            load(&p, Some(&c), RACY).unwrap(),
+            load(&opened(&p), Some(&c), RACY).unwrap(),
             Loaded::Parsed(_)
         ));
         let cf = c.join(cache_name(&p));
