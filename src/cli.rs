@@ -153,6 +153,17 @@ pub struct HookArgs {
     #[arg(long, value_enum, default_value = "deny")]
     pub on_error: OnError,
 
+    /// Limits already decided, as `MEMORY:SWAP:HIGH` in bytes (`max`; HIGH
+    /// may be `off`): no policy is read. The runtime wrapper adds the hook
+    /// this way to the bundles it rewrites on the systemd cgroup driver, so
+    /// that its decision also becomes the container's unit's properties.
+    #[arg(long, value_name = "LIMITS", value_parser = crate::decision::Limits::from_arg)]
+    pub decided: Option<crate::decision::Limits>,
+
+    /// The policy that decided `--decided`, for the log.
+    #[arg(long, value_name = "NAME", requires = "decided")]
+    pub decided_by: Option<String>,
+
     /// Keep a compiled copy of the policies here, checked against every
     /// policy file's size and timestamps on each run, so the hook does not
     /// parse YAML on every container start.

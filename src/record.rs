@@ -232,6 +232,10 @@ pub struct DecisionRecord<'a> {
     pub decision: Option<&'a crate::decision::Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<&'a crate::cgroup::Applied>,
+    /// For a cgroup that is a systemd unit's: whether the limits became
+    /// the unit's properties, which a daemon-reload keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<&'a crate::enforce::Persistence>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -39,3 +39,8 @@ cargo test --all-targets -- --test-threads 4
 # The same checks on a real cgroup v2 kernel (this host's memory controller
 # is v1): tests/v2vm/run.sh boots one under qemu.
 bash tests/v2vm/run.sh
+
+# A real systemd host (Debian 12, cgroup v2, Docker on the systemd driver,
+# podman, runc and crun): limits hold after daemon-reload, daemon-reexec,
+# docker update and apply. The image is built once and cached.
+bash tests/systemd-vm/run.sh

@@ -12,6 +12,7 @@ mod v2;
 
 pub use dir::{CgroupDir, CgroupError};
 pub use procfs::Hierarchy;
+pub use v2::swap_max as swap_max_v2;
 
 use serde::Serialize;
 

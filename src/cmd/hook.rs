@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::cgroup::{self, CgroupDir};
 use crate::cli::{HookArgs, OnError};
-use crate::enforce::{Failure, Run};
+use crate::decision::Decision;
+use crate::enforce::{self, Failure, Run};
 use crate::facts::{FactsError, oci};
 use crate::record::Source;
 
@@ -26,21 +27,34 @@ pub fn run(args: &HookArgs) -> ExitCode {
     let enforcing = Arc::new(Mutex::new(()));
     watchdog(args.timeout, args.on_error, Arc::clone(&enforcing));
     let mut run = Run::new(Source::Hook, Default::default());
+    let mut systemd = None;
     match gather(&mut run) {
-        Ok(dir) => match args
-            .policy
-            .open((!args.no_cache).then_some(args.cache_dir.as_path()))
-        {
-            Ok(policies) => run.enforce(&policies, |limits: &_| {
+        Ok((dir, path, pid)) => {
+            let writer = |limits: &_| {
                 let guard = enforcing.lock().unwrap_or_else(|e| e.into_inner());
                 // Kept until the process exits.
                 std::mem::forget(guard);
-                Ok(Some(cgroup::apply(&dir, limits)?))
-            }),
-            Err(e) => run.fail(e),
-        },
+                let applied = cgroup::apply(&dir, limits)?;
+                systemd = enforce::persist(&dir, &path, pid, limits, Some(&applied));
+                Ok(Some(applied))
+            };
+            match &args.decided {
+                Some(limits) => {
+                    run.decision = Some(Decision::given(args.decided_by.clone(), *limits));
+                    run.write(writer);
+                }
+                None => match args
+                    .policy
+                    .open((!args.no_cache).then_some(args.cache_dir.as_path()))
+                {
+                    Ok(policies) => run.enforce(&policies, writer),
+                    Err(e) => run.fail(e),
+                },
+            }
+        }
         Err(e) => run.fail(e),
     }
+    run.systemd = systemd;
     // The run's end is decided: from here on the watchdog stays out, so a
     // refused container is not started by a timeout under `--on-error allow`.
     if let Ok(guard) = enforcing.try_lock() {
@@ -58,8 +72,9 @@ pub fn run(args: &HookArgs) -> ExitCode {
 }
 
 /// The container's facts from the state on stdin and its bundle, and the
-/// memory cgroup its init process is in.
-fn gather(run: &mut Run) -> Result<CgroupDir, Failure> {
+/// memory cgroup its init process is in (open, and its path), and that
+/// process.
+fn gather(run: &mut Run) -> Result<(CgroupDir, String, i32), Failure> {
     let state = oci::read_state(std::io::stdin().lock()).map_err(FactsError::from)?;
     run.facts.id = state.id().clone();
     let pid = state.pid().filter(|p| *p > 0).ok_or(FactsError::NoPid)?;
@@ -68,7 +83,7 @@ fn gather(run: &mut Run) -> Result<CgroupDir, Failure> {
     let (dir, cgroup_path) = cgroup::for_pid(pid)?;
     run.facts.cgroup = Some(cgroup_path.clone());
     cgroup::exclusive(&dir, pid, &cgroup_path)?;
-    Ok(dir)
+    Ok((dir, cgroup_path, pid))
 }
 
 /// Puts a failure where the runtime shows it (runc includes a failed hook's

@@ -39,6 +39,40 @@ impl Limits {
     pub fn memory_swap(&self) -> Limit {
         self.memory.saturating_add(self.swap)
     }
+
+    /// `MEMORY:SWAP:HIGH` in bytes (`max` for no limit, HIGH `off`): how
+    /// the runtime wrapper hands its decision to the hook it adds to a
+    /// bundle ([`Limits::from_arg`] reads it back).
+    pub fn to_arg(&self) -> String {
+        let v = |l: Limit| match l {
+            Limit::Bytes(b) => b.to_string(),
+            Limit::Unlimited => "max".into(),
+        };
+        let high = self.high.map(v).unwrap_or_else(|| "off".into());
+        format!("{}:{}:{high}", v(self.memory), v(self.swap))
+    }
+
+    pub fn from_arg(s: &str) -> Result<Limits, String> {
+        let v = |t: &str| match t {
+            "max" => Ok(Limit::Unlimited),
+            t => t
+                .parse::<u64>()
+                .map(Limit::Bytes)
+                .map_err(|_| format!("{t:?} is not a byte count or max")),
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let [memory, swap, high] = parts[..] else {
+            return Err(format!("{s:?}: expected MEMORY:SWAP:HIGH"));
+        };
+        Ok(Limits {
+            memory: v(memory)?,
+            swap: v(swap)?,
+            high: match high {
+                "off" => None,
+                h => Some(v(h)?),
+            },
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -98,6 +132,20 @@ impl Decision {
             .as_ref()
             .map(|p| format!("policy {p:?} ({})", self.origin.as_deref().unwrap_or("?")))
             .unwrap_or_else(|| "cglimit".into())
+    }
+
+    /// A decision made elsewhere (the runtime wrapper) and handed over
+    /// with its limits: applied as it is.
+    pub fn given(policy: Option<String>, limits: Limits) -> Decision {
+        Decision {
+            policy,
+            origin: None,
+            why: "decided by the runtime wrapper".into(),
+            verdict: Verdict::Apply,
+            limits,
+            findings: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     pub fn is_denied(&self) -> bool {

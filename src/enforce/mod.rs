@@ -112,6 +112,43 @@ pub struct Run {
     pub failure: Option<Failure>,
     /// Appended to the log line of an applied decision (e.g. timings).
     pub detail: Option<String>,
+    /// What systemd was told, when the cgroup is a systemd unit's.
+    pub systemd: Option<Persistence>,
+}
+
+/// The decided limits as a systemd unit's properties: set, or why not.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Persistence {
+    pub unit: String,
+    pub persisted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Makes `limits` the properties of the systemd unit whose cgroup is
+/// `dir` (at `path`), when it is one; `None` for any other cgroup, which
+/// never reaches D-Bus. `pid` is a process systemd must place in the unit.
+pub fn persist(
+    dir: &crate::cgroup::CgroupDir,
+    path: &str,
+    pid: i32,
+    limits: &Limits,
+    applied: Option<&Applied>,
+) -> Option<Persistence> {
+    use crate::sys::systemd;
+    let unit = systemd::unit_of(path)?;
+    let unified = dir.hierarchy == crate::cgroup::Hierarchy::V2;
+    let swap = match applied {
+        Some(a) => !a.swap_unaccounted,
+        None => crate::cgroup::snapshot(dir).is_ok_and(|s| s.swap_file.is_some()),
+    };
+    let props = systemd::properties(limits, unified, swap);
+    let r = systemd::persist(unit, pid, props, systemd::TIMEOUT);
+    Some(Persistence {
+        unit: unit.to_string(),
+        persisted: r.is_ok(),
+        reason: r.err().map(|e| e.to_string()),
+    })
 }
 
 /// How a run ended, for the entry point to act on.
@@ -131,6 +168,7 @@ impl Run {
             applied: None,
             failure: None,
             detail: None,
+            systemd: None,
         }
     }
 
@@ -211,8 +249,27 @@ impl Run {
                 Some(m)
             }
             (None, _) => {
+                if let Some(Persistence {
+                    unit,
+                    persisted: false,
+                    reason,
+                }) = &self.systemd
+                {
+                    log::warn!(
+                        "{who}: limits written to its cgroup but not made {unit}'s properties ({}): the next systemctl daemon-reload or daemon-reexec resets them; `cglimit apply --all` sets them again",
+                        reason.as_deref().unwrap_or("?")
+                    );
+                }
                 if let Some(d) = &self.decision {
                     let mut line = format!("{who}: {}", summary(d, self.applied.as_ref()));
+                    if let Some(Persistence {
+                        unit,
+                        persisted: true,
+                        ..
+                    }) = &self.systemd
+                    {
+                        line.push_str(&format!("; kept by systemd as {unit}'s properties"));
+                    }
                     if let Some(detail) = &self.detail {
                         line.push_str("; ");
                         line.push_str(detail);
@@ -240,6 +297,7 @@ impl Run {
             container: &self.facts,
             decision: self.decision.as_ref(),
             applied: self.applied.as_ref(),
+            systemd: self.systemd.as_ref(),
             error,
         };
         if let Err(e) = record::append(state_dir, record::DECISIONS, &rec) {

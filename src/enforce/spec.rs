@@ -117,6 +117,57 @@ pub fn reservation(asked: Option<i64>, limits: &Limits, host: Host) -> Option<i6
     }
 }
 
+/// On the systemd cgroup driver (`linux.cgroupsPath` as
+/// `slice:prefix:name`), adds a `createRuntime` hook that runs `exe hook
+/// --decided LIMITS`: once runc has created the container's unit, the hook
+/// makes the decided limits the unit's properties, which systemd keeps
+/// across `daemon-reload` (runc sets no `MemorySwapMax`, so a reload
+/// would lift the swap limit). Any other cgroup path: nothing added.
+/// Returns whether the hook was added.
+pub fn add_unit_hook(
+    config: &mut Value,
+    exe: &Path,
+    limits: &Limits,
+    log_file: Option<&Path>,
+) -> Result<bool, NotAnObject> {
+    let systemd = config
+        .pointer("/linux/cgroupsPath")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.contains(':'));
+    if !systemd {
+        return Ok(false);
+    }
+    check_objects(config, &["hooks"])?;
+    let hooks = object_at(config, &["hooks"]);
+    let stage = hooks
+        .entry("createRuntime")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if stage.is_null() {
+        *stage = Value::Array(Vec::new());
+    }
+    let Some(list) = stage.as_array_mut() else {
+        return Err(NotAnObject {
+            field: "hooks.createRuntime".into(),
+        });
+    };
+    let mut args = vec![
+        "cglimit".to_string(),
+        "hook".into(),
+        "--decided".into(),
+        limits.to_arg(),
+    ];
+    if let Some(f) = log_file {
+        args.push("--log-file".into());
+        args.push(f.display().to_string());
+    }
+    list.push(serde_json::json!({
+        "path": exe.display().to_string(),
+        "args": args,
+        "timeout": 10,
+    }));
+    Ok(true)
+}
+
 /// A field on the way to the limits holds something other than an object.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotAnObject {
@@ -341,6 +392,41 @@ mod tests {
                 .get("reservation")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_unit_hook_only_on_the_systemd_driver() {
+        let exe = Path::new("/usr/local/bin/cglimit");
+        let mut v: Value = serde_json::from_str(
+            r#"{"linux":{"cgroupsPath":"/docker/1"},"hooks":{"createRuntime":[{"path":"/x"}]}}"#,
+        )
+        .unwrap();
+        let before = v.clone();
+        assert!(!add_unit_hook(&mut v, exe, &limits(), None).unwrap());
+        assert_eq!(v, before);
+        v["linux"]["cgroupsPath"] = "system.slice:docker:1".into();
+        assert!(add_unit_hook(&mut v, exe, &limits(), Some(Path::new("/l"))).unwrap());
+        let hooks = v["hooks"]["createRuntime"].as_array().unwrap();
+        assert_eq!(hooks.len(), 2, "the bundle's own hook kept");
+        assert_eq!(hooks[1]["path"], "/usr/local/bin/cglimit");
+        let args: Vec<&str> = hooks[1]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(&args[..3], ["cglimit", "hook", "--decided"]);
+        assert_eq!(Limits::from_arg(args[3]).unwrap(), limits());
+        assert_eq!(&args[4..], ["--log-file", "/l"]);
+        // No hooks yet, or a hooks object that is not one: created / refused.
+        let mut v: Value = serde_json::from_str(r#"{"linux":{"cgroupsPath":"s:p:n"}}"#).unwrap();
+        assert!(add_unit_hook(&mut v, exe, &limits(), None).unwrap());
+        assert_eq!(v["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
+        let mut v: Value = serde_json::from_str(
+            r#"{"linux":{"cgroupsPath":"s:p:n"},"hooks":{"createRuntime":"x"}}"#,
+        )
+        .unwrap();
+        assert!(add_unit_hook(&mut v, exe, &limits(), None).is_err());
     }
 
     #[test]

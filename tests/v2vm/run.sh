@@ -94,19 +94,5 @@ set +e
 wait "$qemu"
 rc=$?
 set -e
-grep -a -E '^(PASS|FAIL|INFO|CGLIMIT-VM)' "$log" | tr -d '\r' || true
-if [ $rc -eq 124 ]; then
-  echo "v2 VM: timed out after ${timeout_s}s; last console lines:" >&2
-  tail -n 30 "$log" | tr -d '\r' >&2
-  exit 1
-fi
-summary=$(grep -a -E '^CGLIMIT-VM: [0-9]+ passed, [0-9]+ failed' "$log" | tr -d '\r' | tail -n1)
-if [ -z "$summary" ]; then
-  echo "v2 VM: no result line (qemu exit $rc); last console lines:" >&2
-  tail -n 40 "$log" | tr -d '\r' >&2
-  exit 1
-fi
-failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-passed=$(echo "$summary" | sed -E 's/^CGLIMIT-VM: ([0-9]+) passed.*/\1/')
-echo "v2vm: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+. tests/vm-result.sh
+vm_result "v2vm" CGLIMIT-VM "$log" "$rc" "$timeout_s"

@@ -200,7 +200,13 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
         row.status = Status::WouldFix;
         return row;
     }
-    run.write(|l: &Limits| write(args, t, l));
+    let mut systemd = None;
+    run.write(|l: &Limits| {
+        let applied = write(args, t, l)?;
+        systemd = persist(t, l, applied.as_ref());
+        Ok(applied)
+    });
+    run.systemd = systemd;
     if let Some(e) = &run.failure {
         row.reason = e.to_string();
         return row;
@@ -240,6 +246,24 @@ fn why(d: &Decision) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// Makes `l` the properties of the container's systemd unit, when its
+/// cgroup is one; systemd is asked about one of the cgroup's processes.
+fn persist(
+    t: &Target,
+    l: &Limits,
+    applied: Option<&Applied>,
+) -> Option<crate::enforce::Persistence> {
+    let path = t.facts.cgroup.as_deref()?;
+    crate::sys::systemd::unit_of(path)?;
+    let pid = t
+        .dir
+        .read("cgroup.procs")
+        .ok()?
+        .lines()
+        .find_map(|l| l.trim().parse::<i32>().ok())?;
+    crate::enforce::persist(&t.dir, path, pid, l, applied)
 }
 
 /// Whether `docker inspect` already says what the policy wants.

@@ -64,6 +64,7 @@ pub fn run(raw: &[OsString]) -> ExitCode {
         }
     }
     let mut argv = raw[n..].to_vec();
+    let mut then = None;
     if runc_args.updates() {
         crate::sys::privilege::drop_for_wrapper();
         if let Some((run, rewrite)) = update::decide(&opts, &runc_args, &raw[n..]) {
@@ -79,8 +80,29 @@ pub fn run(raw: &[OsString]) -> ExitCode {
                     return refuse(&m, &runc_args);
                 }
                 argv = rw.argv;
+                then = rw.then;
             }
         }
+    }
+    if let Some(settle) = then {
+        // The runtime is waited for, not exec'd: what it leaves out of an
+        // update is written after it.
+        return match std::process::Command::new(&opts.runtime)
+            .args(&argv)
+            .status()
+        {
+            Ok(st) if st.success() => {
+                update::settle(&settle);
+                ExitCode::SUCCESS
+            }
+            Ok(st) => ExitCode::from(st.code().unwrap_or(1).clamp(0, 255) as u8),
+            Err(e) => {
+                let m = format!("cannot run the runtime {:?}: {e}", opts.runtime);
+                log::error!("{m}");
+                refuse(&m, &runc_args);
+                ExitCode::from(127)
+            }
+        };
     }
     let err = std::process::Command::new(&opts.runtime).args(&argv).exec();
     let m = format!("cannot run the runtime {:?}: {err}", opts.runtime);
@@ -223,6 +245,10 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
             log::info!("no swap accounting in this kernel: swap not limited");
         }
         spec::set_limits(&mut tree, limits, host).map_err(|e| err(e.to_string()))?;
+        if let Ok(exe) = std::env::current_exe() {
+            spec::add_unit_hook(&mut tree, &exe, limits, o.log_file.as_deref())
+                .map_err(|e| err(e.to_string()))?;
+        }
         // Sized as the file read: no regrowth while serializing.
         let mut out = Vec::with_capacity(bytes.len() + 512);
         serde_json::to_writer(&mut out, &tree).map_err(|e| err(e.to_string()))?;

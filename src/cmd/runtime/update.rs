@@ -29,6 +29,46 @@ pub struct Rewrite {
     pub argv: Vec<OsString>,
     /// New standard input, when the resources came as JSON.
     pub stdin: Option<Vec<u8>>,
+    /// What is left to do once the runtime has updated the container: on
+    /// v2 the runtime does not set `memory.high` (an update has no field
+    /// for it), and on the systemd driver the unit must keep it.
+    pub then: Option<Settle>,
+}
+
+/// The decided limits, to be settled in the container's cgroup (and unit)
+/// after the runtime's own update.
+pub struct Settle {
+    pub pid: i32,
+    pub limits: Limits,
+}
+
+/// Writes what the runtime's update left out (`memory.high` on v2) and
+/// makes the limits the container's unit's properties when its cgroup is a
+/// systemd unit's. Logged; the decision was recorded before the update.
+pub fn settle(s: &Settle) {
+    let who = format!("container (pid {})", s.pid);
+    let (dir, path) = match crate::cgroup::for_pid(s.pid) {
+        Ok(x) => x,
+        Err(e) => {
+            log::warn!("{who}: after the update: {e}");
+            return;
+        }
+    };
+    let applied = match crate::cgroup::apply(&dir, &s.limits) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("{who}: after the update: {e}");
+            return;
+        }
+    };
+    match crate::enforce::persist(&dir, &path, s.pid, &s.limits, Some(&applied)) {
+        Some(p) if !p.persisted => log::warn!(
+            "{path}: the updated limits are not {}'s properties ({}): the next systemctl daemon-reload resets them",
+            p.unit,
+            p.reason.as_deref().unwrap_or("?")
+        ),
+        _ => {}
+    }
 }
 
 /// The request an `update` makes of memory, in the form it came in.
@@ -60,10 +100,13 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Optio
             return Some((run, None));
         }
     };
-    if let Err(e) = gather(o, r, &mut run) {
-        run.fail(e);
-        return Some((run, None));
-    }
+    let pid = match gather(o, r, &mut run) {
+        Ok(pid) => pid,
+        Err(e) => {
+            run.fail(e);
+            return Some((run, None));
+        }
+    };
     run.facts.requested = request.requested;
     let policies = match policy::open(
         &o.policy_dir,
@@ -79,7 +122,11 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Optio
     let mut rewritten = None;
     let host = crate::enforce::spec::Host::probe();
     run.enforce(&policies, |l: &Limits| {
-        rewritten = Some(rewrite(u, &request, raw, l, host));
+        let mut rw = rewrite(u, &request, raw, l, host);
+        rw.then = pid
+            .filter(|_| host.unified)
+            .map(|pid| Settle { pid, limits: *l });
+        rewritten = Some(rw);
         Ok(None)
     });
     Some((run, rewritten))
@@ -150,18 +197,24 @@ pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Option<Reques
 }
 
 /// The container's facts as `create` learned them: its bundle (found
-/// through the runtime's own state) and what the engine knows of it.
-fn gather(o: &Options, r: &RuncArgs, run: &mut Run) -> Result<(), Failure> {
+/// through the runtime's own state) and what the engine knows of it; and
+/// its init process, when it has one.
+fn gather(o: &Options, r: &RuncArgs, run: &mut Run) -> Result<Option<i32>, Failure> {
     let question = super::ask_engine(o, &run.facts.id);
-    let bundle = bundle_of(&o.runtime, r.root.as_deref(), &run.facts.id)?;
+    let (bundle, pid) = bundle_of(&o.runtime, r.root.as_deref(), &run.facts.id)?;
     let config = oci::read_config(&bundle).map_err(FactsError::from)?;
     run.facts = oci::bundle_facts(&run.facts.id, &config);
     super::add_engine_facts(question, run);
-    Ok(())
+    Ok(pid)
 }
 
-/// The bundle of a container, from `RUNTIME [--root ROOT] state ID`.
-fn bundle_of(runtime: &str, root: Option<&str>, id: &str) -> Result<PathBuf, Failure> {
+/// The bundle and init process of a container, from `RUNTIME [--root
+/// ROOT] state ID`.
+fn bundle_of(
+    runtime: &str,
+    root: Option<&str>,
+    id: &str,
+) -> Result<(PathBuf, Option<i32>), Failure> {
     let bad = |message: String| Failure::Facts(FactsError::Update(message));
     let mut c = std::process::Command::new(runtime);
     if let Some(root) = root {
@@ -180,9 +233,13 @@ fn bundle_of(runtime: &str, root: Option<&str>, id: &str) -> Result<PathBuf, Fai
     }
     let state: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| bad(format!("{runtime} state {id}: {e}")))?;
+    let pid = state["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 0);
     state["bundle"]
         .as_str()
-        .map(PathBuf::from)
+        .map(|b| (PathBuf::from(b), pid))
         .ok_or_else(|| bad(format!("{runtime} state {id} names no bundle")))
 }
 
@@ -238,7 +295,11 @@ pub fn rewrite(
             .filter(|i| !u.tokens.contains(i))
             .map(|i| raw[i].clone()),
     );
-    Rewrite { argv, stdin }
+    Rewrite {
+        argv,
+        stdin,
+        then: None,
+    }
 }
 
 #[cfg(test)]

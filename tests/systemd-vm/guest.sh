@@ -1,0 +1,171 @@
+#!/bin/sh
+# Run by the systemd VM once the system is up (image.sh's cglimit-vm.service),
+# from its second disk mounted at /mnt/t. Installs cglimit as the README
+# says, then checks that every container's limits hold after start, after
+# `systemctl daemon-reload` and `daemon-reexec`, after `docker update` and
+# after `apply`, on the systemd cgroup driver.
+T=/mnt/t
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+check() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "want [$2] got [$3]"; fi; }
+M=1048576
+echo "INFO $(runc --version | head -n1); $(crun --version | head -n1); $(docker --version); $(podman --version)"
+
+# --- install, as the README says --------------------------------------------
+install -m 0755 $T/cglimit /usr/local/bin/cglimit
+ln -sf cglimit /usr/local/bin/cglimit-runtime
+mkdir -p /etc/cglimit/policies /var/lib/cglimit
+cat > /etc/cglimit/policies/default.yaml <<'EOF'
+name: default
+memory: {default: 64M, max: 256M}
+swap: {default: 0, max: 64M}
+high: 90%
+EOF
+cat > /etc/cglimit/policies/nohigh.yaml <<'EOF'
+name: nohigh
+priority: 5
+match: {annotations: {cglimit.test/nohigh: "yes"}}
+trust: [cglimit.test/nohigh]
+memory: {default: 64M, max: 128M}
+high: off
+EOF
+chmod -R go-w /etc/cglimit
+HIGH=60395520   # 90% of 64M, rounded down to a page
+
+# limits CGROUP_DIR: "memory.max memory.swap.max memory.high"
+limits() { echo "$(cat "$1/memory.max") $(cat "$1/memory.swap.max") $(cat "$1/memory.high")"; }
+# holds NAME CGROUP_DIR WANT: checks now, after daemon-reload and after daemon-reexec
+holds() {
+  check "$1: after start" "$3" "$(limits "$2")"
+  systemctl daemon-reload
+  check "$1: after systemctl daemon-reload" "$3" "$(limits "$2")"
+  systemctl daemon-reexec
+  check "$1: after systemctl daemon-reexec" "$3" "$(limits "$2")"
+}
+
+mkdir -p /tmp/rootfs/bin /tmp/rootfs/proc /tmp/rootfs/sys /tmp/rootfs/dev /tmp/rootfs/etc
+cp /bin/busybox /tmp/rootfs/bin/
+for a in sh sleep cat true; do ln -sf busybox /tmp/rootfs/bin/$a; done
+
+# bundle DIR CGROUPS_PATH HOOKS_JSON [ANNOTATIONS_JSON]
+bundle() {
+  mkdir -p "$1"
+  cat > "$1/config.json" <<EOF
+{"ociVersion": "1.0.2",
+ "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/", "env": ["PATH=/bin"], "args": ["sleep", "600"]},
+ "root": {"path": "/tmp/rootfs", "readonly": true},
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+ "hooks": $3,
+ "annotations": ${4:-{\}},
+ "linux": {"cgroupsPath": "$2", "resources": {"memory": {}},
+           "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]}}
+EOF
+}
+HOOK='{"createRuntime": [{"path": "/usr/local/bin/cglimit", "args": ["cglimit", "hook", "--policy-dir", "/etc/cglimit/policies", "--state-dir", "/var/lib/cglimit"]}]}'
+
+# --- runc and crun on the systemd cgroup driver, with the hook ---------------
+for rt in runc crun; do
+  bundle /tmp/b-$rt system.slice:cglimit:$rt-1 "$HOOK"
+  if $rt --systemd-cgroup run -d --bundle /tmp/b-$rt $rt-1 >/tmp/err.$rt 2>&1 </dev/null; then
+    # runc puts the container in the scope; crun in a delegated `container`
+    # leaf below it, which systemd leaves alone.
+    pid=$($rt state $rt-1 | jq -r .pid)
+    cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pid/cgroup)
+    echo "INFO $rt cgroup $cg; pid $pid in $(cat /proc/$pid/cgroup); $(systemctl show -p MemoryMax -p MemorySwapMax -p MemoryHigh cglimit-$rt-1.scope | tr '\n' ' ')"
+    echo "INFO $rt record: $(grep "\"$rt-1\"" /var/lib/cglimit/decisions.jsonl | tail -n1 | head -c 900)"
+    holds "$rt --systemd-cgroup + hook" "$cg" "$((64*M)) 0 $HIGH"
+    echo "INFO $rt after: $(systemctl show -p MemoryMax -p MemorySwapMax -p MemoryHigh cglimit-$rt-1.scope | tr '\n' ' ')"
+  else
+    fail "$rt --systemd-cgroup run" "$(head -c 600 /tmp/err.$rt)"
+  fi
+done
+
+# --- a policy with high: off and no swap limit -------------------------------
+bundle /tmp/b-nh system.slice:cglimit:nh '{"createRuntime": [{"path": "/usr/local/bin/cglimit", "args": ["cglimit", "hook", "--policy-dir", "/etc/cglimit/policies"]}]}' '{"cglimit.test/nohigh": "yes"}'
+if runc --systemd-cgroup run -d --bundle /tmp/b-nh nh >/tmp/err.nh 2>&1 </dev/null; then
+  holds "high: off, no swap limit" /sys/fs/cgroup/system.slice/cglimit-nh.scope "$((64*M)) max max"
+else
+  fail "runc high: off" "$(head -c 600 /tmp/err.nh)"
+fi
+
+# --- apply on a container started without cglimit ----------------------------
+bundle /tmp/b-ap system.slice:cglimit:ap '{}'
+if runc --systemd-cgroup run -d --bundle /tmp/b-ap ap >/tmp/err.ap 2>&1 </dev/null; then
+  cg=/sys/fs/cgroup/system.slice/cglimit-ap.scope
+  check "unmanaged container: no limit" "max max max" "$(limits $cg)"
+  cglimit apply --all --no-docker --no-podman --policy-dir /etc/cglimit/policies >/tmp/apply.out 2>&1 \
+    || echo "INFO apply: $(tail -c 400 /tmp/apply.out)"
+  holds "apply --all" "$cg" "$((64*M)) 0 $HIGH"
+else
+  fail "runc without hook" "$(head -c 600 /tmp/err.ap)"
+fi
+
+# --- Docker on the systemd cgroup driver, through the wrapper ----------------
+cat > /etc/docker/daemon.json <<'EOF'
+{"iptables": false, "bridge": "none", "storage-driver": "vfs",
+ "runtimes": {"cglimit": {"path": "/usr/local/bin/cglimit-runtime"}},
+ "default-runtime": "cglimit"}
+EOF
+install -m 0644 $T/hooks/config.yaml /etc/cglimit/config.yaml
+systemctl start docker
+tar -C /tmp/rootfs -c . | docker import - cglimit-busybox:1 >/tmp/err.import 2>&1 || echo "INFO docker import: $(tail -c 300 /tmp/err.import)"
+echo "INFO docker: $(docker info --format '{{.CgroupDriver}} cgroup v{{.CgroupVersion}}, default runtime {{.DefaultRuntime}}')"
+if id=$(docker run -d --network none cglimit-busybox:1 sleep 600 2>/tmp/err.docker); then
+  cg=/sys/fs/cgroup/system.slice/docker-$id.scope
+  holds "docker run through cglimit-runtime" "$cg" "$((64*M)) 0 $HIGH"
+  docker update -m 1g --memory-swap 1g "$id" >/tmp/err.du 2>&1 || echo "INFO docker update: $(cat /tmp/err.du)"
+  holds "docker update -m 1g" "$cg" "$((256*M)) 0 241590272"
+  docker rm -f "$id" >/dev/null
+else
+  fail "docker run" "$(head -c 600 /tmp/err.docker)"
+fi
+
+# --- podman with the hook in the directory podman reads ----------------------
+mkdir -p /usr/share/containers/oci/hooks.d
+install -m 0644 $T/hooks/cglimit.json /usr/share/containers/oci/hooks.d/cglimit.json
+tar -C /tmp/rootfs -c . | podman import -q - cglimit-busybox:1 >/dev/null
+if id=$(podman --runtime crun run -d --network none cglimit-busybox:1 sleep 600 2>/tmp/err.podman); then
+  cg=$(find /sys/fs/cgroup/machine.slice -maxdepth 2 -path "*libpod-$id*" -name memory.max -printf '%h\n' | sort | tail -n1)
+  [ -e "$cg/container/memory.max" ] && cg=$cg/container
+  echo "INFO podman cgroup $cg"
+  holds "podman (crun) + hooks.d" "$cg" "$((64*M)) 0 $HIGH"
+  podman rm -f "$id" >/dev/null
+else
+  fail "podman run" "$(head -c 600 /tmp/err.podman)"
+fi
+
+# --- what the hook costs on a systemd unit's cgroup --------------------------
+# `runc run` of a container that exits at once, four ways interleaved round
+# by round: the systemd driver or a cgroupfs path, with cglimit's hook or a
+# static no-op (busybox true) as the floor. Medians in ms; TCG makes the
+# absolute times large, the differences are what matter.
+bench_bundle() { # DIR CGROUPS_PATH HOOK_JSON
+  bundle "$1" "$2" "$3"
+  sed -i 's/"args": \["sleep", "600"\]/"args": ["true"]/' "$1/config.json"
+}
+NOOP='{"createRuntime": [{"path": "/bin/busybox", "args": ["true"]}]}'
+CGHOOK='{"createRuntime": [{"path": "/usr/local/bin/cglimit", "args": ["cglimit", "hook", "--policy-dir", "/etc/cglimit/policies"]}]}'
+bench_bundle /tmp/bn-sd-noop system.slice:cglimit:bn "$NOOP"
+bench_bundle /tmp/bn-sd-hook system.slice:cglimit:bn "$CGHOOK"
+bench_bundle /tmp/bn-fs-noop /cglimit-bench/bn "$NOOP"
+bench_bundle /tmp/bn-fs-hook /cglimit-bench/bn "$CGHOOK"
+ROUNDS=${ROUNDS:-25}
+for i in $(seq $ROUNDS); do
+  for c in sd-noop sd-hook fs-noop fs-hook; do
+    sd=; case $c in sd-*) sd=--systemd-cgroup;; esac
+    t0=$(date +%s%N)
+    runc $sd run --bundle /tmp/bn-$c bn-$i-$c >/dev/null 2>&1 </dev/null || echo "INFO bench $c failed"
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000 )) >> /tmp/bench.$c
+  done
+done
+median() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'; }
+for c in sd-noop sd-hook fs-noop fs-hook; do eval "m_$(echo $c | tr - _)=$(median /tmp/bench.$c)"; done
+echo "BENCH runc run, $ROUNDS rounds, median ms: systemd driver: no-op hook $m_sd_noop, cglimit hook $m_sd_hook; cgroupfs: no-op hook $m_fs_noop, cglimit hook $m_fs_hook"
+echo "BENCH cglimit over the no-op: systemd $(echo "$m_sd_hook $m_sd_noop" | awk '{printf "+%.2f ms (%.2fx)", $1-$2, $1/$2}'); cgroupfs $(echo "$m_fs_hook $m_fs_noop" | awk '{printf "+%.2f ms (%.2fx)", $1-$2, $1/$2}')"
+
+for rt in runc crun; do $rt delete -f $rt-1 >/dev/null 2>&1; done
+runc delete -f nh >/dev/null 2>&1; runc delete -f ap >/dev/null 2>&1
+echo "CGLIMIT-SYSTEMD: $passed passed, $failed failed"
