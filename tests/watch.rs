@@ -449,3 +449,72 @@ fn a_full_state_dir_delays_events_and_loses_none() {
         log()
     );
 }
+
+/// A limit changed behind cglimit's back (here a direct write; on a
+/// systemd host a daemon-reload) is a `limit_changed` event and counted;
+/// one cglimit makes itself (an update through the wrapper) is not.
+#[test]
+fn a_limit_changed_outside_cglimit_is_recorded() {
+    let mut lab = Lab::new("watchlimit");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let (_w, port) = start_watch(&lab, None);
+    let id = lab.detached("c", None, "sleep 600");
+    let cg = v1_memory_root()
+        .join(lab.cgroup_parent.trim_start_matches('/'))
+        .join("c");
+    let watched = |port| metrics(port).contains(&format!("id=\"{id}\""));
+    let t = Instant::now();
+    while !watched(port) {
+        assert!(t.elapsed() < Duration::from_secs(10), "never watched");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // cglimit's own change: an update through the wrapper.
+    let out = Command::new(BIN)
+        .args(["runtime", "--policy-dir"])
+        .arg(&lab.policy_dir)
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .args(["--no-cache", "--docker-host"])
+        .arg(format!("unix://{}", lab.dir.join("none.sock").display()))
+        .args(["update", "--memory", "100m", "--memory-swap", "100m", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(2500));
+    // Then someone else's (v1: not above memory+swap, 100M).
+    std::fs::write(cg.join("memory.limit_in_bytes"), "67108864").unwrap();
+    let t = Instant::now();
+    let changed = loop {
+        let e: Vec<_> = events(&lab)
+            .into_iter()
+            .filter(|e| e["kind"] == "limit_changed")
+            .collect();
+        // An idle container's limits are read at least every 30 ticks.
+        if !e.is_empty() || t.elapsed() > Duration::from_secs(40) {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        changed.len(),
+        1,
+        "one change, not cglimit's own: {changed:?}"
+    );
+    let e = &changed[0];
+    assert_eq!(e["container"]["id"], id.as_str());
+    assert_eq!(e["counter"], "memory.limit_in_bytes");
+    assert_eq!(e["before"], 100 * M);
+    assert_eq!(e["after"], 64 * M);
+    assert!(
+        e["detail"].as_str().unwrap().contains("direct write"),
+        "{e}"
+    );
+    let m = metrics(port);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("cglimit_limit_changes_total{")
+                && l.contains(&id)
+                && l.ends_with(" 1")),
+        "{m}"
+    );
+}

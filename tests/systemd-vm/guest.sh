@@ -45,6 +45,11 @@ holds() {
   check "$1: after systemctl daemon-reexec" "$3" "$(limits "$2")"
 }
 
+# The watcher sees every container cglimit decides for; none of the
+# reloads below may show up as a change, a change made by systemd must.
+cglimit --log-file /tmp/watch.log watch --state-dir /var/lib/cglimit --no-docker --no-podman --interval 200ms &
+WATCH=$!
+
 mkdir -p /tmp/rootfs/bin /tmp/rootfs/proc /tmp/rootfs/sys /tmp/rootfs/dev /tmp/rootfs/etc
 cp /bin/busybox /tmp/rootfs/bin/
 for a in sh sleep cat true; do ln -sf busybox /tmp/rootfs/bin/$a; done
@@ -135,6 +140,23 @@ if id=$(podman --runtime crun run -d --network none cglimit-busybox:1 sleep 600 
 else
   fail "podman run" "$(head -c 600 /tmp/err.podman)"
 fi
+
+# --- drift seen by the watcher ------------------------------------------------
+sleep 1
+n=$(grep -c '"kind":"limit_changed"' /var/lib/cglimit/events.jsonl 2>/dev/null)
+check "watch: no limit_changed through reloads, updates and apply" "0" "${n:-0}"
+[ "${n:-0}" = 0 ] || echo "INFO $(grep '"kind":"limit_changed"' /var/lib/cglimit/events.jsonl | head -n 3)"
+systemctl set-property --runtime cglimit-runc-1.scope MemoryMax=100M
+i=0
+while ! grep -q '"kind":"limit_changed".*cglimit-runc-1' /var/lib/cglimit/events.jsonl 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+e=$(grep '"kind":"limit_changed".*cglimit-runc-1' /var/lib/cglimit/events.jsonl | head -n1)
+if echo "$e" | grep -q '"counter":"memory.max"' && echo "$e" | grep -q '"before":67108864,"after":104857600' \
+   && echo "$e" | grep -q 'set-property on cglimit-runc-1.scope'; then
+  pass "watch: systemctl set-property is a limit_changed event"
+else
+  fail "watch: systemctl set-property is a limit_changed event" "[$e] $(tail -n 3 /tmp/watch.log)"
+fi
+kill $WATCH
 
 # --- what the hook costs on a systemd unit's cgroup --------------------------
 # `runc run` of a container that exits at once, four ways interleaved round

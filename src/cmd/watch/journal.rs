@@ -26,7 +26,8 @@ pub struct Who {
 pub struct Event {
     pub time: String,
     /// `oom`, `oom_kill`, `failcnt`, `high`, `max`, `oom_group_kill`,
-    /// `leak_suspected`, `leak_cleared`, `drift_corrected`…
+    /// `leak_suspected`, `leak_cleared`, `drift_corrected`,
+    /// `limit_changed`…
     pub kind: String,
     pub container: Who,
     #[serde(default)]
@@ -48,16 +49,19 @@ pub struct Event {
     /// Leak: seconds until the limit at that rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_limit: Option<f64>,
-    /// Pressure: the kernel's `some` line (`avg10=… avg60=… total=…`).
+    /// Pressure: the kernel's `some` line (`avg10=… avg60=… total=…`);
+    /// `limit_changed`: who likely changed the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Drift: the policy whose limits were restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    /// Drift: what the cgroup held (a [`crate::cgroup::Snapshot`]).
+    /// Drift: what the cgroup held (a [`crate::cgroup::Snapshot`]); for
+    /// `limit_changed`, the file's value before (`max`: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<serde_json::Value>,
-    /// Drift: the limits restored (a [`crate::decision::Limits`]).
+    /// Drift: the limits restored (a [`crate::decision::Limits`]); for
+    /// `limit_changed`, the file's value now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<serde_json::Value>,
     /// Drift: where the container was found (`docker`, `runc`, `cgroup`…).

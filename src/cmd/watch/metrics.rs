@@ -20,6 +20,8 @@ pub struct Row<'a> {
     pub oom_total: u64,
     pub leak_rate: f64,
     pub leak_suspected: bool,
+    /// `limit_changed` events seen for this container.
+    pub limit_changes: u64,
 }
 
 fn esc(s: &str) -> String {
@@ -172,6 +174,21 @@ pub fn render(rows: &[Row]) -> String {
         },
     );
     family(
+        "cglimit_limit_changes_total",
+        "counter",
+        "Changes of the memory, swap or high limit that cglimit did not make (limit_changed events).",
+        &mut |o| {
+            for r in rows {
+                let _ = writeln!(
+                    o,
+                    "cglimit_limit_changes_total{{{}}} {}",
+                    labels(r),
+                    r.limit_changes
+                );
+            }
+        },
+    );
+    family(
         "cglimit_watched_containers",
         "gauge",
         "Containers being watched.",
@@ -283,8 +300,13 @@ mod tests {
             oom_total: 3,
             leak_rate: 1.5,
             leak_suspected: true,
+            limit_changes: 4,
         }];
         let t = render(&rows);
+        assert!(
+            t.contains("cglimit_limit_changes_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 4"),
+            "{t}"
+        );
         assert!(
             t.contains("cglimit_oom_kills_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 2"),
             "{t}"

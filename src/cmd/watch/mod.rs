@@ -54,6 +54,16 @@ struct Watched {
     last_pressure: Option<Instant>,
     /// This container's key in the epoll set (see [`Watcher::epoll`]).
     token: u64,
+    /// The limits as last read or as last decided (memory, swap, high, in
+    /// the cgroup's own terms; `Some(None)` for no limit): a read that
+    /// differs is a `limit_changed` event. `None` where not known yet.
+    limits: [Option<Option<u64>>; 3],
+    /// `limit_changed` events so far.
+    limit_changes: u64,
+    /// Until then a difference is cglimit's own change still under way
+    /// (the wrapper records an update before the runtime makes it): taken
+    /// as the new reference, not reported.
+    settling: Option<Instant>,
 }
 
 impl Watched {
@@ -73,6 +83,9 @@ impl Watched {
 
 /// Epoll data of the watcher's own descriptors; a container's descriptors
 /// carry its token shifted left by one, plus [`OOM`] or [`PSI`].
+/// How long after a decision record a limit may still be on its way.
+const SETTLING: Duration = Duration::from_secs(5);
+
 const INOTIFY: u64 = 0;
 const DEMAND: u64 = 1;
 const OOM: u64 = 0;
@@ -390,7 +403,21 @@ impl<'a> Watcher<'a> {
         w.stale = 0;
         match stats::read(&w.dir) {
             Ok(s) => {
-                let events = rises(w, &s, &self.baselines);
+                let mut events = rises(w, &s, &self.baselines);
+                let now = [s.limit, s.swap_limit, s.high];
+                if w.settling.is_some_and(|t| Instant::now() < t) {
+                    // cglimit's own change, perhaps still being made: the
+                    // decision stays the reference; what it did not say is
+                    // taken from this reading.
+                    for (known, read) in w.limits.iter_mut().zip(now) {
+                        known.get_or_insert(read);
+                    }
+                } else {
+                    let changed = limit_changes(w, &s, now);
+                    w.limit_changes += changed.len() as u64;
+                    events.extend(changed);
+                    w.limits = now.map(Some);
+                }
                 for (k, v) in &s.counters {
                     w.last.insert(k.clone(), *v);
                 }
@@ -482,6 +509,7 @@ impl<'a> Watcher<'a> {
                 },
                 leak_rate: w.leak.rate(),
                 leak_suspected: w.leak.suspected(),
+                limit_changes: w.limit_changes,
             })
             .collect();
         let text = metrics::render(&rows);
@@ -524,6 +552,11 @@ impl<'a> Watcher<'a> {
                 name: c["name"].as_str().map(String::from),
                 image: c["image"].as_str().map(String::from),
             };
+            if let Some(w) = self.containers.get_mut(cg) {
+                // cglimit's own change: what it decided is the new reference.
+                w.limits = decided_limits(&v, &w.dir.hierarchy);
+                w.settling = Some(Instant::now() + SETTLING);
+            }
             if let Ok(dir) = cgroup::open_path(cg) {
                 self.add(cg.to_string(), who, dir);
             }
@@ -588,6 +621,9 @@ impl<'a> Watcher<'a> {
             psi: None,
             last_pressure: None,
             token: self.next_token,
+            limits: [None; 3],
+            limit_changes: 0,
+            settling: None,
         };
         self.next_token += 1;
         let mut w = w;
@@ -641,6 +677,94 @@ fn psi_trigger(dir: &CgroupDir, stall: Duration) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// `limit_changed` events: each of memory, swap and high that differs from
+/// what was known of it, with the file, both values, and who likely
+/// changed it.
+fn limit_changes(w: &Watched, s: &stats::Sample, now: [Option<u64>; 3]) -> Vec<Event> {
+    let files = match w.dir.hierarchy {
+        Hierarchy::V1 => [
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            "memory.soft_limit_in_bytes",
+        ],
+        Hierarchy::V2 => ["memory.max", "memory.swap.max", "memory.high"],
+    };
+    // Without swap accounting there is no swap file to compare.
+    let accounted = |i: usize| i != 1 || s.swap_usage.is_some();
+    let changed: Vec<(usize, Option<u64>)> = (0..3)
+        .filter(|&i| accounted(i))
+        .filter_map(|i| w.limits[i].filter(|b| *b != now[i]).map(|b| (i, b)))
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let value = |v: Option<u64>| match v {
+        Some(b) => serde_json::Value::from(b),
+        None => "max".into(),
+    };
+    let unit = crate::sys::systemd::unit_of(&w.cgroup);
+    let lifted = changed
+        .iter()
+        .any(|(i, b)| now[*i].is_none() && b.is_some());
+    let likely = match (unit, lifted) {
+        (Some(u), true) => format!(
+            "likely systemd re-applying {u}'s own properties (daemon-reload, daemon-reexec) or an engine update"
+        ),
+        (Some(u), false) => format!("likely an engine update or systemctl set-property on {u}"),
+        (None, _) => "likely an engine update without cglimit, or a direct write".to_string(),
+    };
+    changed
+        .into_iter()
+        .map(|(i, before)| Event {
+            counter: Some(files[i].to_string()),
+            before: Some(value(before)),
+            after: Some(value(now[i])),
+            detail: Some(likely.clone()),
+            ..w.event("limit_changed", s)
+        })
+        .collect()
+}
+
+/// What a decision record says a cgroup holds now, in the terms of
+/// [`stats::Sample`]: its `applied.after` (read back from the cgroup), or,
+/// for a decision the runtime writes (wrapper create and update), its
+/// limits as the runtime writes them. A value it cannot tell (v1's soft
+/// limit under `high: off` stays as the creator set it) is taken from the
+/// next reading.
+fn decided_limits(record: &serde_json::Value, h: &Hierarchy) -> [Option<Option<u64>>; 3] {
+    let limit = |v: &serde_json::Value| -> Option<Option<u64>> {
+        match v {
+            serde_json::Value::Number(n) => n.as_u64().map(Some),
+            serde_json::Value::String(s) if s == "max" => Some(None),
+            _ => None,
+        }
+    };
+    let after = &record["applied"]["after"];
+    if after.is_object() {
+        return [
+            limit(&after["memory"]),
+            limit(&after["swap_file"]),
+            limit(&after["high"]),
+        ];
+    }
+    let l = &record["decision"]["limits"];
+    let (Some(memory), Some(swap)) = (limit(&l["memory"]), limit(&l["swap"])) else {
+        return [None; 3];
+    };
+    let swap_file = match h {
+        // memory+swap
+        Hierarchy::V1 => memory.zip(swap).map(|(m, s)| m.saturating_add(s)),
+        // swap on top; none without a memory limit
+        Hierarchy::V2 => memory.and(swap),
+    };
+    let high = match (limit(&l["high"]), h) {
+        (Some(h), _) => Some(h),
+        (None, Hierarchy::V2) => Some(None),
+        (None, Hierarchy::V1) => None,
+    };
+    [Some(memory), Some(swap_file), high]
+}
+
 /// Counter rises since the last reading (or since the log's baseline, for a
 /// cgroup first seen after a restart), as events.
 fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u64>) -> Vec<Event> {
@@ -677,4 +801,43 @@ fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_decision_says_the_cgroup_holds() {
+        let m = 64u64 << 20;
+        // Read back by the hook or apply: as written.
+        let r = serde_json::json!({"applied": {"after": {"memory": m, "swap_file": "max", "high": m / 2}}});
+        assert_eq!(
+            decided_limits(&r, &Hierarchy::V2),
+            [Some(Some(m)), Some(None), Some(Some(m / 2))]
+        );
+        // Written by the runtime (wrapper): in each hierarchy's terms.
+        let r = serde_json::json!({"decision": {"limits": {"memory": m, "swap": 0, "high": null}}});
+        assert_eq!(
+            decided_limits(&r, &Hierarchy::V1),
+            [Some(Some(m)), Some(Some(m)), None],
+            "v1: memory+swap; the soft limit under high: off is the creator's"
+        );
+        assert_eq!(
+            decided_limits(&r, &Hierarchy::V2),
+            [Some(Some(m)), Some(Some(0)), Some(None)]
+        );
+        let r =
+            serde_json::json!({"decision": {"limits": {"memory": "max", "swap": 0, "high": null}}});
+        assert_eq!(
+            decided_limits(&r, &Hierarchy::V2),
+            [Some(None), Some(None), Some(None)],
+            "no swap limit without a memory limit"
+        );
+        // A refusal or an error: nothing known.
+        assert_eq!(
+            decided_limits(&serde_json::json!({}), &Hierarchy::V2),
+            [None; 3]
+        );
+    }
 }
