@@ -605,3 +605,48 @@ fn a_container_process_that_exited_is_not_mistaken_for_the_root_cgroup() {
     );
     drop(child);
 }
+
+/// A cgroup that looks like a systemd unit's where systemd cannot be asked
+/// (no bus; a bus that accepts and never answers): the limits are still
+/// written and the container starts, after at most the 2 s bound, and the
+/// record says the limits are not the unit's properties, and why.
+#[test]
+fn a_unit_cgroup_without_an_answering_systemd_is_still_limited() {
+    let mut lab = Lab::new("sdbus");
+    let silent = lab.dir.join("silent-bus.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    for (n, bus, reason) in [
+        ("a", lab.dir.join("no-bus.sock"), "cannot reach systemd"),
+        ("b", silent.clone(), "did not answer within 2s"),
+    ] {
+        let id = format!("cglimit-{n}.scope");
+        let b = lab.bundle_with(&id, None, "createRuntime", lab.hook_args(), "");
+        let config = b.join("config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        c["hooks"]["createRuntime"][0]["env"] = serde_json::json!([format!(
+            "DBUS_SYSTEM_BUS_ADDRESS=unix:path={}",
+            bus.display()
+        )]);
+        std::fs::write(&config, c.to_string()).unwrap();
+        let t = Instant::now();
+        let out = lab.run("runc", &format!("{}-{n}", lab.name), &b);
+        let took = t.elapsed();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(limits_seen(&out).0, 64 * M, "the files are written");
+        assert!(took < Duration::from_secs(4), "held {took:?}");
+        let d = lab.decisions();
+        let r = d.last().unwrap();
+        assert_eq!(r["outcome"], "applied");
+        assert_eq!(r["systemd"]["unit"], id.as_str());
+        assert_eq!(r["systemd"]["persisted"], false);
+        let why = r["systemd"]["reason"].as_str().unwrap();
+        assert!(why.contains(reason), "{why}");
+    }
+}
