@@ -78,6 +78,20 @@ pub enum Command {
     /// `--log-file FILE`, `--state-dir DIR`, `--cache-dir DIR`, `--no-cache`,
     /// `--engine-timeout DURATION` (default 250ms), `--docker-host URL`.
     /// Also run as a symlink named `cglimit-runtime`.
+    /// Wire cglimit into an engine: docker (the runtime wrapper in
+    /// daemon.json, then a reload of dockerd) or podman (the hook file in
+    /// the hooks directory podman reads); the default policy when the
+    /// policy directory holds none. `--dry-run` shows the changes,
+    /// `--undo` reverses exactly what setup did.
+    Setup(SetupArgs),
+    /// Check that every engine found on this host enforces its policy: a
+    /// short probe container started through each, as a user would start
+    /// one, must get the limits the policy decides. Exit 0 only when all do.
+    Doctor(DoctorArgs),
+    /// Print the memory limits of the cgroup this process is in (what
+    /// `doctor`'s probe container runs).
+    #[command(hide = true)]
+    Probe,
     #[command(disable_help_flag = true)]
     Runtime {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -350,6 +364,68 @@ pub struct EventsArgs {
     pub follow: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// The engine to wire.
+    #[arg(value_enum)]
+    pub engine: Engine,
+    /// Print what would change (daemon.json as a diff) and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Reverse what an earlier setup of this engine did.
+    #[arg(long)]
+    pub undo: bool,
+    /// Change keys that are already set to something else.
+    #[arg(long)]
+    pub force: bool,
+    /// Where policies are (the default policy is installed there when it
+    /// holds none).
+    #[arg(long, default_value = "/etc/cglimit/policies", value_name = "DIR")]
+    pub policy_dir: PathBuf,
+    /// Where setup keeps what it did, for `--undo`.
+    #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// docker: the daemon's configuration file.
+    #[arg(long, default_value = "/etc/docker/daemon.json", value_name = "FILE")]
+    pub daemon_json: PathBuf,
+    /// docker: the wrapper's configuration file (named in daemon.json's
+    /// `runtimeArgs` when it is not the default).
+    #[arg(long, default_value = "/etc/cglimit/config.yaml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// docker: the engine's socket.
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// podman: the hooks directory (default: `hooks_dir` of containers.conf,
+    /// else podman's own default).
+    #[arg(long, value_name = "DIR")]
+    pub hooks_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Where policies are.
+    #[arg(long, default_value = "/etc/cglimit/policies", value_name = "DIR")]
+    pub policy_dir: PathBuf,
+    /// docker: the engine's socket.
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// podman: the hooks directory to check (default as `setup` finds it).
+    #[arg(long, value_name = "DIR")]
+    pub hooks_dir: Option<PathBuf>,
+    /// Check only these engines (default: every engine found).
+    #[arg(long = "engine", value_enum, value_name = "ENGINE")]
+    pub engines: Vec<Engine>,
+    /// `table` (one line per engine) or `json`.
+    #[arg(long, short = 'o', default_value = "table")]
+    pub output: String,
 }
 
 #[derive(Args, Debug)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use cglimit::cli;
-use cglimit::cmd::{apply, events, explain, hook, runtime, top, validate, watch};
+use cglimit::cmd::{apply, doctor, events, explain, hook, runtime, setup, top, validate, watch};
 use cglimit::sys::logger;
 
 use clap::Parser;
@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         cli::Command::Watch(a) => watch::run(a),
         cli::Command::Events(a) => events::run(a),
         cli::Command::Top(a) => top::run(a),
+        cli::Command::Setup(a) => setup::run(a),
+        cli::Command::Doctor(a) => doctor::run(a),
+        cli::Command::Probe => doctor::probe(),
         cli::Command::Runtime { args } => {
             runtime::run(&args.iter().map(Into::into).collect::<Vec<_>>())
         }

@@ -220,22 +220,7 @@ fn a_cgroup_removed_between_decision_and_write() {
     // The hook opens the container's cgroup, then opens the policy: a
     // fanotify permission mark holds that open while the test kills the
     // container's init and removes its cgroup.
-    use nix::sys::fanotify::{
-        EventFFlags, Fanotify, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
-    };
-    let policy = lab.policy_dir.join("default.yaml");
-    let fan = Fanotify::init(
-        InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC,
-        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
-    )
-    .expect("fanotify (CONFIG_FANOTIFY_ACCESS_PERMISSIONS)");
-    fan.mark(
-        MarkFlags::FAN_MARK_ADD,
-        MaskFlags::FAN_OPEN_PERM,
-        nix::fcntl::AT_FDCWD,
-        Some(&policy),
-    )
-    .unwrap();
+    let held = HeldOpens::new(&lab.policy_dir.join("default.yaml"));
     let mut args = lab.hook_args();
     args.push("--no-cache".into());
     let b = lab.bundle_with("c", None, "createRuntime", args, "");
@@ -252,8 +237,7 @@ fn a_cgroup_removed_between_decision_and_write() {
         .unwrap();
     // Blocks until someone opens the policy: the hook, after it opened the
     // cgroup. Its open waits for the answer below.
-    let events = fan.read_events().unwrap();
-    assert!(!events.is_empty());
+    let events = held.wait();
     let cg = v1_memory_root()
         .join(lab.cgroup_parent.trim_start_matches('/'))
         .join("c");
@@ -274,11 +258,8 @@ fn a_cgroup_removed_between_decision_and_write() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    for e in &events {
-        fan.write_response(FanotifyResponse::new(e.fd().unwrap(), Response::FAN_ALLOW))
-            .unwrap();
-    }
-    drop(fan);
+    held.allow(&events);
+    drop(held);
     let out = runc.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);

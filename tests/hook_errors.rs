@@ -132,19 +132,13 @@ fn unwritable_cgroup_file_restores_everything() {
 fn hook_gives_up_after_its_timeout() {
     let lab = Lab::new("timeout");
     let v = Victim::new(&lab, "v");
-    // A policy file that never finishes reading (a FIFO nobody writes).
-    let fifo = lab.policy_dir.join("stuck.yaml");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    // The policy file's open is held until after the timeout.
+    let held = HeldOpens::new(&lab.policy_dir.join("default.yaml"));
     let mut args = lab.hook_args();
     args.extend(["--timeout".into(), "300ms".into()]);
     let t = std::time::Instant::now();
     let out = hook(&args, &state("x", v.pid(), &empty_bundle(&lab)));
+    drop(held);
     assert_error(&out, "timed out after 300ms");
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     // Nothing was written.

@@ -2,10 +2,12 @@
 //! gathers facts its own way, calls the core, and prints.
 
 pub mod apply;
+pub mod doctor;
 pub mod events;
 pub mod explain;
 pub mod hook;
 pub mod runtime;
+pub mod setup;
 pub mod top;
 pub mod validate;
 pub mod watch;

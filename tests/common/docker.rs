@@ -30,6 +30,16 @@ pub fn runtime_args(lab: &Lab) -> Vec<String> {
 impl Dockerd {
     /// Starts dockerd with the runtime `cglimit` = `cglimit runtime ARGS`.
     pub fn start(lab: &Lab, runtime_args: &[String]) -> Dockerd {
+        Self::start_with(lab, Some(runtime_args))
+    }
+
+    /// Starts dockerd with no cglimit in its daemon.json, as a host before
+    /// `cglimit setup docker`.
+    pub fn start_bare(lab: &Lab) -> Dockerd {
+        Self::start_with(lab, None)
+    }
+
+    fn start_with(lab: &Lab, runtime_args: Option<&[String]>) -> Dockerd {
         // Unix socket paths are limited to 108 bytes: keep this one short.
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -55,12 +65,17 @@ impl Dockerd {
         ))
         .unwrap();
         let mut config: serde_json::Value = serde_json::from_str(&shipped).unwrap();
-        let rt = &mut config["runtimes"]["cglimit"];
-        rt["path"] = BIN.into();
-        let args = rt["runtimeArgs"].as_array_mut().unwrap();
-        args.extend(runtime_args.iter().map(|a| a.clone().into()));
-        args.push("--docker-host".into());
-        args.push(format!("unix://{}", sock.display()).into());
+        match runtime_args {
+            Some(runtime_args) => {
+                let rt = &mut config["runtimes"]["cglimit"];
+                rt["path"] = BIN.into();
+                let args = rt["runtimeArgs"].as_array_mut().unwrap();
+                args.extend(runtime_args.iter().map(|a| a.clone().into()));
+                args.push("--docker-host".into());
+                args.push(format!("unix://{}", sock.display()).into());
+            }
+            None => config = serde_json::json!({}),
+        }
         for (k, v) in serde_json::json!({
             "iptables": false, "ip-forward": false, "ip-masq": false, "bridge": "none",
             "storage-driver": "vfs",

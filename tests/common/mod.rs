@@ -524,3 +524,46 @@ pub fn static_program_with(libc: Libc, dir: &Path, name: &str, source: &str) -> 
     assert!(st.success(), "rustc could not build {name}");
     out
 }
+
+/// Holds every open of a file until allowed: a fanotify permission mark,
+/// so a test can stop a process exactly there (the hook's open of its
+/// policy). Dropping it lets every held open through.
+pub struct HeldOpens(nix::sys::fanotify::Fanotify);
+
+impl HeldOpens {
+    pub fn new(path: &Path) -> HeldOpens {
+        use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+        let fan = Fanotify::init(
+            InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC,
+            EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+        )
+        .expect("fanotify (CONFIG_FANOTIFY_ACCESS_PERMISSIONS)");
+        fan.mark(
+            MarkFlags::FAN_MARK_ADD,
+            MaskFlags::FAN_OPEN_PERM,
+            nix::fcntl::AT_FDCWD,
+            Some(path),
+        )
+        .unwrap();
+        HeldOpens(fan)
+    }
+
+    /// Waits until someone opens the file; they stay blocked.
+    pub fn wait(&self) -> Vec<nix::sys::fanotify::FanotifyEvent> {
+        let events = self.0.read_events().unwrap();
+        assert!(!events.is_empty());
+        events
+    }
+
+    /// Lets the opens of `events` through.
+    pub fn allow(&self, events: &[nix::sys::fanotify::FanotifyEvent]) {
+        use nix::sys::fanotify::{FanotifyResponse, Response};
+        for e in events {
+            if let Some(fd) = e.fd() {
+                self.0
+                    .write_response(FanotifyResponse::new(fd, Response::FAN_ALLOW))
+                    .unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! `cglimit setup ENGINE`: wires cglimit into Docker or podman in one
+//! command, shows the change first with `--dry-run`, and reverses exactly
+//! what it did with `--undo`.
+//!
+//! Docker: the `cglimit-runtime` symlink beside the binary, `runtimes.cglimit`
+//! and `default-runtime` merged into `daemon.json` (every other key kept,
+//! the original kept beside it), then dockerd reloaded with SIGHUP (it
+//! re-reads `runtimes` and `default-runtime`; running containers are not
+//! touched) and asked whether it now lists the runtime. podman: the hook
+//! file in the directory podman reads. Both: the default policy when the
+//! policy directory holds none. What was done is kept in
+//! `STATE_DIR/setup-ENGINE.json` for `--undo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cli::{Engine, SetupArgs};
+
+/// The shipped catch-all policy, carried by the binary.
+pub const DEFAULT_POLICY: &str = include_str!("../../policies/00-default.yaml");
+const WRAPPER_CONFIG: &str = include_str!("../../hooks/config.yaml");
+const DEFAULT_CONFIG: &str = "/etc/cglimit/config.yaml";
+
+/// podman's hooks directory when `containers.conf` names none (podman 4.x
+/// reads no other by default).
+pub const PODMAN_HOOKS_DIR: &str = "/usr/share/containers/oci/hooks.d";
+
+/// What setup did, for `--undo`.
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct Done {
+    /// Files and symlinks setup created, with what it wrote (a symlink's
+    /// target), so that undo removes only what is still setup's.
+    created: Vec<(PathBuf, String)>,
+    /// daemon.json as it was: restored byte for byte (`None`: it did not
+    /// exist, and is removed).
+    daemon_json: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+enum Step {
+    Write {
+        path: PathBuf,
+        text: String,
+    },
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+    },
+    DaemonJson {
+        path: PathBuf,
+        before: Option<Vec<u8>>,
+        after: String,
+    },
+}
+
+pub fn run(args: &SetupArgs) -> ExitCode {
+    let r = if args.undo { undo(args) } else { setup(args) };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cglimit setup: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn record_path(args: &SetupArgs) -> PathBuf {
+    let engine = match args.engine {
+        Engine::Docker => "docker",
+        Engine::Podman => "podman",
+    };
+    args.state_dir.join(format!("setup-{engine}.json"))
+}
+
+fn setup(args: &SetupArgs) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let mut steps = Vec::new();
+    if !holds_policies(&args.policy_dir) {
+        steps.push(Step::Write {
+            path: args.policy_dir.join("00-default.yaml"),
+            text: DEFAULT_POLICY.to_string(),
+        });
+    }
+    match args.engine {
+        Engine::Docker => docker_steps(args, &exe, &mut steps)?,
+        Engine::Podman => {
+            let dir = match &args.hooks_dir {
+                Some(d) => d.clone(),
+                None => podman_hooks_dir(),
+            };
+            let path = dir.join("cglimit.json");
+            let text = hook_file(&exe, &args.policy_dir, &args.state_dir);
+            match std::fs::read_to_string(&path) {
+                Ok(t) if t == text => {}
+                Ok(_) if !args.force => {
+                    return Err(format!(
+                        "{} exists with other contents (--force replaces it)",
+                        path.display()
+                    ));
+                }
+                _ => steps.push(Step::Write { path, text }),
+            }
+        }
+    }
+    if args.dry_run {
+        for s in &steps {
+            print!("{}", describe(s));
+        }
+        if steps.is_empty() {
+            println!("nothing to change");
+        }
+        return Ok(());
+    }
+    let mut done = Done::default();
+    for s in &steps {
+        perform(s, &mut done)?;
+        print!("{}", summary(s));
+    }
+    std::fs::create_dir_all(&args.state_dir)
+        .and_then(|()| {
+            std::fs::write(
+                record_path(args),
+                serde_json::to_vec_pretty(&done).unwrap_or_default(),
+            )
+        })
+        .map_err(|e| format!("{}: {e}", record_path(args).display()))?;
+    if args.engine == Engine::Docker {
+        reload_docker(args.docker_host.as_deref(), true)?;
+        println!("dockerd reloaded: runtime \"cglimit\" registered and the default");
+    }
+    Ok(())
+}
+
+fn holds_policies(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|it| {
+        it.flatten()
+            .any(|e| crate::policy::files::is_policy_name(&e.file_name().to_string_lossy()))
+    })
+}
+
+fn docker_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<(), String> {
+    let link = exe.with_file_name("cglimit-runtime");
+    match std::fs::read_link(&link) {
+        Ok(t) if t == Path::new("cglimit") || t == exe => {}
+        Ok(t) if !args.force => {
+            return Err(format!(
+                "{} already points to {} (--force replaces it)",
+                link.display(),
+                t.display()
+            ));
+        }
+        Err(_) if link.exists() && !args.force => {
+            return Err(format!(
+                "{} exists and is not a symlink (--force replaces it)",
+                link.display()
+            ));
+        }
+        _ => steps.push(Step::Symlink {
+            path: link.clone(),
+            target: PathBuf::from("cglimit"),
+        }),
+    }
+    if !args.config.exists() {
+        steps.push(Step::Write {
+            path: args.config.clone(),
+            text: WRAPPER_CONFIG.replace(
+                "policyDir: /etc/cglimit/policies",
+                &format!("policyDir: {}", args.policy_dir.display()),
+            ),
+        });
+    }
+    let before = match std::fs::read(&args.daemon_json) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: {e}", args.daemon_json.display())),
+    };
+    let config = (args.config != Path::new(DEFAULT_CONFIG)).then_some(args.config.as_path());
+    let after = merge_daemon_json(before.as_deref(), &link, config, args.force)
+        .map_err(|e| format!("{}: {e}", args.daemon_json.display()))?;
+    if let Some(after) = after {
+        steps.push(Step::DaemonJson {
+            path: args.daemon_json.clone(),
+            before,
+            after,
+        });
+    }
+    Ok(())
+}
+
+/// daemon.json with cglimit registered as a runtime and made the default,
+/// every other key and value kept in order; `None` when it already is.
+/// A key already set to something else is refused unless `force`.
+pub fn merge_daemon_json(
+    before: Option<&[u8]>,
+    runtime: &Path,
+    config: Option<&Path>,
+    force: bool,
+) -> Result<Option<String>, String> {
+    let mut v: Value = match before {
+        Some(b) if !b.iter().all(u8::is_ascii_whitespace) => {
+            serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))?
+        }
+        _ => Value::Object(Default::default()),
+    };
+    let Some(top) = v.as_object_mut() else {
+        return Err("not a JSON object".into());
+    };
+    let mut entry = serde_json::json!({"path": runtime.display().to_string()});
+    if let Some(c) = config {
+        entry["runtimeArgs"] = serde_json::json!(["--config", c.display().to_string()]);
+    }
+    let runtimes = top
+        .entry("runtimes")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(runtimes) = runtimes.as_object_mut() else {
+        return Err("`runtimes` is not an object".into());
+    };
+    let mut changed = false;
+    match runtimes.get("cglimit") {
+        Some(old) if *old == entry => {}
+        Some(old) if !force => {
+            return Err(format!(
+                "`runtimes.cglimit` is already {old} (--force replaces it)"
+            ));
+        }
+        _ => {
+            runtimes.insert("cglimit".into(), entry);
+            changed = true;
+        }
+    }
+    match top.get("default-runtime").and_then(Value::as_str) {
+        Some("cglimit") => {}
+        Some(other) if !force => {
+            return Err(format!(
+                "`default-runtime` is already {other:?} (--force makes it cglimit)"
+            ));
+        }
+        _ => {
+            top.insert("default-runtime".into(), "cglimit".into());
+            changed = true;
+        }
+    }
+    Ok(changed.then(|| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))
+}
+
+/// The hooks directory podman reads: the first `hooks_dir` of its
+/// configuration (users' `/etc` over the distribution's `/usr/share`, a
+/// drop-in over both), else its default.
+pub fn podman_hooks_dir() -> PathBuf {
+    let mut files = vec![
+        PathBuf::from("/usr/share/containers/containers.conf"),
+        PathBuf::from("/etc/containers/containers.conf"),
+    ];
+    if let Ok(d) = std::fs::read_dir("/etc/containers/containers.conf.d") {
+        let mut drop_ins: Vec<PathBuf> = d.flatten().map(|e| e.path()).collect();
+        drop_ins.sort();
+        files.extend(drop_ins);
+    }
+    let mut found = None;
+    for f in files {
+        if let Ok(text) = std::fs::read_to_string(&f)
+            && let Some(dirs) = hooks_dir_of(&text)
+            && let Some(first) = dirs.into_iter().next()
+        {
+            found = Some(PathBuf::from(first));
+        }
+    }
+    found.unwrap_or_else(|| PathBuf::from(PODMAN_HOOKS_DIR))
+}
+
+/// `hooks_dir = ["…", …]` of the `[engine]` table of a containers.conf.
+pub fn hooks_dir_of(text: &str) -> Option<Vec<String>> {
+    let mut table = "";
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            table = l.trim_matches(|c| c == '[' || c == ']').trim();
+            continue;
+        }
+        let Some(rest) = l.strip_prefix("hooks_dir") else {
+            continue;
+        };
+        let Some(value) = rest.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        if table != "engine" {
+            continue;
+        }
+        // The array may span lines, each with a comment.
+        let uncomment = |l: &str| l.split('#').next().unwrap_or("").trim().to_string();
+        let mut v = uncomment(value);
+        while !v.contains(']') {
+            match lines.next() {
+                Some(more) => v.push_str(&uncomment(more)),
+                None => break,
+            }
+        }
+        let inner = v.trim().strip_prefix('[')?.split(']').next()?;
+        return Some(
+            inner
+                .split(',')
+                .map(|s| {
+                    s.split('#')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches('"')
+                        .to_string()
+                })
+                .filter(|s| !s.is_empty())
+                .collect(),
+        );
+    }
+    None
+}
+
+/// The OCI hooks file for podman and CRI-O, naming this binary, its
+/// policies and where it records its decisions.
+pub fn hook_file(exe: &Path, policy_dir: &Path, state_dir: &Path) -> String {
+    let v = serde_json::json!({
+        "version": "1.0.0",
+        "hook": {
+            "path": exe.display().to_string(),
+            "args": ["cglimit", "hook", "--policy-dir", policy_dir.display().to_string(),
+                     "--state-dir", state_dir.display().to_string()],
+            "timeout": 10
+        },
+        "when": {"always": true},
+        "stages": ["createRuntime"]
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+fn describe(s: &Step) -> String {
+    match s {
+        Step::Write { path, text } => format!(
+            "would create {} ({} lines)\n",
+            path.display(),
+            text.lines().count()
+        ),
+        Step::Symlink { path, target } => {
+            format!("would link {} -> {}\n", path.display(), target.display())
+        }
+        Step::DaemonJson {
+            path,
+            before,
+            after,
+        } => {
+            let old = before
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let mut out = format!(
+                "would change {}, then reload dockerd (SIGHUP):\n--- {0}\n+++ {0}\n",
+                path.display()
+            );
+            out.push_str(&diff(&old, after));
+            out
+        }
+    }
+}
+
+fn summary(s: &Step) -> String {
+    match s {
+        Step::Write { path, .. } => format!("created {}\n", path.display()),
+        Step::Symlink { path, target } => {
+            format!("linked {} -> {}\n", path.display(), target.display())
+        }
+        Step::DaemonJson { path, before, .. } => match before {
+            Some(_) => format!(
+                "changed {} (the original is {})\n",
+                path.display(),
+                backup_of(path).display()
+            ),
+            None => format!("created {}\n", path.display()),
+        },
+    }
+}
+
+fn backup_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".before-cglimit");
+    path.with_file_name(name)
+}
+
+fn perform(s: &Step, done: &mut Done) -> Result<(), String> {
+    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    match s {
+        Step::Write { path, text } => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+            }
+            crate::enforce::spec::write_atomically(path, text.as_bytes())
+                .map_err(|e| err(path, e))?;
+            done.created.push((path.clone(), text.clone()));
+        }
+        Step::Symlink { path, target } => {
+            let _ = std::fs::remove_file(path);
+            std::os::unix::fs::symlink(target, path).map_err(|e| err(path, e))?;
+            done.created
+                .push((path.clone(), target.display().to_string()));
+        }
+        Step::DaemonJson {
+            path,
+            before,
+            after,
+        } => {
+            let backup = match before {
+                Some(b) => {
+                    let bp = backup_of(path);
+                    std::fs::write(&bp, b).map_err(|e| err(&bp, e))?;
+                    Some(bp)
+                }
+                None => None,
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+            }
+            crate::enforce::spec::write_atomically(path, after.as_bytes())
+                .map_err(|e| err(path, e))?;
+            done.daemon_json = Some((path.clone(), backup));
+        }
+    }
+    Ok(())
+}
+
+fn undo(args: &SetupArgs) -> Result<(), String> {
+    let rp = record_path(args);
+    let text =
+        std::fs::read(&rp).map_err(|e| format!("{}: {e} (nothing to undo)", rp.display()))?;
+    let done: Done = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", rp.display()))?;
+    if args.dry_run {
+        if let Some((p, _)) = &done.daemon_json {
+            println!("would restore {}", p.display());
+        }
+        for (p, _) in &done.created {
+            println!("would remove {}", p.display());
+        }
+        return Ok(());
+    }
+    if let Some((path, backup)) = &done.daemon_json {
+        match backup {
+            Some(b) => {
+                let bytes = std::fs::read(b).map_err(|e| format!("{}: {e}", b.display()))?;
+                crate::enforce::spec::write_atomically(path, &bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let _ = std::fs::remove_file(b);
+                println!("restored {}", path.display());
+            }
+            None => {
+                let _ = std::fs::remove_file(path);
+                println!("removed {}", path.display());
+            }
+        }
+    }
+    for (path, wrote) in done.created.iter().rev() {
+        let still = match std::fs::read_link(path) {
+            Ok(t) => t.display().to_string() == *wrote,
+            Err(_) => std::fs::read_to_string(path).is_ok_and(|t| t == *wrote),
+        };
+        if still {
+            let _ = std::fs::remove_file(path);
+            println!("removed {}", path.display());
+        } else if path.exists() {
+            println!("kept {}: changed since setup", path.display());
+        }
+    }
+    let _ = std::fs::remove_file(&rp);
+    if done.daemon_json.is_some() {
+        // dockerd's reload only applies keys present in the file: a
+        // `runtimes` or `default-runtime` taken out stays until a restart.
+        match reload_docker(args.docker_host.as_deref(), false) {
+            Ok(()) => println!("dockerd reloaded"),
+            Err(_) => println!(
+                "dockerd reloaded, but a reload keeps runtime settings that were removed: restart dockerd (systemctl restart docker) to stop using cglimit"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Sends dockerd SIGHUP (its pid from the socket's peer credentials: the
+/// process that answers on it) and, when `expect_cglimit`, waits until it
+/// lists the runtime as registered and the default.
+fn reload_docker(docker_host: Option<&str>, expect_cglimit: bool) -> Result<(), String> {
+    use crate::sys::engine;
+    let socket = engine::socket_path(docker_host).map_err(|e| e.to_string())?;
+    let pid = peer_pid(&socket).map_err(|e| {
+        format!(
+            "cannot reach dockerd on {}: {e}; reload it yourself (kill -HUP $(pidof dockerd))",
+            socket.display()
+        )
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .map_err(|e| format!("cannot signal dockerd (pid {pid}): {e}"))?;
+    let t = Instant::now();
+    loop {
+        let (registered, default) = docker_runtime(&socket)?;
+        if registered == expect_cglimit && (default == expect_cglimit || !expect_cglimit) {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err(format!(
+                "dockerd (pid {pid}) does not list the runtime after a reload (registered: {registered}, default: {default}); see its log"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether dockerd lists the runtime `cglimit`, and whether it is its
+/// default (`GET /info`).
+pub fn docker_runtime(socket: &Path) -> Result<(bool, bool), String> {
+    let body = crate::sys::engine::get(socket, "/info", Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let info: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok((
+        info["Runtimes"].get("cglimit").is_some(),
+        info["DefaultRuntime"] == "cglimit",
+    ))
+}
+
+fn peer_pid(socket: &Path) -> std::io::Result<i32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let s = std::os::unix::net::UnixStream::connect(socket)?;
+    let c = getsockopt(&s, PeerCredentials).map_err(std::io::Error::from)?;
+    Ok(c.pid())
+}
+
+/// A line diff of two small texts (`-` removed, `+` added, ` ` kept),
+/// by their longest common subsequence.
+pub fn diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!(" {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_json_keeps_everything_else() {
+        let before = br#"{"log-driver": "journald", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}, "storage-driver": "overlay2"}"#;
+        let after = merge_daemon_json(
+            Some(before),
+            Path::new("/usr/local/bin/cglimit-runtime"),
+            None,
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let v: Value = serde_json::from_str(&after).unwrap();
+        assert_eq!(v["log-driver"], "journald");
+        assert_eq!(v["storage-driver"], "overlay2");
+        assert_eq!(
+            v["runtimes"]["nvidia"]["path"],
+            "/usr/bin/nvidia-container-runtime"
+        );
+        assert_eq!(
+            v["runtimes"]["cglimit"]["path"],
+            "/usr/local/bin/cglimit-runtime"
+        );
+        assert_eq!(v["default-runtime"], "cglimit");
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "log-driver",
+                "runtimes",
+                "storage-driver",
+                "default-runtime"
+            ]
+        );
+        // Already wired: nothing to change.
+        assert_eq!(
+            merge_daemon_json(
+                Some(after.as_bytes()),
+                Path::new("/usr/local/bin/cglimit-runtime"),
+                None,
+                false
+            )
+            .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn daemon_json_conflicts_are_refused_unless_forced() {
+        let other = br#"{"default-runtime": "nvidia"}"#;
+        let e = merge_daemon_json(Some(other), Path::new("/x"), None, false).unwrap_err();
+        assert!(e.contains("`default-runtime` is already \"nvidia\""), "{e}");
+        assert!(
+            merge_daemon_json(Some(other), Path::new("/x"), None, true)
+                .unwrap()
+                .is_some()
+        );
+        let mine = br#"{"runtimes": {"cglimit": {"path": "/opt/other"}}}"#;
+        assert!(merge_daemon_json(Some(mine), Path::new("/x"), None, false).is_err());
+        assert!(merge_daemon_json(Some(b"[1]"), Path::new("/x"), None, false).is_err());
+        assert!(
+            merge_daemon_json(Some(b"{"), Path::new("/x"), None, false)
+                .unwrap_err()
+                .starts_with("not JSON")
+        );
+        // Missing or empty: created; a config path other than the default
+        // goes in runtimeArgs.
+        let v: Value = serde_json::from_str(
+            &merge_daemon_json(None, Path::new("/x"), Some(Path::new("/c.yaml")), false)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            v["runtimes"]["cglimit"]["runtimeArgs"],
+            serde_json::json!(["--config", "/c.yaml"])
+        );
+    }
+
+    #[test]
+    fn hooks_dir_from_containers_conf() {
+        let conf = "[containers]\nhooks_dir = [\"/wrong\"]\n[engine]\n# comment\nhooks_dir = [\n  \"/etc/x/hooks.d\", # mine\n  \"/usr/y\",\n]\n";
+        assert_eq!(hooks_dir_of(conf).unwrap(), ["/etc/x/hooks.d", "/usr/y"]);
+        assert_eq!(hooks_dir_of("[engine]\nevents_logger = \"file\"\n"), None);
+    }
+
+    #[test]
+    fn a_diff_shows_what_changes() {
+        assert_eq!(diff("a\nb\nc\n", "a\nc\nd\n"), " a\n-b\n c\n+d\n");
+    }
+}

@@ -1,0 +1,281 @@
+//! `cglimit setup` and `cglimit doctor` against a real dockerd and podman:
+//! a host where only the binary is installed is wired in one command, a
+//! container started without `-m` gets the default policy, `doctor` says
+//! so, `--dry-run` changes nothing, and `--undo` restores daemon.json byte
+//! for byte.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::docker::Dockerd;
+use common::*;
+
+fn cglimit(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (flag, p) in paths {
+        c.arg(flag).arg(p);
+    }
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn setup_docker_wires_a_bare_host_and_undo_restores_it() {
+    let lab = Lab::new("setupdocker");
+    let d = Dockerd::start_bare(&lab);
+    let daemon_json = d.dir.join("daemon.json");
+    let before = std::fs::read(&daemon_json).unwrap();
+    // Only the binary installed: no policies, no wrapper config.
+    let policies = lab.dir.join("etc-policies");
+    let config = lab.dir.join("etc-config.yaml");
+    let state = lab.dir.join("setup-state");
+    let host = format!("unix://{}", d.sock.display());
+    let paths = [
+        ("--daemon-json", daemon_json.as_path()),
+        ("--policy-dir", policies.as_path()),
+        ("--config", config.as_path()),
+        ("--state-dir", state.as_path()),
+    ];
+    let doctor = || {
+        cglimit(
+            &["doctor", "--engine", "docker", "--docker-host", &host],
+            &[("--policy-dir", policies.as_path())],
+        )
+    };
+
+    // Dry run: the change as a diff, nothing touched.
+    let out = cglimit(
+        &["setup", "docker", "--dry-run", "--docker-host", &host],
+        &paths,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("+  \"default-runtime\": \"cglimit\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("would create") && shown.contains("00-default.yaml"),
+        "{shown}"
+    );
+    assert_eq!(
+        std::fs::read(&daemon_json).unwrap(),
+        before,
+        "dry run changed daemon.json"
+    );
+    assert!(!policies.exists() && !config.exists() && !state.exists());
+
+    // Not wired yet: doctor says so and why.
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("00-default.yaml"),
+        include_str!("../policies/00-default.yaml"),
+    )
+    .unwrap();
+    let out = doctor();
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("docker: NOT wired") && stdout(&out).contains("no cglimit runtime"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&policies).unwrap();
+
+    let out = cglimit(&["setup", "docker", "--docker-host", &host], &paths);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("dockerd reloaded"),
+        "{}",
+        stdout(&out)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&daemon_json).unwrap()).unwrap();
+    assert_eq!(v["default-runtime"], "cglimit");
+    assert!(policies.join("00-default.yaml").exists());
+
+    // A container without -m gets the default policy (512M, soft limit 90%).
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        common::docker::IMAGE,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), (512 * M).to_string());
+    let out = doctor();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with("docker: wired"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Setup again: nothing to change.
+    let out = cglimit(
+        &["setup", "docker", "--dry-run", "--docker-host", &host],
+        &paths,
+    );
+    assert!(
+        stdout(&out).contains("nothing to change"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = cglimit(
+        &["setup", "docker", "--undo", "--docker-host", &host],
+        &paths,
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        std::fs::read(&daemon_json).unwrap(),
+        before,
+        "not restored byte for byte"
+    );
+    assert!(!policies.join("00-default.yaml").exists());
+    assert!(!state.join("setup-docker.json").exists());
+    // dockerd keeps removed runtime keys across a reload: undo says so.
+    assert!(stdout(&out).contains("restart dockerd"), "{}", stdout(&out));
+}
+
+/// `setup docker` on `daemon_json` with no engine to reload.
+fn setup_docker_on(lab: &Lab, daemon_json: &Path) -> Output {
+    cglimit(
+        &[
+            "setup",
+            "docker",
+            "--docker-host",
+            "unix:///nonexistent.sock",
+        ],
+        &[
+            ("--daemon-json", daemon_json),
+            ("--policy-dir", lab.policy_dir.as_path()),
+            ("--config", lab.dir.join("c.yaml").as_path()),
+            ("--state-dir", lab.dir.join("s").as_path()),
+        ],
+    )
+}
+
+#[test]
+fn setup_refuses_a_daemon_json_it_would_overrule() {
+    let lab = Lab::new("setupconflict");
+    let daemon_json = lab.dir.join("daemon.json");
+    let original = b"{\"default-runtime\": \"nvidia\", \"runtimes\": {\"nvidia\": {\"path\": \"/usr/bin/nvidia-container-runtime\"}}}\n";
+    std::fs::write(&daemon_json, original).unwrap();
+    let out = setup_docker_on(&lab, &daemon_json);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "daemon.json: `default-runtime` is already \"nvidia\" (--force makes it cglimit)"
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&daemon_json).unwrap(), original);
+    assert!(!lab.dir.join("c.yaml").exists(), "half-applied");
+    let bad = lab.dir.join("bad.json");
+    std::fs::write(&bad, "{\"runtimes\": ").unwrap();
+    let out = setup_docker_on(&lab, &bad);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad.json: not JSON"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn setup_podman_and_doctor_find_a_misplaced_hook() {
+    prepare_crun();
+    let mut lab = Lab::new("setuppodman");
+    let hooks = lab.dir.join("hooks.d");
+    let state = lab.dir.join("state");
+    let policy_dir = lab.policy_dir.clone();
+    let paths = [
+        ("--hooks-dir", hooks.as_path()),
+        ("--policy-dir", policy_dir.as_path()),
+        ("--state-dir", state.as_path()),
+    ];
+    // podman as this host runs it for tests (runc, cgroupfs, vfs in the
+    // lab), through its own configuration files: doctor runs plain
+    // `podman`, as a user would.
+    let conf = lab.dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
+    .unwrap();
+    let storage = lab.dir.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            lab.dir.join("root").display(),
+            lab.dir.join("runroot").display()
+        ),
+    )
+    .unwrap();
+    let (c2, s2) = (conf.clone(), storage.clone());
+    lab.on_drop(move || {
+        let _ = Command::new("podman")
+            .env("CONTAINERS_CONF", &c2)
+            .env("CONTAINERS_STORAGE_CONF", &s2)
+            .args(["rm", "-af"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let doctor = || {
+        Command::new(BIN)
+            .args(["doctor", "--engine", "podman", "--hooks-dir"])
+            .arg(&hooks)
+            .arg("--policy-dir")
+            .arg(&policy_dir)
+            .env("CONTAINERS_CONF", &conf)
+            .env("CONTAINERS_STORAGE_CONF", &storage)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = doctor();
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("podman: NOT wired"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = cglimit(&["setup", "podman"], &paths);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(hooks.join("cglimit.json").exists());
+    let out = doctor();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with("podman: wired"),
+        "{}",
+        stdout(&out)
+    );
+    // The hook file removed: doctor names podman.
+    std::fs::remove_file(hooks.join("cglimit.json")).unwrap();
+    let out = doctor();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("podman: NOT wired"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("no cglimit hook in"),
+        "{}",
+        stdout(&out)
+    );
+}
