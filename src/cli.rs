@@ -5,10 +5,18 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `0.1.0 (commit 1a2b3c4d5e6f)`: the package version and the commit built.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CGLIMIT_COMMIT"),
+    ")"
+);
+
 /// Memory limits for every container: policies in YAML, enforced in the
 /// container's cgroup before its first instruction.
 #[derive(Parser, Debug)]
-#[command(name = "cglimit", version, about, max_term_width = 100)]
+#[command(name = "cglimit", version = VERSION, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
@@ -36,7 +44,7 @@ pub struct LogArgs {
 /// Run as an OCI hook (createRuntime or prestart): read the container state
 /// on stdin and write its limits into its memory cgroup.
 #[derive(Parser, Debug)]
-#[command(name = "cglimit hook", version, max_term_width = 100)]
+#[command(name = "cglimit hook", version = VERSION, max_term_width = 100)]
 pub struct HookCli {
     #[command(flatten)]
     pub log: LogArgs,
@@ -69,15 +77,6 @@ pub enum Command {
     /// Memory of every container, like `docker stats`: usage / limit, swap,
     /// failcnt, OOM kills and the growth trend.
     Top(TopArgs),
-    /// Wrap runc for Docker (daemon.json `runtimes`): on `create` and `run`,
-    /// write the policy's limits into the bundle's config.json, then exec the
-    /// real runtime with the arguments unchanged; everything else passes
-    /// through untouched. Its own options come first:
-    /// `--config FILE` (default /etc/cglimit/config.yaml), `--policy-dir DIR`,
-    /// `--runtime PATH` (default runc), `--on-error deny|allow`,
-    /// `--log-file FILE`, `--state-dir DIR`, `--cache-dir DIR`, `--no-cache`,
-    /// `--engine-timeout DURATION` (default 250ms), `--docker-host URL`.
-    /// Also run as a symlink named `cglimit-runtime`.
     /// Wire cglimit into an engine: docker (the runtime wrapper in
     /// daemon.json, then a reload of dockerd) or podman (the hook file in
     /// the hooks directory podman reads); the default policy when the
@@ -92,6 +91,15 @@ pub enum Command {
     /// `doctor`'s probe container runs).
     #[command(hide = true)]
     Probe,
+    /// Wrap runc for Docker (daemon.json `runtimes`): on `create` and `run`,
+    /// write the policy's limits into the bundle's config.json, then exec the
+    /// real runtime with the arguments unchanged; everything else passes
+    /// through untouched. Its own options come first:
+    /// `--config FILE` (default /etc/cglimit/config.yaml), `--policy-dir DIR`,
+    /// `--runtime PATH` (default runc), `--on-error deny|allow`,
+    /// `--log-file FILE`, `--state-dir DIR`, `--cache-dir DIR`, `--no-cache`,
+    /// `--engine-timeout DURATION` (default 250ms), `--docker-host URL`.
+    /// Also run as a symlink named `cglimit-runtime`.
     #[command(disable_help_flag = true)]
     Runtime {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -36,6 +36,16 @@ fi
 
 cargo test --all-targets -- --test-threads 4
 
+# Man pages and completions come from the same clap definitions as the
+# binary: every visible subcommand gets a page, and the bash completion
+# parses.
+cargo run -q --features gen --bin cglimit-gen -- target/gen
+for sub in validate explain hook apply watch events top setup doctor runtime; do
+  test -s "target/gen/man/cglimit-$sub.1" || { echo "no man page for $sub" >&2; exit 1; }
+done
+bash -n target/gen/completions/cglimit.bash
+grep -q setup target/gen/completions/_cglimit
+
 # The same checks on a real cgroup v2 kernel (this host's memory controller
 # is v1): tests/v2vm/run.sh boots one under qemu.
 bash tests/v2vm/run.sh

@@ -316,6 +316,7 @@ fn import(cli: &str, base: &dyn Fn(&mut Command), image: &str) -> Result<(), Str
             .args(["import", "-", image])
             .stdin(tar.stdout.ok_or("no tar output")?)
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .map_err(|e| format!("cannot run {cli} import: {e}"))?;
         if st.success() {

@@ -128,7 +128,7 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
         })
         .map_err(|e| format!("{}: {e}", record_path(args).display()))?;
     if args.engine == Engine::Docker {
-        reload_docker(args.docker_host.as_deref(), true)?;
+        reload_docker(args.docker_host.as_deref(), &args.daemon_json, true)?;
         println!("dockerd reloaded: runtime \"cglimit\" registered and the default");
     }
     Ok(())
@@ -473,7 +473,7 @@ fn undo(args: &SetupArgs) -> Result<(), String> {
     if done.daemon_json.is_some() {
         // dockerd's reload only applies keys present in the file: a
         // `runtimes` or `default-runtime` taken out stays until a restart.
-        match reload_docker(args.docker_host.as_deref(), false) {
+        match reload_docker(args.docker_host.as_deref(), &args.daemon_json, false) {
             Ok(()) => println!("dockerd reloaded"),
             Err(_) => println!(
                 "dockerd reloaded, but a reload keeps runtime settings that were removed: restart dockerd (systemctl restart docker) to stop using cglimit"
@@ -483,15 +483,18 @@ fn undo(args: &SetupArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends dockerd SIGHUP (its pid from the socket's peer credentials: the
-/// process that answers on it) and, when `expect_cglimit`, waits until it
+/// Sends dockerd SIGHUP ([`dockerd_pid`]) and, when `expect_cglimit`, waits until it
 /// lists the runtime as registered and the default.
-fn reload_docker(docker_host: Option<&str>, expect_cglimit: bool) -> Result<(), String> {
+fn reload_docker(
+    docker_host: Option<&str>,
+    daemon_json: &Path,
+    expect_cglimit: bool,
+) -> Result<(), String> {
     use crate::sys::engine;
     let socket = engine::socket_path(docker_host).map_err(|e| e.to_string())?;
-    let pid = peer_pid(&socket).map_err(|e| {
+    let pid = dockerd_pid(&socket, daemon_json).ok_or_else(|| {
         format!(
-            "cannot reach dockerd on {}: {e}; reload it yourself (kill -HUP $(pidof dockerd))",
+            "cannot find dockerd's pid (neither the process answering on {} nor a pidfile is dockerd); reload it yourself: kill -HUP $(pidof dockerd)",
             socket.display()
         )
     })?;
@@ -525,6 +528,31 @@ pub fn docker_runtime(socket: &Path) -> Result<(bool, bool), String> {
         info["Runtimes"].get("cglimit").is_some(),
         info["DefaultRuntime"] == "cglimit",
     ))
+}
+
+/// dockerd's pid: the process answering on its socket (when dockerd
+/// created the socket itself; under socket activation the peer is the
+/// init system, which must not get the signal), else its pidfile
+/// (daemon.json's `pidfile`, default `/var/run/docker.pid`). Only a process
+/// named `dockerd` qualifies.
+fn dockerd_pid(socket: &Path, daemon_json: &Path) -> Option<i32> {
+    let is_dockerd = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "dockerd")
+    };
+    if let Ok(pid) = peer_pid(socket)
+        && is_dockerd(pid)
+    {
+        return Some(pid);
+    }
+    let pidfile = std::fs::read(daemon_json)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["pidfile"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.pid"));
+    std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| is_dockerd(*p))
 }
 
 fn peer_pid(socket: &Path) -> std::io::Result<i32> {

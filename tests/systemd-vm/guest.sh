@@ -100,21 +100,21 @@ bundle /tmp/b-ap system.slice:cglimit:ap '{}'
 if runc --systemd-cgroup run -d --bundle /tmp/b-ap ap >/tmp/err.ap 2>&1 </dev/null; then
   cg=/sys/fs/cgroup/system.slice/cglimit-ap.scope
   check "unmanaged container: no limit" "max max max" "$(limits $cg)"
-  cglimit apply --all --no-docker --no-podman --policy-dir /etc/cglimit/policies >/tmp/apply.out 2>&1 \
+  cglimit apply --all --no-docker --no-podman --policy-dir /etc/cglimit/policies --state-dir /var/lib/cglimit >/tmp/apply.out 2>&1 \
     || echo "INFO apply: $(tail -c 400 /tmp/apply.out)"
   holds "apply --all" "$cg" "$((64*M)) 0 $HIGH"
 else
   fail "runc without hook" "$(head -c 600 /tmp/err.ap)"
 fi
 
-# --- Docker on the systemd cgroup driver, through the wrapper ----------------
-cat > /etc/docker/daemon.json <<'EOF'
-{"iptables": false, "bridge": "none", "storage-driver": "vfs",
- "runtimes": {"cglimit": {"path": "/usr/local/bin/cglimit-runtime"}},
- "default-runtime": "cglimit"}
-EOF
-install -m 0644 $T/hooks/config.yaml /etc/cglimit/config.yaml
+# --- Docker on the systemd cgroup driver, wired by `cglimit setup docker` ----
 systemctl start docker
+before=$(sha256sum /etc/docker/daemon.json)
+cglimit setup docker --dry-run >/tmp/setup.dry 2>&1
+check "setup docker --dry-run changes nothing" "$before" "$(sha256sum /etc/docker/daemon.json)"
+grep -q '"default-runtime": "cglimit"' /tmp/setup.dry && pass "setup docker --dry-run shows the change" \
+  || fail "setup docker --dry-run shows the change" "$(head -c 600 /tmp/setup.dry)"
+if cglimit setup docker >/tmp/setup.out 2>&1; then pass "setup docker"; else fail "setup docker" "$(cat /tmp/setup.out)"; fi
 tar -C /tmp/rootfs -c . | docker import - cglimit-busybox:1 >/tmp/err.import 2>&1 || echo "INFO docker import: $(tail -c 300 /tmp/err.import)"
 echo "INFO docker: $(docker info --format '{{.CgroupDriver}} cgroup v{{.CgroupVersion}}, default runtime {{.DefaultRuntime}}')"
 if id=$(docker run -d --network none cglimit-busybox:1 sleep 600 2>/tmp/err.docker); then
@@ -127,9 +127,12 @@ else
   fail "docker run" "$(head -c 600 /tmp/err.docker)"
 fi
 
-# --- podman with the hook in the directory podman reads ----------------------
-mkdir -p /usr/share/containers/oci/hooks.d
-install -m 0644 $T/hooks/cglimit.json /usr/share/containers/oci/hooks.d/cglimit.json
+# --- podman, wired by `cglimit setup podman` ---------------------------------
+if cglimit setup podman >/tmp/setup.pod 2>&1 && [ -f /usr/share/containers/oci/hooks.d/cglimit.json ]; then
+  pass "setup podman puts the hook where podman 4 reads it"
+else
+  fail "setup podman" "$(cat /tmp/setup.pod)"
+fi
 tar -C /tmp/rootfs -c . | podman import -q - cglimit-busybox:1 >/dev/null
 if id=$(podman --runtime crun run -d --network none cglimit-busybox:1 sleep 600 2>/tmp/err.podman); then
   cg=$(find /sys/fs/cgroup/machine.slice -maxdepth 2 -path "*libpod-$id*" -name memory.max -printf '%h\n' | sort | tail -n1)
@@ -187,6 +190,43 @@ median() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1
 for c in sd-noop sd-hook fs-noop fs-hook; do eval "m_$(echo $c | tr - _)=$(median /tmp/bench.$c)"; done
 echo "BENCH runc run, $ROUNDS rounds, median ms: systemd driver: no-op hook $m_sd_noop, cglimit hook $m_sd_hook; cgroupfs: no-op hook $m_fs_noop, cglimit hook $m_fs_hook"
 echo "BENCH cglimit over the no-op: systemd $(echo "$m_sd_hook $m_sd_noop" | awk '{printf "+%.2f ms (%.2fx)", $1-$2, $1/$2}'); cgroupfs $(echo "$m_fs_hook $m_fs_noop" | awk '{printf "+%.2f ms (%.2fx)", $1-$2, $1/$2}')"
+
+# --- doctor, and undo ---------------------------------------------------------
+if cglimit doctor >/tmp/doctor.out 2>&1; then pass "doctor: every engine wired"; else fail "doctor: every engine wired" "$(cat /tmp/doctor.out)"; fi
+echo "INFO $(tr '\n' ' ' < /tmp/doctor.out)"
+rm /usr/share/containers/oci/hooks.d/cglimit.json
+cglimit doctor >/tmp/doctor.out 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "podman: NOT wired" /tmp/doctor.out && grep -q "docker: wired" /tmp/doctor.out; then
+  pass "doctor: the hook file removed, podman named"
+else
+  fail "doctor: the hook file removed, podman named" "exit $rc: $(cat /tmp/doctor.out)"
+fi
+cglimit setup docker --undo >/tmp/undo.out 2>&1
+check "setup docker --undo restores daemon.json byte for byte" "$before" "$(sha256sum /etc/docker/daemon.json)"
+
+# --- the package -------------------------------------------------------------
+if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/dpkg.out 2>&1; then
+  pass "the .deb installs"
+  missing=
+  for f in /usr/bin/cglimit /usr/bin/cglimit-runtime /usr/share/cglimit/policies/00-default.yaml \
+      /usr/share/containers/oci/hooks.d/cglimit.json /lib/systemd/system/cglimit-watch.service \
+      /usr/share/man/man1/cglimit.1.gz /usr/share/man/man1/cglimit-setup.1.gz \
+      /usr/share/bash-completion/completions/cglimit /usr/share/zsh/vendor-completions/_cglimit \
+      /usr/share/fish/vendor_completions.d/cglimit.fish; do
+    dpkg -L cglimit | grep -qx "$f" && [ -e "$f" ] || missing="$missing $f"
+  done
+  check "dpkg -L shows every file in its place" "" "$missing"
+  /usr/bin/cglimit --version | grep -q "(commit [0-9a-f]" && pass "cglimit --version names the commit" \
+    || fail "cglimit --version names the commit" "$(/usr/bin/cglimit --version)"
+  [ ! -e /etc/cglimit/policies/00-default.yaml ] && pass "the package adds no second default policy to a directory that has one" \
+    || fail "the package adds no second default policy" "$(ls /etc/cglimit/policies)"
+  # The package's hook file wires podman by itself.
+  if cglimit doctor --engine podman >/tmp/doctor.pkg 2>&1; then pass "after the package, doctor: podman wired"
+  else fail "after the package, doctor: podman wired" "$(cat /tmp/doctor.pkg)"; fi
+else
+  fail "the .deb installs" "$(tail -c 600 /tmp/dpkg.out)"
+fi
 
 for rt in runc crun; do $rt delete -f $rt-1 >/dev/null 2>&1; done
 runc delete -f nh >/dev/null 2>&1; runc delete -f ap >/dev/null 2>&1

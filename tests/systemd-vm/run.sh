@@ -33,6 +33,7 @@ files=$work/files
 mkdir -p "$files"
 cp "$bin" "$files/cglimit"
 cp "$here/guest.sh" "$files/run.sh"
+cp "$(bash pkg/deb.sh "$work/deb")" "$files/cglimit.deb"
 cp -r deploy hooks "$files/" 2>/dev/null || true
 truncate -s 256M "$work/files.img"
 mkfs.ext4 -q -F -d "$files" "$work/files.img"

@@ -64,6 +64,11 @@ struct Watched {
     /// (the wrapper records an update before the runtime makes it): taken
     /// as the new reference, not reported.
     settling: Option<Instant>,
+    /// Changes seen but not yet recorded: cglimit writes a cgroup before it
+    /// records the decision (the hook also tells systemd in between), so a
+    /// change is held for [`SETTLING`] and dropped if a decision for this
+    /// cgroup arrives meanwhile.
+    held: Option<(Instant, Vec<Event>)>,
 }
 
 impl Watched {
@@ -414,10 +419,12 @@ impl<'a> Watcher<'a> {
                     }
                 } else {
                     let changed = limit_changes(w, &s, now);
-                    w.limit_changes += changed.len() as u64;
-                    events.extend(changed);
+                    if !changed.is_empty() && w.held.is_none() {
+                        w.held = Some((Instant::now(), changed));
+                    }
                     w.limits = now.map(Some);
                 }
+                events.extend(release_held(w, false));
                 for (k, v) in &s.counters {
                     w.last.insert(k.clone(), *v);
                 }
@@ -427,12 +434,16 @@ impl<'a> Watcher<'a> {
             Err(e) => {
                 if !from_notification || !w.dir.path().exists() {
                     ::log::info!("{}: gone ({e})", w.cgroup);
+                    let last = release_held(w, true);
                     if let Some(wd) = w.wd {
                         let _ = self.inotify.rm_watch(wd);
                     }
                     // Its descriptors leave the epoll set as they close.
                     self.tokens.remove(&w.token);
                     self.containers.remove(key);
+                    if !last.is_empty() {
+                        self.record(last);
+                    }
                 }
             }
         }
@@ -444,6 +455,13 @@ impl<'a> Watcher<'a> {
         for k in keys {
             if !self.unchanged(&k) {
                 self.read_one(&k, false);
+            }
+            let Some(w) = self.containers.get_mut(&k) else {
+                continue;
+            };
+            let released = release_held(w, false);
+            if !released.is_empty() {
+                self.record(released);
             }
             let Some(w) = self.containers.get_mut(&k) else {
                 continue;
@@ -556,6 +574,8 @@ impl<'a> Watcher<'a> {
                 // cglimit's own change: what it decided is the new reference.
                 w.limits = decided_limits(&v, &w.dir.hierarchy);
                 w.settling = Some(Instant::now() + SETTLING);
+                // What was held was this decision on its way.
+                w.held = None;
             }
             if let Ok(dir) = cgroup::open_path(cg) {
                 self.add(cg.to_string(), who, dir);
@@ -624,6 +644,7 @@ impl<'a> Watcher<'a> {
             limits: [None; 3],
             limit_changes: 0,
             settling: None,
+            held: None,
         };
         self.next_token += 1;
         let mut w = w;
@@ -675,6 +696,22 @@ fn psi_trigger(dir: &CgroupDir, stall: Duration) -> std::io::Result<File> {
         .open(dir.path().join("memory.pressure"))?;
     f.write_all(format!("some {} 1000000", stall.as_micros()).as_bytes())?;
     Ok(f)
+}
+
+/// The held `limit_changed` events once no decision claimed them within
+/// [`SETTLING`] (or at once with `now`), counted.
+fn release_held(w: &mut Watched, now: bool) -> Vec<Event> {
+    match &w.held {
+        Some((seen, _)) if now || seen.elapsed() >= SETTLING => {
+            let (_, events) = w
+                .held
+                .take()
+                .unwrap_or_else(|| (Instant::now(), Vec::new()));
+            w.limit_changes += events.len() as u64;
+            events
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// `limit_changed` events: each of memory, swap and high that differs from
