@@ -361,16 +361,20 @@ pub struct WatchArgs {
 pub struct EventsArgs {
     #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
     pub state_dir: PathBuf,
-    /// Only events newer than this, e.g. 1h, 30m.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub since: Option<Duration>,
+    /// Only events at or after this: a duration ago (`90s`, `30m`, `1h`,
+    /// `2d`) or an RFC 3339 time (`2026-11-30T18:00:00Z`, any offset).
+    #[arg(long, value_parser = parse_when, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only events before this (same forms as `--since`).
+    #[arg(long, value_parser = parse_when, value_name = "WHEN")]
+    pub until: Option<String>,
     /// Only this container (id prefix or name).
     #[arg(long, value_name = "ID|NAME")]
     pub container: Option<String>,
     /// Keep printing new events as they are recorded.
     #[arg(long)]
     pub follow: bool,
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: Output,
 }
 
@@ -460,6 +464,27 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// Parses `500ms`, `2s`, `1m` or a bare number of seconds.
+/// A point in time as `events` compares it (RFC 3339 UTC with ns, as
+/// records are written): a duration ago, or an RFC 3339 time.
+pub fn parse_when(s: &str) -> Result<String, String> {
+    if let Ok(d) = parse_duration(s) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let t = now.saturating_sub(d);
+        return Ok(crate::record::rfc3339(t.as_secs() as i64, t.subsec_nanos()));
+    }
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!("{s:?} is neither a duration (90s, 30m, 1h, 2d) nor an RFC 3339 time (2026-11-30T18:00:00Z): {e}")
+        })?;
+    let ns = t.unix_timestamp_nanos();
+    Ok(crate::record::rfc3339(
+        ns.div_euclid(1_000_000_000) as i64,
+        ns.rem_euclid(1_000_000_000) as u32,
+    ))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
@@ -468,13 +493,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         (n, 1000.0)
     } else if let Some(n) = s.strip_suffix('m') {
         (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else if let Some(n) = s.strip_suffix('d') {
+        (n, 86_400_000.0)
     } else {
         (s, 1000.0)
     };
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 2s or 1m"))?;
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 2s, 1m, 1h or 2d"))?;
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("invalid duration {s:?}: must be positive"));
     }
@@ -499,5 +528,18 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(
+            parse_when("2026-11-30T19:00:00+01:00").unwrap(),
+            "2026-11-30T18:00:00.000000000Z"
+        );
+        assert_eq!(
+            parse_when("2026-11-30T18:00:00.5Z").unwrap(),
+            "2026-11-30T18:00:00.500000000Z"
+        );
+        let e = parse_when("yesterday").unwrap_err();
+        assert!(e.contains("neither a duration"), "{e}");
+        assert!(parse_when("1h").unwrap() < crate::record::now_rfc3339());
     }
 }

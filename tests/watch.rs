@@ -152,6 +152,25 @@ fn oom_kills_are_recorded_counted_and_not_repeated() {
         .output()
         .unwrap();
     assert!(out.stdout.is_empty());
+    // --since / --until: durations (the README's `1h`) and RFC 3339 times.
+    let count = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["events", "--state-dir"])
+            .arg(&lab.state_dir)
+            .args(["--container", &id, "-o", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(count(&["--since", "1h"]), before);
+    assert_eq!(
+        count(&["--since", "2d", "--until", "2999-01-01T00:00:00+02:00"]),
+        before
+    );
+    assert_eq!(count(&["--since", "2999-01-01T00:00:00Z"]), 0);
+    assert_eq!(count(&["--until", "1d"]), 0);
 }
 
 #[test]

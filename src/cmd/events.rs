@@ -5,21 +5,15 @@ use std::time::Duration;
 
 use crate::cli::{EventsArgs, Output};
 use crate::cmd::watch::journal::{self, Event};
-use crate::record;
 use crate::size::Limit;
 
 pub fn run(args: &EventsArgs) -> ExitCode {
-    let since = args.since.map(|d| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let t = now.saturating_sub(d);
-        record::rfc3339(t.as_secs() as i64, t.subsec_nanos())
-    });
+    let (since, until) = (&args.since, &args.until);
     let path = args.state_dir.join(journal::FILE);
     let keep = |e: &Event| {
         // RFC 3339 UTC with fixed width sorts as time does.
         since.as_ref().is_none_or(|s| e.time.as_str() >= s.as_str())
+            && until.as_ref().is_none_or(|u| e.time.as_str() < u.as_str())
             && args.container.as_ref().is_none_or(|c| {
                 e.container.name.as_deref() == Some(c) || e.container.id.starts_with(c.as_str())
             })
