@@ -327,8 +327,9 @@ pub struct WatchArgs {
     #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
     pub state_dir: PathBuf,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477
+    /// (`--web.listen-address`, as exporters name it, is the same flag).
+    #[arg(long, alias = "web.listen-address", value_name = "ADDR")]
     pub listen: Option<String>,
 
     /// Sampling interval for counters without notifications and for the
@@ -541,5 +542,11 @@ mod tests {
         let e = parse_when("yesterday").unwrap_err();
         assert!(e.contains("neither a duration"), "{e}");
         assert!(parse_when("1h").unwrap() < crate::record::now_rfc3339());
+        // The exporters' name for the listen flag.
+        let c = Cli::try_parse_from(["cglimit", "watch", "--web.listen-address", "127.0.0.1:1"])
+            .unwrap();
+        assert!(
+            matches!(c.command, Command::Watch(w) if w.listen.as_deref() == Some("127.0.0.1:1"))
+        );
     }
 }

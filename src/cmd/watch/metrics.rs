@@ -196,6 +196,19 @@ pub fn render(rows: &[Row]) -> String {
             let _ = writeln!(o, "cglimit_watched_containers {}", rows.len());
         },
     );
+    family(
+        "cglimit_build_info",
+        "gauge",
+        "Always 1: the version and commit of the running watcher.",
+        &mut |o| {
+            let _ = writeln!(
+                o,
+                "cglimit_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                env!("CGLIMIT_COMMIT")
+            );
+        },
+    );
     o
 }
 
@@ -303,6 +316,14 @@ mod tests {
             limit_changes: 4,
         }];
         let t = render(&rows);
+        assert!(
+            t.contains(&format!(
+                "cglimit_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                env!("CGLIMIT_COMMIT")
+            )),
+            "{t}"
+        );
         assert!(
             t.contains("cglimit_limit_changes_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 4"),
             "{t}"
