@@ -3,10 +3,10 @@
 //! value and its key order.
 #![no_main]
 
-use cglimit::decision::Limits;
+mod common;
+
 use cglimit::facts::oci;
 use cglimit::enforce::spec;
-use cglimit::size::Limit;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -70,15 +70,7 @@ fuzz_target!(|data: &[u8]| {
     if <oci::Config as serde::Deserialize>::deserialize(&before).is_err() {
         return;
     }
-    let size = |b: u8| match b {
-        0 => Limit::Unlimited,
-        n => Limit::Bytes(u64::from(n) << 20),
-    };
-    let limits = Limits {
-        memory: size(head[0]),
-        swap: size(head[1]),
-        high: (head[2] & 1 == 1).then(|| size(head[2] >> 1)),
-    };
+    let limits = common::limits(head);
     let host = spec::Host {
         unified: head[2] & 0x80 != 0,
         swap: head[2] & 0x40 == 0,

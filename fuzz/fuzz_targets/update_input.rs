@@ -7,12 +7,12 @@
 //! resources document after it; three bytes of decided limits first.
 #![no_main]
 
+mod common;
+
 use std::ffi::OsString;
 
 use cglimit::cmd::runtime::{argv, update};
-use cglimit::decision::Limits;
 use cglimit::enforce::spec::Host;
-use cglimit::size::Limit;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,15 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Some(request)) = update::request(u, Some(body.as_bytes())) else {
         return;
     };
-    let size = |b: u8| match b {
-        0 => Limit::Unlimited,
-        n => Limit::Bytes(u64::from(n) << 20),
-    };
-    let limits = Limits {
-        memory: size(head[0]),
-        swap: size(head[1]),
-        high: (head[2] & 1 == 1).then(|| size(head[2] >> 1)),
-    };
+    let limits = common::limits(head);
     let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
     for (unified, swap) in [(false, true), (true, true), (false, false), (true, false)] {
         let rw = update::rewrite(u, &request, &raw, &limits, Host { unified, swap });

@@ -35,7 +35,7 @@ pub fn run(args: &HookArgs) -> ExitCode {
                 // Kept until the process exits.
                 std::mem::forget(guard);
                 let applied = cgroup::apply(&dir, limits)?;
-                systemd = enforce::persist(&dir, &path, pid, limits, Some(&applied));
+                systemd = enforce::persist(&dir, &path, pid, limits, &applied);
                 Ok(Some(applied))
             };
             match &args.decided {

@@ -125,24 +125,21 @@ pub struct Persistence {
     pub reason: Option<String>,
 }
 
-/// Makes `limits` the properties of the systemd unit whose cgroup is
-/// `dir` (at `path`), when it is one; `None` for any other cgroup, which
-/// never reaches D-Bus. `pid` is a process systemd must place in the unit.
+/// Makes `limits`, just written to `dir` (at `path`) as `applied` says,
+/// the properties of the systemd unit whose cgroup that is, when it is
+/// one; `None` for any other cgroup, which never reaches D-Bus. `pid` is a
+/// process systemd must place in the unit.
 pub fn persist(
     dir: &crate::cgroup::CgroupDir,
     path: &str,
     pid: i32,
     limits: &Limits,
-    applied: Option<&Applied>,
+    applied: &Applied,
 ) -> Option<Persistence> {
     use crate::sys::systemd;
     let unit = systemd::unit_of(path)?;
     let unified = dir.hierarchy == crate::cgroup::Hierarchy::V2;
-    let swap = match applied {
-        Some(a) => !a.swap_unaccounted,
-        None => crate::cgroup::snapshot(dir).is_ok_and(|s| s.swap_file.is_some()),
-    };
-    let props = systemd::properties(limits, unified, swap);
+    let props = systemd::properties(limits, unified, !applied.swap_unaccounted);
     let r = systemd::persist(unit, pid, props, systemd::TIMEOUT);
     Some(Persistence {
         unit: unit.to_string(),

@@ -263,7 +263,7 @@ fn persist(
         .ok()?
         .lines()
         .find_map(|l| l.trim().parse::<i32>().ok())?;
-    crate::enforce::persist(&t.dir, path, pid, l, applied)
+    crate::enforce::persist(&t.dir, path, pid, l, applied?)
 }
 
 /// Whether `docker inspect` already says what the policy wants.

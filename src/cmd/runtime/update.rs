@@ -61,7 +61,7 @@ pub fn settle(s: &Settle) {
             return;
         }
     };
-    match crate::enforce::persist(&dir, &path, s.pid, &s.limits, Some(&applied)) {
+    match crate::enforce::persist(&dir, &path, s.pid, &s.limits, &applied) {
         Some(p) if !p.persisted => log::warn!(
             "{path}: the updated limits are not {}'s properties ({}): the next systemctl daemon-reload resets them",
             p.unit,
