@@ -78,8 +78,9 @@ pub enum Command {
     /// failcnt, OOM kills and the growth trend.
     Top(TopArgs),
     /// Wire cglimit into an engine: docker (the runtime wrapper in
-    /// daemon.json, then a reload of dockerd) or podman (the hook file in
-    /// the hooks directory podman reads); the default policy when the
+    /// daemon.json, then a reload of dockerd), containerd (a runtime handler
+    /// running the wrapper in config.toml), podman or crio (the hook file in
+    /// the hooks directory the engine reads); the default policy when the
     /// policy directory holds none. `--dry-run` shows the changes,
     /// `--undo` reverses exactly what setup did.
     Setup(SetupArgs),
@@ -383,6 +384,19 @@ pub struct EventsArgs {
 pub enum Engine {
     Docker,
     Podman,
+    Containerd,
+    Crio,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+            Engine::Containerd => "containerd",
+            Engine::Crio => "crio",
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -416,10 +430,29 @@ pub struct SetupArgs {
     /// docker: the engine's socket.
     #[arg(long, value_name = "URL")]
     pub docker_host: Option<String>,
-    /// podman: the hooks directory (default: `hooks_dir` of containers.conf,
-    /// else podman's own default).
+    /// podman, crio: the hooks directory (default: the first `hooks_dir` of
+    /// the engine's configuration, else its own default).
     #[arg(long, value_name = "DIR")]
     pub hooks_dir: Option<PathBuf>,
+    /// containerd: its configuration file (version 2 or 3).
+    #[arg(
+        long,
+        default_value = "/etc/containerd/config.toml",
+        value_name = "FILE"
+    )]
+    pub containerd_config: PathBuf,
+    /// containerd: the runtime handler's name (a RuntimeClass's `handler`).
+    #[arg(long, default_value = "cglimit", value_name = "NAME")]
+    pub handler: String,
+    /// containerd: make the handler the CRI's default runtime, for every pod
+    /// without a RuntimeClass.
+    #[arg(long)]
+    pub default: bool,
+    /// containerd: restart it (`systemctl restart containerd`) so that it
+    /// loads the handler; running containers keep running. Without it,
+    /// setup prints the command.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 #[derive(Args, Debug)]
@@ -430,9 +463,28 @@ pub struct DoctorArgs {
     /// docker: the engine's socket.
     #[arg(long, value_name = "URL")]
     pub docker_host: Option<String>,
-    /// podman: the hooks directory to check (default as `setup` finds it).
+    /// podman, crio: the hooks directory to check (default as `setup` finds
+    /// it).
     #[arg(long, value_name = "DIR")]
     pub hooks_dir: Option<PathBuf>,
+    /// Where the hook and wrapper record decisions: a probe's record there
+    /// tells whether systemd keeps its limits.
+    #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// containerd: its configuration file.
+    #[arg(
+        long,
+        default_value = "/etc/containerd/config.toml",
+        value_name = "FILE"
+    )]
+    pub containerd_config: PathBuf,
+    /// containerd: its socket.
+    #[arg(
+        long,
+        default_value = "/run/containerd/containerd.sock",
+        value_name = "PATH"
+    )]
+    pub containerd_address: PathBuf,
     /// Check only these engines (default: every engine found).
     #[arg(long = "engine", value_enum, value_name = "ENGINE")]
     pub engines: Vec<Engine>,

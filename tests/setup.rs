@@ -279,3 +279,145 @@ fn setup_podman_and_doctor_find_a_misplaced_hook() {
         stdout(&out)
     );
 }
+
+#[test]
+fn setup_containerd_adds_a_handler_that_runs_containers_within_policy() {
+    let lab = Lab::new("setupctrd");
+    let mut c = common::containerd::Containerd::new();
+    let before = std::fs::read(&c.config).unwrap();
+    let ctd_config = c.config.clone();
+    let policies = lab.dir.join("etc-policies");
+    let config = lab.dir.join("etc-config.yaml");
+    let state = lab.dir.join("setup-state");
+    let paths = [
+        ("--containerd-config", ctd_config.as_path()),
+        ("--policy-dir", policies.as_path()),
+        ("--config", config.as_path()),
+        ("--state-dir", state.as_path()),
+    ];
+    // The shims pass containerd's environment on to the wrapper.
+    c.cglimit_config = Some(config.clone());
+    c.start();
+    // Start times are known to the second (`btime`): let setup's change be
+    // clearly later.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let out = cglimit(&["setup", "containerd", "--dry-run"], &paths);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("+[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.cglimit]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read(&c.config).unwrap(),
+        before,
+        "dry run changed it"
+    );
+    assert!(!policies.exists() && !config.exists());
+
+    let out = cglimit(&["setup", "containerd"], &paths);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("systemctl restart containerd"),
+        "{}",
+        stdout(&out)
+    );
+    let after = String::from_utf8(std::fs::read(&c.config).unwrap()).unwrap();
+    // Every line that was there is there, in order: setup only added.
+    let mut added = after.lines();
+    for line in std::str::from_utf8(&before).unwrap().lines() {
+        assert!(added.any(|l| l == line), "setup changed {line:?}:\n{after}");
+    }
+    let binary = c.binary_of("cglimit").expect("a handler named cglimit");
+    assert_eq!(binary.file_name().unwrap(), "cglimit-runtime");
+
+    // Not loaded yet: containerd read its configuration before setup.
+    let doctor = |c: &common::containerd::Containerd| {
+        cglimit(
+            &["doctor", "--engine", "containerd"],
+            &[
+                ("--containerd-config", c.config.as_path()),
+                ("--containerd-address", c.sock.as_path()),
+                ("--policy-dir", policies.as_path()),
+            ],
+        )
+    };
+    let out = doctor(&c);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("changed after containerd started"),
+        "{}",
+        stdout(&out)
+    );
+    c.restart();
+
+    // Through the shim path the handler takes: no limit asked, the
+    // default policy's 512M; 16G asked, the policy's 8G maximum.
+    let rootfs = common::containerd::busybox_rootfs(&lab.dir);
+    let run = |id: &str, extra: &[&str]| {
+        let cgroup = format!("{}/{id}", lab.cgroup_parent);
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--rootfs",
+            "--runtime",
+            "io.containerd.runc.v2",
+            "--runc-binary",
+            binary.to_str().unwrap(),
+            "--cgroup",
+            &cgroup,
+            "--mount",
+            "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev",
+        ];
+        args.extend_from_slice(extra);
+        let rootfs = rootfs.to_str().unwrap();
+        args.extend_from_slice(&[
+            rootfs,
+            id,
+            "/bin/busybox",
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ]);
+        c.ctr(&args)
+    };
+    let out = run(&format!("{}-a", lab.name), &[]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), c.log());
+    assert_eq!(stdout(&out).trim(), (512 * M).to_string());
+    let out = run(
+        &format!("{}-b", lab.name),
+        &["--memory-limit", "17179869184"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), (8 * G).to_string());
+
+    let out = doctor(&c);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with("containerd: wired"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = cglimit(&["setup", "containerd", "--undo"], &paths);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        std::fs::read(&c.config).unwrap(),
+        before,
+        "not restored byte for byte"
+    );
+    assert!(!config.exists() && !policies.join("00-default.yaml").exists());
+    c.restart();
+    write_private(
+        &policies.join("00-default.yaml"),
+        include_str!("../policies/00-default.yaml"),
+    );
+    let out = doctor(&c);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("no runtime handler in"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -5,7 +5,11 @@
 //!
 //! The probe image holds nothing but this static binary, imported by the
 //! engine itself (`cglimit-probe:VERSION`); inside, `cglimit probe` prints
-//! the limits of its own cgroup.
+//! the limits of its own cgroup. containerd's probe runs a root filesystem
+//! holding the binary through the runc shim with the `BinaryName` of the
+//! handler setup wrote, as the CRI runs a pod of that handler. CRI-O runs
+//! containers only for the kubelet: its hooks file is checked, no probe
+//! is started.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -71,6 +75,12 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         if which("podman").is_some() {
             e.push(Engine::Podman);
         }
+        if args.containerd_address.exists() && which("ctr").is_some() {
+            e.push(Engine::Containerd);
+        }
+        if which("crio").is_some() {
+            e.push(Engine::Crio);
+        }
         e
     } else {
         args.engines.clone()
@@ -83,7 +93,7 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
         );
     } else {
         if reports.is_empty() {
-            println!("no engine found (neither a Docker socket nor podman)");
+            println!("no engine found (no Docker or containerd socket, no podman or crio)");
         }
         for r in &reports {
             println!(
@@ -110,12 +120,8 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 fn check(args: &DoctorArgs, engine: Engine) -> Report {
-    let name = match engine {
-        Engine::Docker => "docker",
-        Engine::Podman => "podman",
-    };
     let mut report = Report {
-        engine: name,
+        engine: engine.name(),
         wired: false,
         detail: String::new(),
         expected: None,
@@ -155,8 +161,36 @@ fn check(args: &DoctorArgs, engine: Engine) -> Report {
     // Why it might not be wired, named before the probe says whether it is.
     let wiring = match engine {
         Engine::Docker => docker_wiring(args),
-        Engine::Podman => podman_wiring(args),
+        Engine::Podman => hooks_wiring(args, Engine::Podman),
+        Engine::Crio => {
+            match hooks_wiring(args, Engine::Crio) {
+                Ok(()) => {
+                    report.wired = true;
+                    report.detail = "hooks file in the directory CRI-O reads (not probed: CRI-O starts containers only for the kubelet)".into();
+                }
+                Err(why) => report.detail = why,
+            }
+            return report;
+        }
+        Engine::Containerd => match containerd_wiring(args) {
+            Ok(w) => {
+                let seen = match ctr_probe(args, &w, &container) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        report.detail = format!("the probe container did not run: {e}");
+                        return report;
+                    }
+                };
+                return judge(report, seen, expected, &Ok(()), &w.note);
+            }
+            Err(why) => {
+                report.detail = why;
+                return report;
+            }
+        },
     };
+    let records = args.state_dir.join("decisions.jsonl");
+    let mark = std::fs::metadata(&records).map(|m| m.len()).unwrap_or(0);
     let seen = match run_probe(engine, args, &image, &container) {
         Ok(s) => s,
         Err(e) => {
@@ -164,6 +198,49 @@ fn check(args: &DoctorArgs, engine: Engine) -> Report {
             return report;
         }
     };
+    let report = judge(report, seen, expected, &wiring, "");
+    match (report.wired, not_persisted(&records, mark)) {
+        (true, Some(why)) => Report {
+            wired: false,
+            detail: format!(
+                "the probe got its limits, but systemd persistence is off: {why}; the next systemctl daemon-reload resets them"
+            ),
+            ..report
+        },
+        _ => report,
+    }
+}
+
+/// Why systemd did not take the limits of a decision recorded after byte
+/// `mark` of `records` (the probe's, started after it), if one says so.
+fn not_persisted(records: &Path, mark: u64) -> Option<String> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(records).ok()?;
+    f.seek(std::io::SeekFrom::Start(mark)).ok()?;
+    let mut text = String::new();
+    f.take(16 << 20).read_to_string(&mut text).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["systemd"]["persisted"] == false)
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r["systemd"]["unit"].as_str().unwrap_or("its unit"),
+                r["systemd"]["reason"]
+                    .as_str()
+                    .unwrap_or("no reason recorded")
+            )
+        })
+}
+
+/// Whether what the probe saw is what the policy decides.
+fn judge(
+    mut report: Report,
+    seen: Seen,
+    expected: Seen,
+    wiring: &Result<(), String>,
+    note: &str,
+) -> Report {
     report.seen = Some(seen);
     let show = |s: &Seen| {
         format!(
@@ -179,15 +256,15 @@ fn check(args: &DoctorArgs, engine: Engine) -> Report {
     if seen == expected {
         report.wired = true;
         report.detail = format!(
-            "a container started without -m got {}, as the policy decides",
+            "a container started without -m got {}, as the policy decides{note}",
             show(&seen)
         );
     } else {
         report.detail = format!(
-            "a container started without -m got {}; the policy decides {}{}",
+            "a container started without -m got {}; the policy decides {}{}{note}",
             show(&seen),
             show(&expected),
-            hint(&wiring)
+            hint(wiring)
         );
     }
     report
@@ -210,11 +287,12 @@ fn docker_wiring(args: &DoctorArgs) -> Result<(), String> {
     }
 }
 
-fn podman_wiring(args: &DoctorArgs) -> Result<(), String> {
-    let dir = args
-        .hooks_dir
-        .clone()
-        .unwrap_or_else(super::setup::podman_hooks_dir);
+fn hooks_wiring(args: &DoctorArgs, engine: Engine) -> Result<(), String> {
+    let name = engine.name();
+    let dir = args.hooks_dir.clone().unwrap_or_else(|| match engine {
+        Engine::Crio => super::setup::crio_hooks_dir(),
+        _ => super::setup::podman_hooks_dir(),
+    });
     let file = dir.join("cglimit.json");
     if file.exists() {
         return Ok(());
@@ -228,15 +306,153 @@ fn podman_wiring(args: &DoctorArgs) -> Result<(), String> {
     .find(|p| p.exists() && *p != file);
     Err(match elsewhere {
         Some(p) => format!(
-            "{} is in a directory podman does not read; it reads {}: `cglimit setup podman`",
+            "{} is in a directory {name} does not read; it reads {}: `cglimit setup {name}`",
             p.display(),
             dir.display()
         ),
         None => format!(
-            "no cglimit hook in {}: `cglimit setup podman`",
+            "no cglimit hook in {}: `cglimit setup {name}`",
             dir.display()
         ),
     })
+}
+
+/// The handler containerd runs cglimit through, as its configuration and
+/// the running daemon have it.
+struct ContainerdWiring {
+    binary: PathBuf,
+    systemd_cgroup: bool,
+    /// How pods reach it, for the report.
+    note: String,
+}
+
+fn containerd_wiring(args: &DoctorArgs) -> Result<ContainerdWiring, String> {
+    use super::setup::containerd;
+    let path = &args.containerd_config;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}: `cglimit setup containerd`",
+            path.display()
+        )
+    })?;
+    let w = containerd::wiring(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some((name, binary)) = w
+        .handlers
+        .iter()
+        .find(|(n, _)| Some(n) == w.default.as_ref())
+        .or(w.handlers.first())
+        .cloned()
+    else {
+        return Err(format!(
+            "no runtime handler in {} runs cglimit-runtime: `cglimit setup containerd`",
+            path.display()
+        ));
+    };
+    if w.cri_disabled {
+        return Err(format!(
+            "the CRI plugin is disabled in {} (`disabled_plugins`): Kubernetes cannot reach handler {name:?}",
+            path.display()
+        ));
+    }
+    if let (Some(started), Ok(changed)) = (
+        containerd_started(&args.containerd_address),
+        std::fs::metadata(path).and_then(|m| m.modified()),
+    ) && changed > started + std::time::Duration::from_secs(1)
+    {
+        return Err(format!(
+            "{} changed after containerd started: restart it to load handler {name:?} (systemctl restart containerd)",
+            path.display()
+        ));
+    }
+    let systemd_cgroup = text.contains("SystemdCgroup = true");
+    let note = if w.default.is_some() {
+        format!(" (handler {name:?}, the CRI's default)")
+    } else {
+        format!(
+            " (handler {name:?} is not the CRI's default: only pods of a RuntimeClass with handler {name:?} use it; `setup containerd --default` makes it every pod's)"
+        )
+    };
+    Ok(ContainerdWiring {
+        binary,
+        systemd_cgroup,
+        note,
+    })
+}
+
+/// When the containerd answering on `socket` started.
+fn containerd_started(socket: &Path) -> Option<std::time::SystemTime> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let pid = getsockopt(&s, PeerCredentials).ok()?.pid();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if comm.trim() != "containerd" {
+        return None;
+    }
+    start_time(pid)
+}
+
+/// A process's start (`/proc/PID/stat` field 22, clock ticks after boot,
+/// plus the boot time of `/proc/stat`), to the tick.
+fn start_time(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold ')') start at field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|h| *h > 0)? as u64;
+    Some(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(btime)
+            + std::time::Duration::from_millis(ticks * 1000 / hz),
+    )
+}
+
+/// The container's own cgroups at `/sys/fs/cgroup`, read-only.
+const CGROUP_MOUNT: &str =
+    "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev";
+
+/// Runs the probe through containerd's runc shim with the handler's
+/// binary, from a root filesystem holding only this binary.
+fn ctr_probe(args: &DoctorArgs, w: &ContainerdWiring, container: &str) -> Result<Seen, String> {
+    let dir = std::env::temp_dir().join(format!("cglimit-probe-rootfs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = (|| {
+        std::fs::copy("/proc/self/exe", dir.join("cglimit")).map_err(|e| e.to_string())?;
+        let mut c = Command::new("ctr");
+        c.arg("-a")
+            .arg(&args.containerd_address)
+            .args(["-n", "cglimit-doctor", "run", "--rm", "--rootfs"])
+            // ctr's default spec mounts no cgroup filesystem, the CRI's does.
+            .args(["--mount", CGROUP_MOUNT])
+            .args(["--runtime", super::setup::containerd::RUNC_SHIM])
+            .arg("--runc-binary")
+            .arg(&w.binary);
+        if w.systemd_cgroup {
+            c.arg("--runc-systemd-cgroup");
+        }
+        let out = c
+            .arg(&dir)
+            .args([container, "/cglimit", "probe"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ctr: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).map_err(|e| format!("the probe said {text:?}: {e}"))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Imports the probe image when missing and runs it once, as a user would.
@@ -246,10 +462,7 @@ fn run_probe(
     image: &str,
     container: &str,
 ) -> Result<Seen, String> {
-    let cli = match engine {
-        Engine::Docker => "docker",
-        Engine::Podman => "podman",
-    };
+    let cli = engine.name();
     let base = |c: &mut Command| {
         if engine == Engine::Docker
             && let Some(h) = &args.docker_host
@@ -327,4 +540,34 @@ fn import(cli: &str, base: &dyn Fn(&mut Command), image: &str) -> Result<(), Str
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_whose_unit_did_not_take_its_limits_is_found() {
+        let dir = std::env::temp_dir().join(format!("cglimit-doctor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("decisions.jsonl");
+        let old =
+            "{\"systemd\":{\"unit\":\"docker-a.scope\",\"persisted\":false,\"reason\":\"old\"}}\n";
+        std::fs::write(&f, old).unwrap();
+        let mark = old.len() as u64;
+        assert_eq!(not_persisted(&f, mark), None, "only what follows the mark");
+        let mut text = old.to_string();
+        text.push_str("{\"outcome\":\"applied\"}\n");
+        text.push_str("{\"systemd\":{\"unit\":\"docker-b.scope\",\"persisted\":true}}\n");
+        std::fs::write(&f, &text).unwrap();
+        assert_eq!(not_persisted(&f, mark), None);
+        text.push_str("{\"systemd\":{\"unit\":\"docker-c.scope\",\"persisted\":false,\"reason\":\"no system bus\"}}\n");
+        std::fs::write(&f, &text).unwrap();
+        assert_eq!(
+            not_persisted(&f, mark).as_deref(),
+            Some("docker-c.scope (no system bus)")
+        );
+        assert_eq!(not_persisted(&dir.join("none"), 0), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

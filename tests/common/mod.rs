@@ -5,6 +5,7 @@
 //! (containers deleted, cgroups removed) even when the test fails.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod docker;
 pub mod watch;
 

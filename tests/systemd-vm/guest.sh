@@ -194,6 +194,17 @@ echo "BENCH cglimit over the no-op: systemd $(echo "$m_sd_hook $m_sd_noop" | awk
 # --- doctor, and undo ---------------------------------------------------------
 if cglimit doctor >/tmp/doctor.out 2>&1; then pass "doctor: every engine wired"; else fail "doctor: every engine wired" "$(cat /tmp/doctor.out)"; fi
 echo "INFO $(tr '\n' ' ' < /tmp/doctor.out)"
+# systemd out of reach: the limits land in the cgroup, but a daemon-reload
+# would reset them. doctor reads that from the probe's decision record.
+mount --bind /dev/null /run/dbus/system_bus_socket
+cglimit doctor --engine docker >/tmp/doctor.out 2>&1
+rc=$?
+umount /run/dbus/system_bus_socket
+if [ $rc -ne 0 ] && grep -q "docker: NOT wired: the probe got its limits, but systemd persistence is off" /tmp/doctor.out; then
+  pass "doctor: systemd persistence off is named"
+else
+  fail "doctor: systemd persistence off is named" "exit $rc: $(cat /tmp/doctor.out)"
+fi
 rm /usr/share/containers/oci/hooks.d/cglimit.json
 cglimit doctor >/tmp/doctor.out 2>&1
 rc=$?

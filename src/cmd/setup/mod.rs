@@ -1,15 +1,18 @@
-//! `cglimit setup ENGINE`: wires cglimit into Docker or podman in one
-//! command, shows the change first with `--dry-run`, and reverses exactly
-//! what it did with `--undo`.
+//! `cglimit setup ENGINE`: wires cglimit into Docker, containerd, podman or
+//! CRI-O in one command, shows the change first with `--dry-run`, and
+//! reverses exactly what it did with `--undo`.
 //!
 //! Docker: the `cglimit-runtime` symlink beside the binary, `runtimes.cglimit`
 //! and `default-runtime` merged into `daemon.json` (every other key kept,
 //! the original kept beside it), then dockerd reloaded with SIGHUP (it
 //! re-reads `runtimes` and `default-runtime`; running containers are not
-//! touched) and asked whether it now lists the runtime. podman: the hook
-//! file in the directory podman reads. Both: the default policy when the
-//! policy directory holds none. What was done is kept in
-//! `STATE_DIR/setup-ENGINE.json` for `--undo`.
+//! touched) and asked whether it now lists the runtime. containerd: the
+//! same symlink, and a runtime handler in `config.toml` ([`containerd`]).
+//! podman and CRI-O: the hook file in the directory the engine reads. All:
+//! the default policy when the policy directory holds none. What was done
+//! is kept in `STATE_DIR/setup-ENGINE.json` for `--undo`.
+
+pub mod containerd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,8 +24,8 @@ use serde_json::Value;
 use crate::cli::{Engine, SetupArgs};
 
 /// The shipped catch-all policy, carried by the binary.
-pub const DEFAULT_POLICY: &str = include_str!("../../policies/00-default.yaml");
-const WRAPPER_CONFIG: &str = include_str!("../../hooks/config.yaml");
+pub const DEFAULT_POLICY: &str = include_str!("../../../policies/00-default.yaml");
+const WRAPPER_CONFIG: &str = include_str!("../../../hooks/config.yaml");
 const DEFAULT_CONFIG: &str = "/etc/cglimit/config.yaml";
 
 /// podman's hooks directory when `containers.conf` names none (podman 4.x
@@ -35,9 +38,11 @@ struct Done {
     /// Files and symlinks setup created, with what it wrote (a symlink's
     /// target), so that undo removes only what is still setup's.
     created: Vec<(PathBuf, String)>,
-    /// daemon.json as it was: restored byte for byte (`None`: it did not
-    /// exist, and is removed).
-    daemon_json: Option<(PathBuf, Option<PathBuf>)>,
+    /// The engine's configuration file (daemon.json, config.toml) and where
+    /// its original is: restored byte for byte (`None`: it did not exist,
+    /// and is removed).
+    #[serde(alias = "daemon_json")]
+    edited: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 enum Step {
@@ -49,10 +54,13 @@ enum Step {
         path: PathBuf,
         target: PathBuf,
     },
-    DaemonJson {
+    /// An engine's configuration file, changed in place.
+    Edit {
         path: PathBuf,
         before: Option<Vec<u8>>,
         after: String,
+        /// What must follow for the engine to see it.
+        then: &'static str,
     },
 }
 
@@ -68,11 +76,8 @@ pub fn run(args: &SetupArgs) -> ExitCode {
 }
 
 fn record_path(args: &SetupArgs) -> PathBuf {
-    let engine = match args.engine {
-        Engine::Docker => "docker",
-        Engine::Podman => "podman",
-    };
-    args.state_dir.join(format!("setup-{engine}.json"))
+    args.state_dir
+        .join(format!("setup-{}.json", args.engine.name()))
 }
 
 fn setup(args: &SetupArgs) -> Result<(), String> {
@@ -86,10 +91,12 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
     }
     match args.engine {
         Engine::Docker => docker_steps(args, &exe, &mut steps)?,
-        Engine::Podman => {
-            let dir = match &args.hooks_dir {
-                Some(d) => d.clone(),
-                None => podman_hooks_dir(),
+        Engine::Containerd => containerd_steps(args, &exe, &mut steps)?,
+        Engine::Podman | Engine::Crio => {
+            let dir = match (&args.hooks_dir, args.engine) {
+                (Some(d), _) => d.clone(),
+                (None, Engine::Crio) => crio_hooks_dir(),
+                (None, _) => podman_hooks_dir(),
             };
             let path = dir.join("cglimit.json");
             let text = hook_file(&exe, &args.policy_dir, &args.state_dir);
@@ -127,10 +134,37 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
             )
         })
         .map_err(|e| format!("{}: {e}", record_path(args).display()))?;
-    if args.engine == Engine::Docker {
-        reload_docker(args.docker_host.as_deref(), &args.daemon_json, true)?;
-        println!("dockerd reloaded: runtime \"cglimit\" registered and the default");
+    match args.engine {
+        Engine::Docker => {
+            reload_docker(args.docker_host.as_deref(), &args.daemon_json, true)?;
+            println!("dockerd reloaded: runtime \"cglimit\" registered and the default");
+        }
+        Engine::Containerd if steps.iter().any(|s| matches!(s, Step::Edit { .. })) => {
+            restart_containerd(args.restart)?
+        }
+        _ => {}
     }
+    Ok(())
+}
+
+/// containerd reads its configuration only when it starts.
+fn restart_containerd(restart: bool) -> Result<(), String> {
+    if !restart {
+        println!(
+            "restart containerd to load the handler (running containers keep running): systemctl restart containerd"
+        );
+        return Ok(());
+    }
+    let st = std::process::Command::new("systemctl")
+        .args(["restart", "containerd"])
+        .status()
+        .map_err(|e| format!("cannot run systemctl restart containerd: {e}"))?;
+    if !st.success() {
+        return Err(format!(
+            "systemctl restart containerd failed ({st}): see journalctl -u containerd"
+        ));
+    }
+    println!("containerd restarted");
     Ok(())
 }
 
@@ -141,7 +175,9 @@ fn holds_policies(dir: &Path) -> bool {
     })
 }
 
-fn docker_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<(), String> {
+/// The `cglimit-runtime` symlink beside this binary and the wrapper's
+/// configuration file where missing; returns the symlink's path.
+fn wrapper_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<PathBuf, String> {
     let link = exe.with_file_name("cglimit-runtime");
     match std::fs::read_link(&link) {
         Ok(t) if t == Path::new("cglimit") || t == exe => {}
@@ -166,25 +202,77 @@ fn docker_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<(
     if !args.config.exists() {
         steps.push(Step::Write {
             path: args.config.clone(),
-            text: WRAPPER_CONFIG.replace(
-                "policyDir: /etc/cglimit/policies",
-                &format!("policyDir: {}", args.policy_dir.display()),
-            ),
+            text: WRAPPER_CONFIG
+                .replace(
+                    "policyDir: /etc/cglimit/policies",
+                    &format!("policyDir: {}", args.policy_dir.display()),
+                )
+                .replace(
+                    "# stateDir: /var/lib/cglimit ",
+                    &format!("stateDir: {}", args.state_dir.display()),
+                ),
         });
     }
-    let before = match std::fs::read(&args.daemon_json) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("{}: {e}", args.daemon_json.display())),
-    };
+    Ok(link)
+}
+
+fn read_config(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn docker_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<(), String> {
+    let link = wrapper_steps(args, exe, steps)?;
+    let before = read_config(&args.daemon_json)?;
     let config = (args.config != Path::new(DEFAULT_CONFIG)).then_some(args.config.as_path());
     let after = merge_daemon_json(before.as_deref(), &link, config, args.force)
         .map_err(|e| format!("{}: {e}", args.daemon_json.display()))?;
     if let Some(after) = after {
-        steps.push(Step::DaemonJson {
+        steps.push(Step::Edit {
             path: args.daemon_json.clone(),
             before,
             after,
+            then: "reload dockerd (SIGHUP)",
+        });
+    }
+    Ok(())
+}
+
+fn containerd_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<(), String> {
+    let link = wrapper_steps(args, exe, steps)?;
+    if args.config != Path::new(DEFAULT_CONFIG) {
+        eprintln!(
+            "note: containerd passes the wrapper no arguments: it reads {DEFAULT_CONFIG}, or the file {} names in containerd's environment, not {}",
+            super::runtime::config::ENV,
+            args.config.display()
+        );
+    }
+    let path = &args.containerd_config;
+    let before = read_config(path)?;
+    let text = match &before {
+        Some(b) => Some(
+            std::str::from_utf8(b).map_err(|_| format!("{}: not UTF-8 text", path.display()))?,
+        ),
+        None => None,
+    };
+    let merged = containerd::merge_config(text, &args.handler, &link, args.default, args.force)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for w in &merged.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    if let Some(after) = merged.text {
+        steps.push(Step::Edit {
+            path: path.clone(),
+            before,
+            after,
+            then: if args.restart {
+                "restart containerd"
+            } else {
+                "containerd needs a restart"
+            },
         });
     }
     Ok(())
@@ -250,11 +338,34 @@ pub fn merge_daemon_json(
 /// configuration (users' `/etc` over the distribution's `/usr/share`, a
 /// drop-in over both), else its default.
 pub fn podman_hooks_dir() -> PathBuf {
-    let mut files = vec![
-        PathBuf::from("/usr/share/containers/containers.conf"),
-        PathBuf::from("/etc/containers/containers.conf"),
-    ];
-    if let Ok(d) = std::fs::read_dir("/etc/containers/containers.conf.d") {
+    configured_hooks_dir(
+        &[
+            "/usr/share/containers/containers.conf",
+            "/etc/containers/containers.conf",
+        ],
+        "/etc/containers/containers.conf.d",
+        "engine",
+    )
+    .unwrap_or_else(|| PathBuf::from(PODMAN_HOOKS_DIR))
+}
+
+/// The hooks directory CRI-O reads: the first `hooks_dir` of
+/// `[crio.runtime]` in crio.conf or a drop-in, else its default (the same
+/// directory as podman's).
+pub fn crio_hooks_dir() -> PathBuf {
+    configured_hooks_dir(
+        &["/etc/crio/crio.conf"],
+        "/etc/crio/crio.conf.d",
+        "crio.runtime",
+    )
+    .unwrap_or_else(|| PathBuf::from(PODMAN_HOOKS_DIR))
+}
+
+/// The first `hooks_dir` of `table` in the last of `files`, then the
+/// drop-ins of `drop_in_dir` in name order, that sets one.
+fn configured_hooks_dir(files: &[&str], drop_in_dir: &str, table: &str) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    if let Ok(d) = std::fs::read_dir(drop_in_dir) {
         let mut drop_ins: Vec<PathBuf> = d.flatten().map(|e| e.path()).collect();
         drop_ins.sort();
         files.extend(drop_ins);
@@ -262,17 +373,19 @@ pub fn podman_hooks_dir() -> PathBuf {
     let mut found = None;
     for f in files {
         if let Ok(text) = std::fs::read_to_string(&f)
-            && let Some(dirs) = hooks_dir_of(&text)
+            && let Some(dirs) = hooks_dir_of(&text, table)
             && let Some(first) = dirs.into_iter().next()
         {
             found = Some(PathBuf::from(first));
         }
     }
-    found.unwrap_or_else(|| PathBuf::from(PODMAN_HOOKS_DIR))
+    found
 }
 
-/// `hooks_dir = ["…", …]` of the `[engine]` table of a containers.conf.
-pub fn hooks_dir_of(text: &str) -> Option<Vec<String>> {
+/// `hooks_dir = ["…", …]` of `table` (`engine` in containers.conf,
+/// `crio.runtime` in crio.conf).
+pub fn hooks_dir_of(text: &str, table: &str) -> Option<Vec<String>> {
+    let wanted = table;
     let mut table = "";
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
@@ -287,7 +400,7 @@ pub fn hooks_dir_of(text: &str) -> Option<Vec<String>> {
         let Some(value) = rest.trim_start().strip_prefix('=') else {
             continue;
         };
-        if table != "engine" {
+        if table != wanted {
             continue;
         }
         // The array may span lines, each with a comment.
@@ -345,17 +458,18 @@ fn describe(s: &Step) -> String {
         Step::Symlink { path, target } => {
             format!("would link {} -> {}\n", path.display(), target.display())
         }
-        Step::DaemonJson {
+        Step::Edit {
             path,
             before,
             after,
+            then,
         } => {
             let old = before
                 .as_deref()
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
             let mut out = format!(
-                "would change {}, then reload dockerd (SIGHUP):\n--- {0}\n+++ {0}\n",
+                "would change {}, then {then}:\n--- {0}\n+++ {0}\n",
                 path.display()
             );
             out.push_str(&diff(&old, after));
@@ -370,7 +484,7 @@ fn summary(s: &Step) -> String {
         Step::Symlink { path, target } => {
             format!("linked {} -> {}\n", path.display(), target.display())
         }
-        Step::DaemonJson { path, before, .. } => match before {
+        Step::Edit { path, before, .. } => match before {
             Some(_) => format!(
                 "changed {} (the original is {})\n",
                 path.display(),
@@ -404,10 +518,11 @@ fn perform(s: &Step, done: &mut Done) -> Result<(), String> {
             done.created
                 .push((path.clone(), target.display().to_string()));
         }
-        Step::DaemonJson {
+        Step::Edit {
             path,
             before,
             after,
+            ..
         } => {
             let backup = match before {
                 Some(b) => {
@@ -422,7 +537,7 @@ fn perform(s: &Step, done: &mut Done) -> Result<(), String> {
             }
             crate::enforce::spec::write_atomically(path, after.as_bytes())
                 .map_err(|e| err(path, e))?;
-            done.daemon_json = Some((path.clone(), backup));
+            done.edited = Some((path.clone(), backup));
         }
     }
     Ok(())
@@ -434,7 +549,7 @@ fn undo(args: &SetupArgs) -> Result<(), String> {
         std::fs::read(&rp).map_err(|e| format!("{}: {e} (nothing to undo)", rp.display()))?;
     let done: Done = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", rp.display()))?;
     if args.dry_run {
-        if let Some((p, _)) = &done.daemon_json {
+        if let Some((p, _)) = &done.edited {
             println!("would restore {}", p.display());
         }
         for (p, _) in &done.created {
@@ -442,7 +557,7 @@ fn undo(args: &SetupArgs) -> Result<(), String> {
         }
         return Ok(());
     }
-    if let Some((path, backup)) = &done.daemon_json {
+    if let Some((path, backup)) = &done.edited {
         match backup {
             Some(b) => {
                 let bytes = std::fs::read(b).map_err(|e| format!("{}: {e}", b.display()))?;
@@ -470,7 +585,10 @@ fn undo(args: &SetupArgs) -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_file(&rp);
-    if done.daemon_json.is_some() {
+    if done.edited.is_some() && args.engine == Engine::Containerd {
+        restart_containerd(args.restart)?;
+    }
+    if done.edited.is_some() && args.engine == Engine::Docker {
         // dockerd's reload only applies keys present in the file: a
         // `runtimes` or `default-runtime` taken out stays until a restart.
         match reload_docker(args.docker_host.as_deref(), &args.daemon_json, false) {
@@ -679,8 +797,19 @@ mod tests {
     #[test]
     fn hooks_dir_from_containers_conf() {
         let conf = "[containers]\nhooks_dir = [\"/wrong\"]\n[engine]\n# comment\nhooks_dir = [\n  \"/etc/x/hooks.d\", # mine\n  \"/usr/y\",\n]\n";
-        assert_eq!(hooks_dir_of(conf).unwrap(), ["/etc/x/hooks.d", "/usr/y"]);
-        assert_eq!(hooks_dir_of("[engine]\nevents_logger = \"file\"\n"), None);
+        assert_eq!(
+            hooks_dir_of(conf, "engine").unwrap(),
+            ["/etc/x/hooks.d", "/usr/y"]
+        );
+        assert_eq!(
+            hooks_dir_of("[engine]\nevents_logger = \"file\"\n", "engine"),
+            None
+        );
+        let crio = "[crio.runtime]\nhooks_dir = [\"/etc/crio/hooks.d\"]\n";
+        assert_eq!(
+            hooks_dir_of(crio, "crio.runtime").unwrap(),
+            ["/etc/crio/hooks.d"]
+        );
     }
 
     #[test]
