@@ -39,6 +39,9 @@ struct Entry {
     images: Vec<String>,
     ids: Vec<String>,
     cgroups: Vec<String>,
+    namespaces: Vec<String>,
+    pods: Vec<String>,
+    container_types: Vec<String>,
     labels: Vec<(String, String)>,
     annotations: Vec<(String, String)>,
     trusted: Vec<String>,
@@ -65,6 +68,9 @@ fn entry(p: &Policy) -> Entry {
         images: p.selector.images.clone(),
         ids: p.selector.ids.clone(),
         cgroups: p.selector.cgroups.clone(),
+        namespaces: p.selector.namespaces.clone(),
+        pods: p.selector.pods.clone(),
+        container_types: p.selector.container_types.clone(),
         labels: pairs(&p.selector.labels),
         annotations: pairs(&p.selector.annotations),
         trusted: p.trust.clone(),
@@ -108,6 +114,15 @@ impl Candidate for Arch<'_> {
     }
     fn cgroups(&self) -> impl Iterator<Item = &str> {
         strs(&self.0.cgroups)
+    }
+    fn namespaces(&self) -> impl Iterator<Item = &str> {
+        strs(&self.0.namespaces)
+    }
+    fn pods(&self) -> impl Iterator<Item = &str> {
+        strs(&self.0.pods)
+    }
+    fn container_types(&self) -> impl Iterator<Item = &str> {
+        strs(&self.0.container_types)
     }
     fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.labels.iter().map(|t| (t.0.as_str(), t.1.as_str()))
@@ -158,6 +173,9 @@ fn decode(a: &Arch<'_>) -> Result<Policy, std::convert::Infallible> {
             images: owned(&e.images),
             ids: owned(&e.ids),
             cgroups: owned(&e.cgroups),
+            namespaces: owned(&e.namespaces),
+            pods: owned(&e.pods),
+            container_types: owned(&e.container_types),
             labels: map(&e.labels),
             annotations: map(&e.annotations),
         },

@@ -21,7 +21,9 @@ ln -s cglimit "$r/usr/bin/cglimit-runtime"
 # The default policy is installed by postinst only into a policy directory
 # that holds none (as `cglimit setup` does): a second policy named
 # "default" would make the directory invalid, and every start refused.
-install -D -m 0644 policies/00-default.yaml "$r/usr/share/cglimit/policies/00-default.yaml"
+for p in 00-default.yaml 05-pod-sandboxes.yaml; do
+  install -D -m 0644 "policies/$p" "$r/usr/share/cglimit/policies/$p"
+done
 install -d -m 0755 "$r/etc/cglimit/policies"
 install -D -m 0644 hooks/config.yaml "$r/etc/cglimit/config.yaml"
 install -d -m 0755 "$r/usr/share/containers/oci/hooks.d"
@@ -63,7 +65,9 @@ for f in /etc/cglimit/policies/*.yaml /etc/cglimit/policies/*.yml; do
   [ -e "$f" ] && found=1
 done
 if [ "$1" = configure ] && [ -z "$found" ]; then
-  install -m 0644 /usr/share/cglimit/policies/00-default.yaml /etc/cglimit/policies/00-default.yaml
+  for p in /usr/share/cglimit/policies/*.yaml; do
+    install -m 0644 "$p" "/etc/cglimit/policies/${p##*/}"
+  done
 fi
 POSTINST
 chmod 0755 "$r/DEBIAN/postinst"

@@ -226,6 +226,15 @@ pub struct ExplainArgs {
     /// An annotation KEY=VALUE (repeatable), added to the bundle's.
     #[arg(long = "annotation", value_parser = parse_pair, value_name = "KEY=VALUE")]
     pub annotations: Vec<(String, String)>,
+    /// Kubernetes: the pod's namespace, for `namespaces` selectors.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Kubernetes: the pod's name, for `pods` selectors.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Kubernetes: `sandbox` or `container`, for `containerTypes` selectors.
+    #[arg(long, value_parser = ["sandbox", "container"])]
+    pub container_type: Option<String>,
     /// Memory cgroup path, for `cgroups` selectors.
     #[arg(long)]
     pub cgroup: Option<String>,

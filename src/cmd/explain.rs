@@ -61,6 +61,9 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         if let Some(i) = &facts.image {
             println!("image       {i}");
         }
+        for line in pod_lines(&facts) {
+            println!("{line}");
+        }
         println!(
             "requested   memory {}, memory+swap {}",
             opt(r.memory),
@@ -111,6 +114,34 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     })
 }
 
+/// A Kubernetes container's pod facts, each with who sets it and so what
+/// it may select (`decision::select`).
+fn pod_lines(f: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(ns) = &f.namespace {
+        out.push(format!(
+            "namespace   {ns}: written by the CRI runtime from the pod's namespace, which its author can only choose among those the API server lets them use: trusted"
+        ));
+    }
+    if let Some(p) = &f.pod {
+        out.push(format!(
+            "pod         {p}: the pod's name, chosen by its author: a policy it selects is held to the baseline unless it says `trust: [pods]`"
+        ));
+    }
+    if let Some(t) = f.container_type {
+        out.push(format!(
+            "type        {}: written by the CRI runtime (the pod's sandbox or one of its containers): trusted",
+            t.as_str()
+        ));
+        if let Some(n) = &f.name {
+            out.push(format!(
+                "name        {n}: the container's name in the pod spec, chosen by its author: a policy it selects is held to the baseline unless it says `trust: [names]`"
+            ));
+        }
+    }
+    out
+}
+
 fn opt(l: Option<Limit>) -> String {
     l.map(|l| l.to_string()).unwrap_or_else(|| "not set".into())
 }
@@ -135,6 +166,11 @@ fn gather(args: &ExplainArgs) -> Result<Facts, Box<dyn std::error::Error>> {
     facts.name = args.name.clone().or(facts.name);
     facts.image = args.image.clone().or(facts.image);
     facts.cgroup = args.cgroup.clone();
+    facts.namespace = args.namespace.clone().or(facts.namespace);
+    facts.pod = args.pod.clone().or(facts.pod);
+    if let Some(t) = &args.container_type {
+        facts.container_type = crate::facts::pod::ContainerType::parse(t);
+    }
     facts.labels.extend(args.labels.iter().cloned());
     facts.annotations.extend(args.annotations.iter().cloned());
     let parse = |s: &Option<String>| -> Result<Option<i64>, size::SizeError> {

@@ -510,6 +510,72 @@ mod tests {
         assert_eq!(m, b(G), "{notes}");
     }
 
+    /// A pod's namespace and container type are the runtime's facts: a
+    /// namespace policy keeps its own bounds. Its pod and container names
+    /// are its author's: held to the baseline unless trusted.
+    #[test]
+    fn namespaces_are_the_runtimes_and_pod_names_the_authors() {
+        let set = parse_file(
+            Path::new("k.yaml"),
+            "name: default\nmemory: {default: 64M, max: 256M}\nswap: {max: 0}\n---\nname: batch\npriority: 5\nmatch: {namespaces: [batch], containerTypes: [container]}\nmemory: {default: 1G, max: 4G}\n---\nname: pause\npriority: 9\nmatch: {containerTypes: [sandbox]}\nmemory: {default: 32M, max: 32M}\n---\nname: db-pods\npriority: 6\nmatch: {namespaces: [batch], pods: [db-*]}\nmemory: {max: 16G}\n---\nname: vetted\npriority: 7\nmatch: {namespaces: [prod], pods: [pg-*]}\ntrust: [pods]\nmemory: {max: 16G}\n",
+        )
+        .unwrap();
+        let pod = |ns: &str, pod: &str, kind: ContainerType, memory: Option<i64>| Facts {
+            id: "c1".into(),
+            namespace: Some(ns.into()),
+            pod: Some(pod.into()),
+            container_type: Some(kind),
+            requested: Requested::from_oci(memory, None),
+            ..Default::default()
+        };
+        use crate::facts::pod::ContainerType;
+        let d = decide(&set, &pod("batch", "job-1", ContainerType::Container, None));
+        assert_eq!(
+            (d.policy.as_deref().unwrap_or(""), d.limits.memory),
+            ("batch", b(G))
+        );
+        let d = decide(
+            &set,
+            &pod("batch", "job-1", ContainerType::Container, gi(3)),
+        );
+        assert_eq!(d.limits.memory, b(3 * G), "{:?}", d.notes);
+        // The sandbox of the same pod: its own policy.
+        let d = decide(&set, &pod("batch", "job-1", ContainerType::Sandbox, None));
+        assert_eq!(
+            (d.policy.as_deref().unwrap_or(""), d.limits.memory),
+            ("pause", b(32 * M))
+        );
+        // Another namespace: the catch-all.
+        let d = decide(
+            &set,
+            &pod("default", "job-1", ContainerType::Container, gi(3)),
+        );
+        assert_eq!(
+            (d.policy.as_deref().unwrap_or(""), d.limits.memory),
+            ("default", b(256 * M))
+        );
+        // A pod named to match: held to the baseline, here `batch`'s 4G.
+        let d = decide(&set, &pod("batch", "db-1", ContainerType::Container, gi(8)));
+        assert_eq!(d.policy.as_deref(), Some("db-pods"));
+        assert_eq!(d.limits.memory, b(4 * G), "{:?}", d.notes);
+        assert!(d.why.contains("selected through pod"), "{}", d.why);
+        // Trusted pod names keep their bounds.
+        let d = decide(&set, &pod("prod", "pg-1", ContainerType::Container, gi(8)));
+        assert_eq!(
+            (d.policy.as_deref().unwrap_or(""), d.limits.memory),
+            ("vetted", b(8 * G))
+        );
+        // No pod facts (not a CRI container): no namespace policy.
+        let d = decide(
+            &set,
+            &Facts {
+                id: "c2".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(d.policy.as_deref(), Some("default"));
+    }
+
     #[test]
     fn decided_sizes_are_whole_pages() {
         let p = &parse_file(

@@ -12,8 +12,10 @@ use crate::facts::Facts;
 use crate::glob;
 use crate::policy::Policy;
 
-/// The kinds of fact `trust:` can name besides label and annotation keys.
-pub const KINDS: [&str; 4] = ["names", "images", "ids", "cgroups"];
+/// The kinds of fact `trust:` can name besides label and annotation keys:
+/// those the container's creator chooses. A pod's namespace and container
+/// type are the runtime's (`facts::pod`), and need no trust.
+pub const KINDS: [&str; 5] = ["names", "images", "ids", "cgroups", "pods"];
 
 /// What selection needs of a policy. Implemented by [`Policy`] and by the
 /// compiled cache's entries, which are matched straight from the cache's
@@ -25,6 +27,9 @@ pub trait Candidate {
     fn images(&self) -> impl Iterator<Item = &str>;
     fn ids(&self) -> impl Iterator<Item = &str>;
     fn cgroups(&self) -> impl Iterator<Item = &str>;
+    fn namespaces(&self) -> impl Iterator<Item = &str>;
+    fn pods(&self) -> impl Iterator<Item = &str>;
+    fn container_types(&self) -> impl Iterator<Item = &str>;
     fn labels(&self) -> impl Iterator<Item = (&str, &str)>;
     fn annotations(&self) -> impl Iterator<Item = (&str, &str)>;
     /// What the operator vouches for (`trust:`): fact kinds ([`KINDS`])
@@ -53,6 +58,7 @@ pub trait Candidate {
             ("images", self.images().next().is_some()),
             ("ids", self.ids().next().is_some()),
             ("cgroups", self.cgroups().next().is_some()),
+            ("pods", self.pods().next().is_some()),
         ]
         .into_iter()
         .filter_map(|(k, used)| used.then_some(k))
@@ -86,6 +92,9 @@ pub trait Candidate {
             self.images().next().is_some(),
             self.ids().next().is_some(),
             self.cgroups().next().is_some(),
+            self.namespaces().next().is_some(),
+            self.pods().next().is_some(),
+            self.container_types().next().is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -101,6 +110,9 @@ pub trait Candidate {
             && any_opt(self.images(), f.image.as_deref())
             && any_opt(self.ids(), Some(&f.id))
             && any_opt(self.cgroups(), f.cgroup.as_deref())
+            && any_opt(self.namespaces(), f.namespace.as_deref())
+            && any_opt(self.pods(), f.pod.as_deref())
+            && any_opt(self.container_types(), f.container_type.map(|t| t.as_str()))
             && all_keys(self.labels(), &f.labels)
             && all_keys(self.annotations(), &f.annotations)
     }
@@ -124,6 +136,15 @@ impl Candidate for Policy {
     }
     fn cgroups(&self) -> impl Iterator<Item = &str> {
         self.selector.cgroups.iter().map(String::as_str)
+    }
+    fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.selector.namespaces.iter().map(String::as_str)
+    }
+    fn pods(&self) -> impl Iterator<Item = &str> {
+        self.selector.pods.iter().map(String::as_str)
+    }
+    fn container_types(&self) -> impl Iterator<Item = &str> {
+        self.selector.container_types.iter().map(String::as_str)
     }
     fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         self.selector
@@ -160,6 +181,15 @@ impl<T: Candidate> Candidate for &T {
     }
     fn cgroups(&self) -> impl Iterator<Item = &str> {
         (*self).cgroups()
+    }
+    fn namespaces(&self) -> impl Iterator<Item = &str> {
+        (*self).namespaces()
+    }
+    fn pods(&self) -> impl Iterator<Item = &str> {
+        (*self).pods()
+    }
+    fn container_types(&self) -> impl Iterator<Item = &str> {
+        (*self).container_types()
     }
     fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         (*self).labels()

@@ -9,6 +9,7 @@
 
 pub mod discover;
 pub mod oci;
+pub mod pod;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,15 @@ pub struct Facts {
     /// from the host (`/proc/<pid>/cgroup`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// Kubernetes: the pod's namespace, the pod's name and whether this is
+    /// the pod's sandbox or one of its containers, as the CRI
+    /// implementation wrote them ([`pod`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_type: Option<pod::ContainerType>,
     pub requested: Requested,
 }
 

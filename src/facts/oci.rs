@@ -132,10 +132,12 @@ pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Annotations runtimes and orchestrators use for a container's name and
 /// image, most specific first. Docker sets none (the wrapper asks the engine).
+/// A Kubernetes container's name is its name in the pod spec (CRI-O's own
+/// `ContainerName` is a generated `k8s_…` string, the last resort).
 const NAME_KEYS: &[&str] = &[
-    "io.kubernetes.cri-o.ContainerName",
-    "io.kubernetes.container.name",
     "io.kubernetes.cri.container-name",
+    "io.kubernetes.container.name",
+    "io.kubernetes.cri-o.ContainerName",
     "org.opencontainers.container.name",
     "io.container.name",
 ];
@@ -163,15 +165,16 @@ pub fn facts(state: &State, config: &Config) -> Facts {
     }
     let (name, image) = named(&annotations);
     let m = config.memory();
-    Facts {
+    let mut f = Facts {
         id: state.id().clone(),
         name,
         image,
-        labels: BTreeMap::new(),
         requested: Requested::from_oci(m.limit, m.swap),
-        cgroup: None,
-        annotations,
-    }
+        ..Default::default()
+    };
+    crate::facts::pod::fill(&annotations, &mut f);
+    f.annotations = annotations;
+    f
 }
 
 /// Facts about a container from its bundle alone, as the runtime wrapper
@@ -179,7 +182,7 @@ pub fn facts(state: &State, config: &Config) -> Facts {
 pub fn bundle_facts(id: &str, config: &Config) -> Facts {
     let m = config.memory();
     let (name, image) = named(&config.annotations);
-    Facts {
+    let mut f = Facts {
         id: id.to_string(),
         name,
         image,
@@ -187,7 +190,9 @@ pub fn bundle_facts(id: &str, config: &Config) -> Facts {
         requested: Requested::from_oci(m.limit, m.swap),
         cgroup: config.linux.as_ref().and_then(|l| l.cgroups_path.clone()),
         ..Default::default()
-    }
+    };
+    crate::facts::pod::fill(&config.annotations, &mut f);
+    f
 }
 
 #[cfg(test)]

@@ -172,6 +172,11 @@ pub struct Selector {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub cgroups: Vec<String>,
+    /// Kubernetes: the pod's namespace, the pod's name, `sandbox` or
+    /// `container` (`facts::pod`).
+    pub namespaces: Vec<String>,
+    pub pods: Vec<String>,
+    pub container_types: Vec<String>,
 }
 
 /// Where a policy was written.

@@ -50,6 +50,12 @@ struct RawSelector {
     annotations: BTreeMap<String, String>,
     #[serde(default)]
     cgroups: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    pods: Vec<String>,
+    #[serde(default, rename = "containerTypes")]
+    container_types: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +363,7 @@ fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<Po
             "images" => !s.images.is_empty(),
             "ids" => !s.ids.is_empty(),
             "cgroups" => !s.cgroups.is_empty(),
+            "pods" => !s.pods.is_empty(),
             _ => s.labels.contains_key(k) || s.annotations.contains_key(k),
         };
         if !used {
@@ -364,7 +371,19 @@ fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<Po
                 key,
                 "trust",
                 format!(
-                    "{k:?} is not in this policy's match: trust names a kind of fact it selects on (names, images, ids, cgroups) or one of its label or annotation keys"
+                    "{k:?} is not in this policy's match: trust names a kind of fact it selects on (names, images, ids, cgroups, pods) or one of its label or annotation keys"
+                ),
+            );
+        }
+    }
+    for t in &s.container_types {
+        if crate::facts::pod::ContainerType::parse(&t.value).is_none() {
+            cx.err(
+                t,
+                "match.containerTypes",
+                format!(
+                    "{:?} is not a container type: `sandbox` (a pod's pause container) or `container`",
+                    t.value
                 ),
             );
         }
@@ -382,6 +401,9 @@ fn compile(file: &std::sync::Arc<Path>, raw: RawPolicy) -> Result<Policy, Vec<Po
             labels: s.labels,
             annotations: s.annotations,
             cgroups: s.cgroups,
+            namespaces: s.namespaces,
+            pods: s.pods,
+            container_types: s.container_types.into_iter().map(|t| t.value).collect(),
         },
         memory,
         swap,
@@ -426,6 +448,31 @@ pub fn check_names(policies: &[Policy]) -> Result<(), Vec<PolicyError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_types_are_sandbox_or_container() {
+        let e = parse_file(
+            Path::new("k.yaml"),
+            "name: p\nmatch:\n  containerTypes:\n    - sandbox\n    - pause\n",
+        )
+        .unwrap_err();
+        let text: String = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.contains("k.yaml:5")
+                && text.contains("match.containerTypes")
+                && text.contains("\"pause\" is not a container type"),
+            "{text}"
+        );
+        let e = parse_file(
+            Path::new("k.yaml"),
+            "name: p\nmatch: {namespaces: [a]}\ntrust: [namespaces]\n",
+        )
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<String>();
+        assert!(e.contains("trust"), "{e}");
+    }
 
     fn parse(text: &str) -> Result<Vec<Policy>, Vec<PolicyError>> {
         parse_file(Path::new("p.yaml"), text)

@@ -62,8 +62,13 @@ state = "{d}/state"
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "{PAUSE_IMAGE}"
     stream_server_address = "127.0.0.1"
+    # This host may not lower a process's oom_score_adj below its own (the
+    # CRI gives sandboxes -998): hold them at containerd's.
+    restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".containerd]
       snapshotter = "native"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "{d}/cni/bin"
       conf_dir = "{d}/cni/conf"
@@ -202,5 +207,80 @@ impl Drop for Containerd {
         }
         unmount_below(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Containerd {
+    /// Makes an image holding only busybox (`/bin/busybox`), tagged `tag`,
+    /// and imports it into namespace `ns` (no registry is needed): written
+    /// in `docker save`'s layout, which `ctr images import` reads.
+    pub fn import_busybox(&self, ns: &str, tag: &str) {
+        let work = self
+            .dir
+            .join(format!("image-{}", tag.replace(['/', ':'], "_")));
+        let rootfs = busybox_rootfs(&work);
+        let archive = work.join("archive");
+        std::fs::create_dir_all(&archive).unwrap();
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(archive.join("layer.tar"))
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let sha = |p: &Path| {
+            let out = Command::new("sha256sum").arg(p).output().unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let diff_id = sha(&archive.join("layer.tar"));
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/busybox", "sleep", "3600"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+        });
+        std::fs::write(archive.join("config.json"), config.to_string()).unwrap();
+        let config_sha = sha(&archive.join("config.json"));
+        std::fs::rename(
+            archive.join("config.json"),
+            archive.join(format!("{config_sha}.json")),
+        )
+        .unwrap();
+        let manifest = serde_json::json!([{
+            "Config": format!("{config_sha}.json"),
+            "RepoTags": [tag],
+            "Layers": ["layer.tar"],
+        }]);
+        std::fs::write(archive.join("manifest.json"), manifest.to_string()).unwrap();
+        let tar = work.join("image.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&archive)
+            .arg("-cf")
+            .arg(&tar)
+            .args(["manifest.json", "layer.tar", &format!("{config_sha}.json")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = self.ctr(&[
+            "-n",
+            ns,
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+            tar.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "ctr images import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -220,7 +220,7 @@ check "setup docker --undo restores daemon.json byte for byte" "$before" "$(sha2
 if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/dpkg.out 2>&1; then
   pass "the .deb installs"
   missing=
-  for f in /usr/bin/cglimit /usr/bin/cglimit-runtime /usr/share/cglimit/policies/00-default.yaml \
+  for f in /usr/bin/cglimit /usr/bin/cglimit-runtime /usr/share/cglimit/policies/00-default.yaml /usr/share/cglimit/policies/05-pod-sandboxes.yaml \
       /usr/share/containers/oci/hooks.d/cglimit.json /lib/systemd/system/cglimit-watch.service \
       /usr/share/man/man1/cglimit.1.gz /usr/share/man/man1/cglimit-setup.1.gz \
       /usr/share/bash-completion/completions/cglimit /usr/share/zsh/vendor-completions/_cglimit \

@@ -25,6 +25,16 @@ use crate::cli::{Engine, SetupArgs};
 
 /// The shipped catch-all policy, carried by the binary.
 pub const DEFAULT_POLICY: &str = include_str!("../../../policies/00-default.yaml");
+/// The shipped policies installed into an empty policy directory: the
+/// catch-all, and the one for Kubernetes pod sandboxes (which matches
+/// nothing elsewhere).
+pub const SHIPPED_POLICIES: [(&str, &str); 2] = [
+    ("00-default.yaml", DEFAULT_POLICY),
+    (
+        "05-pod-sandboxes.yaml",
+        include_str!("../../../policies/05-pod-sandboxes.yaml"),
+    ),
+];
 const WRAPPER_CONFIG: &str = include_str!("../../../hooks/config.yaml");
 const DEFAULT_CONFIG: &str = "/etc/cglimit/config.yaml";
 
@@ -84,10 +94,12 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut steps = Vec::new();
     if !holds_policies(&args.policy_dir) {
-        steps.push(Step::Write {
-            path: args.policy_dir.join("00-default.yaml"),
-            text: DEFAULT_POLICY.to_string(),
-        });
+        for (name, text) in SHIPPED_POLICIES {
+            steps.push(Step::Write {
+                path: args.policy_dir.join(name),
+                text: text.to_string(),
+            });
+        }
     }
     match args.engine {
         Engine::Docker => docker_steps(args, &exe, &mut steps)?,

@@ -201,6 +201,9 @@ pub(super) fn encode(e: &mut Enc, policies: &[Policy]) {
         strings.list(&mut r, &s.images);
         strings.list(&mut r, &s.ids);
         strings.list(&mut r, &s.cgroups);
+        strings.list(&mut r, &s.namespaces);
+        strings.list(&mut r, &s.pods);
+        strings.list(&mut r, &s.container_types);
         strings.pairs(&mut r, &s.labels);
         strings.pairs(&mut r, &s.annotations);
         strings.list(&mut r, &p.trust);
@@ -252,6 +255,9 @@ pub(super) struct Entry<'a> {
     images: List<'a>,
     ids: List<'a>,
     cgroups: List<'a>,
+    namespaces: List<'a>,
+    pods: List<'a>,
+    container_types: List<'a>,
     labels: List<'a>,
     annotations: List<'a>,
     trusted: List<'a>,
@@ -290,6 +296,9 @@ impl<'a> Entry<'a> {
             images: d.list(t, 1)?,
             ids: d.list(t, 1)?,
             cgroups: d.list(t, 1)?,
+            namespaces: d.list(t, 1)?,
+            pods: d.list(t, 1)?,
+            container_types: d.list(t, 1)?,
             labels: d.list(t, 2)?,
             annotations: d.list(t, 2)?,
             trusted: d.list(t, 1)?,
@@ -316,6 +325,15 @@ impl Candidate for Entry<'_> {
     }
     fn cgroups(&self) -> impl Iterator<Item = &str> {
         self.cgroups.strs()
+    }
+    fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.strs()
+    }
+    fn pods(&self) -> impl Iterator<Item = &str> {
+        self.pods.strs()
+    }
+    fn container_types(&self) -> impl Iterator<Item = &str> {
+        self.container_types.strs()
     }
     fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         self.labels.pairs()
@@ -367,6 +385,9 @@ pub(super) fn decode_record(record: &[u8], t: Table<'_>, files: &[Arc<Path>]) ->
         images: d.strs(t)?,
         ids: d.strs(t)?,
         cgroups: d.strs(t)?,
+        namespaces: d.strs(t)?,
+        pods: d.strs(t)?,
+        container_types: d.strs(t)?,
         ..Default::default()
     };
     selector.labels = d.map(t)?;

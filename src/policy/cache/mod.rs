@@ -35,7 +35,7 @@ use mapping::Mapping;
 
 /// Names the format; a new layout gets a new number, so an old cache is
 /// simply not recognised (and rewritten).
-const MAGIC: &[u8; 8] = b"CGLPOL\x00\x04";
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x05";
 /// Files changed more recently than this are not cached.
 pub const RACY: Duration = Duration::from_secs(2);
 
@@ -242,7 +242,7 @@ mod tests {
         (d, p, c, cf)
     }
 
-    const TEXT: &str = "name: a\npriority: 3\nmatch: {names: [web-*], labels: {t: x}, annotations: {k: v}, images: [i], ids: [d], cgroups: [c]}\nmemory: {default: 1g, min: 16m, max: max}\nswap: {max: 1g}\nhigh: 90%\nonViolation: deny\nmessage: m\n---\nname: b\nhigh: 256m\nonViolation: audit\n";
+    const TEXT: &str = "name: a\npriority: 3\nmatch: {names: [web-*], labels: {t: x}, annotations: {k: v}, images: [i], ids: [d], cgroups: [c], namespaces: [batch], pods: [job-*], containerTypes: [container]}\nmemory: {default: 1g, min: 16m, max: max}\nswap: {max: 1g}\nhigh: 90%\nonViolation: deny\nmessage: m\n---\nname: b\nhigh: 256m\nonViolation: audit\n";
 
     /// Loads with no racy window, as if every file were old enough.
     fn load_now(p: &Path, c: &Path) -> Result<Loaded, PolicyErrors> {
