@@ -84,6 +84,11 @@ pub enum Command {
     /// policy directory holds none. `--dry-run` shows the changes,
     /// `--undo` reverses exactly what setup did.
     Setup(SetupArgs),
+    /// Publish the policies of FROM (a Kubernetes ConfigMap volume, a
+    /// checkout) into the node's policy directory TO, whole and only when
+    /// they validate; with `--interval`, again whenever FROM changes. The
+    /// last valid set stays when FROM breaks or goes away.
+    SyncPolicies(SyncArgs),
     /// Check that every engine found on this host enforces its policy: a
     /// short probe container started through each, as a user would start
     /// one, must get the limits the policy decides. Exit 0 only when all do.
@@ -462,6 +467,22 @@ pub struct SetupArgs {
     /// setup prints the command.
     #[arg(long)]
     pub restart: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Where the policies come from.
+    #[arg(value_name = "FROM")]
+    pub from: PathBuf,
+    /// The node's policy directory (`/etc/cglimit/policies`).
+    #[arg(value_name = "TO")]
+    pub to: PathBuf,
+    /// Publish once and exit: 0 when FROM was valid and is published.
+    #[arg(long)]
+    pub once: bool,
+    /// How often to look at FROM again.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
 }
 
 #[derive(Args, Debug)]

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use cglimit::cli;
-use cglimit::cmd::{apply, doctor, events, explain, hook, runtime, setup, top, validate, watch};
+use cglimit::cmd::{
+    apply, doctor, events, explain, hook, runtime, setup, sync, top, validate, watch,
+};
 use cglimit::sys::logger;
 
 use clap::Parser;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Top(a) => top::run(a),
         cli::Command::Setup(a) => setup::run(a),
         cli::Command::Doctor(a) => doctor::run(a),
+        cli::Command::SyncPolicies(a) => sync::run(a),
         cli::Command::Probe => doctor::probe(),
         cli::Command::Runtime { args } => {
             runtime::run(&args.iter().map(Into::into).collect::<Vec<_>>())

@@ -8,6 +8,7 @@ pub mod explain;
 pub mod hook;
 pub mod runtime;
 pub mod setup;
+pub mod sync;
 pub mod top;
 pub mod validate;
 pub mod watch;

@@ -7,10 +7,16 @@
 //! written ([`super::perms`]), the directory is opened with no symlink
 //! allowed on the way, its owner and mode are judged on the descriptor, and
 //! each policy file is opened beneath it (`openat2` with
-//! `RESOLVE_BENEATH`: a relative link inside the directory, as a
-//! Kubernetes ConfigMap lays out its files, is followed; a link leading out
-//! of it, or an absolute one, is refused) and judged on its own descriptor.
-//! What is judged is what is read.
+//! `RESOLVE_BENEATH`: a relative link inside the directory is followed; a
+//! link leading out of it, or an absolute one, is refused) and judged on
+//! its own descriptor. What is judged is what is read.
+//!
+//! A Kubernetes ConfigMap volume is a farm of links: `NAME -> ..data/NAME`,
+//! `..data -> ..TIMESTAMP/`, and an update writes a new `..TIMESTAMP/`,
+//! then swaps `..data` in one rename. Following each name's link on its
+//! own could read one file before a swap and the next after it; so when
+//! the directory holds `..data`, it is opened once and every file is read
+//! from it: one version of the set, whole.
 
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -116,6 +122,19 @@ pub fn open(path: &Path, check: bool) -> Result<Opened, OpenError> {
             files: vec![file],
         });
     }
+    let top = match configmap_data(&top, check) {
+        Some(data) => {
+            if check {
+                let data_meta = data
+                    .metadata()
+                    .map_err(|e| OpenError::Io(read_error(path, &e)))?;
+                perms::judge_meta(&path.join(CONFIGMAP_DATA), &data_meta, euid)
+                    .map_err(OpenError::Unsafe)?;
+            }
+            data
+        }
+        None => top,
+    };
     let mut names = list(&top).map_err(|e| OpenError::Io(read_error(path, &e.into())))?;
     names.sort();
     let mut files = Vec::with_capacity(names.len());
@@ -163,6 +182,30 @@ pub fn open(path: &Path, check: bool) -> Result<Opened, OpenError> {
         meta,
         files,
     })
+}
+
+/// The entry of a Kubernetes ConfigMap volume that points at the current
+/// version of its files.
+pub const CONFIGMAP_DATA: &str = "..data";
+
+/// `dir/..data`, opened once (beneath `dir` when checked), when `dir` is a
+/// ConfigMap volume.
+fn configmap_data(dir: &File, check: bool) -> Option<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY;
+    let fd = if check {
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match openat2(dir.as_fd(), CONFIGMAP_DATA, how) {
+            // Without openat2 the link is not followed: the files' own
+            // links are, one by one.
+            Err(Errno::ENOSYS) => return None,
+            other => other.ok()?,
+        }
+    } else {
+        openat(dir.as_fd(), CONFIGMAP_DATA, flags, Mode::empty()).ok()?
+    };
+    Some(File::from(fd))
 }
 
 /// Opens a path just checked and found free of symlinks, refusing one that
@@ -312,6 +355,28 @@ mod tests {
         assert_eq!(opened.files.len(), 1);
         assert_eq!(opened.files[0].path, d.join("p.yaml"));
         assert_eq!(opened.files[0].text().unwrap(), "name: p\n");
+
+        // Mid-update, as kubelet leaves it between its steps: the new
+        // version's link `q.yaml` exists, `..data` still points at the old
+        // version. One version is read, whole: the old one.
+        let v2 = d.join("..2026_11_30_18_05_00.2");
+        std::fs::create_dir(&v2).unwrap();
+        std::fs::set_permissions(&v2, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(v2.join("p.yaml"), "name: p2\n").unwrap();
+        std::fs::write(v2.join("q.yaml"), "name: q2\n").unwrap();
+        std::os::unix::fs::symlink("..data/q.yaml", d.join("q.yaml")).unwrap();
+        let texts =
+            |o: &Opened| -> Vec<String> { o.files.iter().map(|f| f.text().unwrap()).collect() };
+        assert_eq!(texts(&open(&d, true).ok().unwrap()), ["name: p\n"]);
+        // The swap: one rename, then both files of the new version.
+        std::os::unix::fs::symlink("..2026_11_30_18_05_00.2", d.join("..data_tmp")).unwrap();
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+        let opened = open(&d, true).ok().unwrap();
+        assert_eq!(texts(&opened), ["name: p2\n", "name: q2\n"]);
+        assert_eq!(opened.files[1].path, d.join("q.yaml"));
+        // A version directory others could write is refused.
+        std::fs::set_permissions(&v2, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(open(&d, true), Err(OpenError::Unsafe(_))));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

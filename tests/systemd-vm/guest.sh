@@ -144,6 +144,66 @@ else
   fail "podman run" "$(head -c 600 /tmp/err.podman)"
 fi
 
+# --- a Kubernetes node: containerd's CRI on the systemd driver ---------------
+# The handler `setup containerd` writes (SystemdCgroup taken from runc's),
+# driven through the CRI as the kubelet drives it (cri.py, as in
+# tests/kubernetes.rs): pods' limits become their scopes' properties.
+cat > /etc/containerd/config.toml <<'EOF2'
+version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/cglimit-test/busybox:1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = true
+EOF2
+cp $T/policies/05-pod-sandboxes.yaml /etc/cglimit/policies/
+cat > /etc/cglimit/policies/kubernetes.yaml <<'EOF2'
+name: batch
+priority: 5
+match: {namespaces: [batch], containerTypes: [container]}
+memory: {default: 512M, max: 1G}
+swap: {max: 0}
+high: 90%
+EOF2
+chmod -R go-w /etc/cglimit
+if cglimit setup containerd --default --restart >/tmp/setup.ctd 2>&1 \
+   && grep -A3 'runtimes.cglimit.options' /etc/containerd/config.toml | grep -q 'SystemdCgroup = true'; then
+  pass "setup containerd: a default handler on the systemd driver, containerd restarted"
+else
+  fail "setup containerd" "$(cat /tmp/setup.ctd) $(tail -n 12 /etc/containerd/config.toml)"
+fi
+img=/tmp/k8s-image
+mkdir -p $img/a
+tar -C /tmp/rootfs -cf $img/a/layer.tar .
+diff=$(sha256sum $img/a/layer.tar | cut -d' ' -f1)
+printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/busybox","sleep","3600"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$diff" > $img/a/c.json
+cs=$(sha256sum $img/a/c.json | cut -d' ' -f1)
+mv $img/a/c.json $img/a/$cs.json
+printf '[{"Config":"%s.json","RepoTags":["localhost/cglimit-test/busybox:1"],"Layers":["layer.tar"]}]' "$cs" > $img/a/manifest.json
+tar -C $img/a -cf $img/image.tar manifest.json layer.tar $cs.json
+ctr -n k8s.io images import $img/image.tar >/tmp/err.ctr 2>&1 || echo "INFO ctr import: $(tail -c 300 /tmp/err.ctr)"
+cri() { PYTHONPATH=$T/py CRI_STUBS=$T/stubs python3 $T/cri.py /run/containerd/containerd.sock "$@"; }
+scope() { echo /sys/fs/cgroup/cglimit-k8s.slice/cri-containerd-$1.scope; }
+if job=$(cri run-pod job batch cglimit-k8s.slice 2>/tmp/err.cri); then
+  holds "CRI pod sandbox (the shipped sandbox policy)" "$(scope $job)" "$((32*M)) 0 max"
+  app=$(cri create $job job batch cglimit-k8s.slice app localhost/cglimit-test/busybox:1 2>>/tmp/err.cri) && cri start $app 2>>/tmp/err.cri
+  holds "CRI container in namespace batch" "$(scope $app)" "$((512*M)) 0 483180544"
+  cri update $app $((4096*M)) 2>>/tmp/err.cri
+  holds "CRI UpdateContainerResources to 4G: clamped to the namespace's 1G" "$(scope $app)" "$((1024*M)) 0 966365184"
+  web=$(cri run-pod web default cglimit-k8s.slice --annotation io.kubernetes.cri.sandbox-namespace=batch 2>>/tmp/err.cri)
+  front=$(cri create $web web default cglimit-k8s.slice front localhost/cglimit-test/busybox:1 \
+    --annotation io.kubernetes.cri.sandbox-namespace=batch --pod-annotation io.kubernetes.cri.sandbox-namespace=batch 2>>/tmp/err.cri) \
+    && cri start $front 2>>/tmp/err.cri
+  holds "CRI container in default claiming batch" "$(scope $front)" "$((64*M)) 0 $HIGH"
+  for p in $job $web; do cri stop-pod $p; cri remove-pod $p; done 2>>/tmp/err.cri
+  [ -s /tmp/err.cri ] && echo "INFO cri: $(tail -c 600 /tmp/err.cri)"
+else
+  fail "CRI RunPodSandbox" "$(tail -c 600 /tmp/err.cri)"
+fi
+systemctl stop containerd
+
 # --- drift seen by the watcher ------------------------------------------------
 sleep 1
 n=$(grep -c '"kind":"limit_changed"' /var/lib/cglimit/events.jsonl 2>/dev/null)

@@ -53,7 +53,7 @@ systemctl poweroff --force --force
 RUN
 
 mmdebstrap --variant=minbase --mode=root \
-  --include=systemd,systemd-sysv,dbus,udev,linux-image-cloud-amd64,initramfs-tools,runc,crun,podman,docker.io,busybox-static,jq,apparmor,procps,e2fsprogs,kmod \
+  --include=systemd,systemd-sysv,dbus,udev,linux-image-cloud-amd64,initramfs-tools,runc,crun,podman,docker.io,busybox-static,jq,apparmor,procps,e2fsprogs,kmod,python3 \
   --customize-hook='echo cglimit-vm > "$1/etc/hostname"' \
   --customize-hook='echo "/dev/vda / ext4 rw,discard 0 1" > "$1/etc/fstab"' \
   --customize-hook="cp $tmp/cglimit-vm.service \"\$1/etc/systemd/system/\"" \

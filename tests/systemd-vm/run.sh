@@ -34,7 +34,16 @@ mkdir -p "$files"
 cp "$bin" "$files/cglimit"
 cp "$here/guest.sh" "$files/run.sh"
 cp "$(bash pkg/deb.sh "$work/deb")" "$files/cglimit.deb"
-cp -r deploy hooks "$files/" 2>/dev/null || true
+cp -r deploy hooks policies "$files/" 2>/dev/null || true
+# The CRI client of tests/kubernetes.rs, its Python packages (the guest's
+# Python is 3.11 too) and its stubs, generated here.
+py=/var/cache/cglimit-test/python
+PYTHONPATH=$py python3 -c 'import grpc, grpc_tools' 2>/dev/null \
+  || python3 -m pip install -q --target "$py" grpcio grpcio-tools
+cp -r "$py" "$files/py"
+cp tests/cri/cri.py "$files/cri.py"
+mkdir -p "$files/stubs"
+PYTHONPATH=$py python3 -m grpc_tools.protoc -I tests/cri --python_out "$files/stubs" --grpc_python_out "$files/stubs" runtime.proto
 truncate -s 256M "$work/files.img"
 mkfs.ext4 -q -F -d "$files" "$work/files.img"
 qemu-img create -q -f qcow2 -b "$image/disk.img" -F raw "$work/overlay.qcow2"
