@@ -164,6 +164,16 @@ fn node(test: &str) -> Node {
         .output()
         .unwrap();
     assert!(out.status.success(), "setup containerd: {}", stderr(&out));
+    // A second handler, running the same wrapper, that passes every pod
+    // and container annotation through to config.json: the most a
+    // cluster's configuration can let a pod's author write there.
+    let binary = c.binary_of("cglimit").unwrap();
+    let mut text = std::fs::read_to_string(&c.config).unwrap();
+    text.push_str(&format!(
+        "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.passthrough]\nruntime_type = \"io.containerd.runc.v2\"\npod_annotations = [\"*\", \"*/*\"]\ncontainer_annotations = [\"*\", \"*/*\"]\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.passthrough.options]\nBinaryName = \"{}\"\n",
+        binary.display()
+    ));
+    std::fs::write(&c.config, text).unwrap();
     c.cglimit_config = Some(wrapper);
     c.start();
     c.import_busybox("k8s.io", PAUSE_IMAGE);
@@ -213,6 +223,56 @@ fn pods_get_their_namespaces_policy_through_the_cri() {
             64 * M,
             "a default container claiming batch"
         );
+        // Even where the handler passes every annotation through, the
+        // CRI's own keys are written last and win.
+        let open = n.run_pod(
+            "open",
+            "default",
+            &[
+                "--handler",
+                "passthrough",
+                "--annotation",
+                claim,
+                "--annotation",
+                "cglimit.test/pod=yes",
+            ],
+        );
+        pods.borrow_mut().push(open.clone());
+        let sneaky = n.create(
+            &open,
+            "open",
+            "default",
+            "sneaky",
+            &[
+                "--annotation",
+                claim,
+                "--pod-annotation",
+                claim,
+                "--pod-annotation",
+                "cglimit.test/pod=yes",
+                "--annotation",
+                "cglimit.test/container=yes",
+            ],
+        );
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(n.bundle(&sneaky).join("config.json")).unwrap())
+                .unwrap();
+        let a = &spec["annotations"];
+        assert_eq!(
+            a["cglimit.test/pod"], "yes",
+            "no pod annotation passed: {a}"
+        );
+        assert_eq!(
+            a["cglimit.test/container"], "yes",
+            "no container annotation: {a}"
+        );
+        assert_eq!(a["io.kubernetes.cri.sandbox-namespace"], "default", "{a}");
+        assert_eq!(
+            n.limit(&sneaky),
+            64 * M,
+            "annotations passed through claimed batch"
+        );
+        assert_eq!(n.limit(&open), 32 * M, "the passthrough pod's sandbox");
         // Asking above the catch-all's maximum: clamped to it.
         let big = n.create(
             &web,
