@@ -368,6 +368,12 @@ pub struct WatchArgs {
     /// Rotate events.jsonl to events.jsonl.1 above this size.
     #[arg(long, default_value = "16777216", value_name = "BYTES")]
     pub rotate_bytes: u64,
+    /// How long a container that is gone keeps its series, frozen at its
+    /// last values with `cglimit_container_gone_timestamp_seconds`: a
+    /// container OOM-killed at its start and removed in milliseconds is
+    /// still there for the next scrapes and its alert.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub retention: Duration,
 
     #[command(flatten)]
     pub sources: SourceArgs,
@@ -525,8 +531,8 @@ pub struct DoctorArgs {
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
-    /// Print one table and exit.
-    #[arg(long)]
+    /// Print one table and exit (`--no-stream`, as `docker stats` says it).
+    #[arg(long, alias = "no-stream")]
     pub once: bool,
     /// Also show the containers recorded in DIR/decisions.jsonl.
     #[arg(long, value_name = "DIR")]

@@ -301,7 +301,20 @@ fn a_leak_is_flagged_and_a_flat_workload_is_not() {
         .trim()
         .parse()
         .unwrap();
-    let shown: u64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    let inactive: u64 = std::fs::read_to_string(cg.join("memory.stat"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("total_inactive_file "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    let shown: u64 = cols[cols.len() - 1].parse().unwrap();
+    let working_set: u64 = cols[cols.len() - 2].parse().unwrap();
+    assert!(
+        working_set.abs_diff(usage - inactive) <= 64 * 1024,
+        "top's working set {working_set} vs cgroup {usage} - {inactive}: {row}"
+    );
     assert!(
         shown.abs_diff(usage) <= 64 * 1024,
         "top {shown} vs cgroup {usage}: {row}"
@@ -312,6 +325,80 @@ fn a_leak_is_flagged_and_a_flat_workload_is_not() {
         .find(|l| l.starts_with("leak"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(lrow.contains("/ 256M"), "{lrow}");
+}
+
+/// The commonest OOM: the container's init is killed, the container exits
+/// and runc removes its cgroup at once. Its series stay, frozen, with a
+/// `gone` time stamp, and the host's counters (present from the start, at
+/// 0) count the kill and the hook's decision.
+#[test]
+fn a_container_killed_and_gone_keeps_its_series() {
+    let mut lab = Lab::new("watchgone");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let (_w, port) = start_watch(&lab, None);
+    let before = metrics(port);
+    for line in [
+        "cglimit_host_events_total{kind=\"oom_kill\"} 0",
+        "cglimit_decisions_total{source=\"hook\",outcome=\"error\"} 0",
+    ] {
+        assert!(before.contains(line), "no {line} at the start:\n{before}");
+    }
+    let bundle = lab.bundle_with(
+        "init",
+        None,
+        "createRuntime",
+        lab.hook_args(),
+        "sleep 1; s=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done",
+    );
+    let id = format!("{}-init", lab.name);
+    let out = lab.run("runc", &id, &bundle);
+    assert!(!out.status.success(), "the init was not killed");
+    let cgroup = v1_memory_root()
+        .join(lab.cgroup_parent.trim_start_matches('/'))
+        .join("init");
+    assert!(!cgroup.exists(), "runc left the cgroup");
+    let t = Instant::now();
+    let gone = loop {
+        let m = metrics(port);
+        if m.lines()
+            .any(|l| l.starts_with("cglimit_container_gone_timestamp_seconds") && l.contains(&id))
+        {
+            break m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no gone series for {id}:\n{m}\n{}",
+            std::fs::read_to_string(lab.dir.join("watch.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let value = |name: &str| -> Option<f64> {
+        gone.lines()
+            .find(|l| l.starts_with(name) && l.contains(&id))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(value("cglimit_oom_kills_total"), Some(1.0), "{gone}");
+    assert_eq!(value("cglimit_memory_limit_bytes"), Some((64 * M) as f64));
+    assert!(
+        gone.contains("cglimit_host_events_total{kind=\"oom_kill\"} 1"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("cglimit_decisions_total{source=\"hook\",outcome=\"applied\"} 1"),
+        "{gone}"
+    );
+    assert!(gone.contains("cglimit_watched_containers 0"), "{gone}");
+    // Scraped again later: still there (retention 5m by default).
+    std::thread::sleep(Duration::from_millis(2500));
+    let again = metrics(port);
+    assert!(
+        again
+            .lines()
+            .any(|l| l.starts_with("cglimit_oom_kills_total")
+                && l.contains(&id)
+                && l.ends_with(" 1")),
+        "{again}"
+    );
 }
 
 /// The shipped alert rules pass promtool, and a real Prometheus scrapes the
@@ -330,6 +417,26 @@ fn prometheus_scrapes_the_oom_kill_counter() {
         st.status.success(),
         "{}",
         String::from_utf8_lossy(&st.stdout)
+    );
+    // The rules' own unit tests: an OOM kill of a child, of an init whose
+    // container is gone, one in the first seconds, a leak, near the limit
+    // by working set, enforcement failing, the watcher down.
+    let st = Command::new("promtool")
+        .args([
+            "test",
+            "rules",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/cglimit-alerts.test.yml"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&st.stdout),
+        String::from_utf8_lossy(&st.stderr)
     );
 
     let mut lab = Lab::new("prom");

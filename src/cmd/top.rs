@@ -1,6 +1,8 @@
 //! `cglimit top`: like `docker stats` for memory: usage / limit, swap,
 //! failcnt, OOM kills and the trend of anonymous memory, straight from the
-//! cgroups.
+//! cgroups. Usage is the working set (usage less inactive page cache), as
+//! `docker stats`, podman and the kubelet show it; the page cache a
+//! container has touched is in the last column.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -26,9 +28,10 @@ pub fn run(args: &TopArgs) -> ExitCode {
             let trend = (b.anon as f64 - a.anon as f64) / dt;
             let name = crate::facts::discover::display(&t.facts.id, t.facts.name.as_deref());
             let limit = b.limit.map(Limit::Bytes).unwrap_or(Limit::Unlimited);
+            let ws = b.working_set();
             let pct = b
                 .limit
-                .map(|l| format!("{:.1}%", b.usage as f64 * 100.0 / l as f64))
+                .map(|l| format!("{:.1}%", ws as f64 * 100.0 / l as f64))
                 .unwrap_or_else(|| "-".into());
             let swap = b
                 .swap_usage
@@ -50,12 +53,13 @@ pub fn run(args: &TopArgs) -> ExitCode {
             };
             rows.push([
                 name,
-                format!("{} / {limit}", Limit::Bytes(b.usage)),
+                format!("{} / {limit}", Limit::Bytes(ws)),
                 pct,
                 swap,
                 failcnt.to_string(),
                 kills.to_string(),
                 trend,
+                ws.to_string(),
                 b.usage.to_string(),
             ]);
         }
@@ -70,7 +74,8 @@ pub fn run(args: &TopArgs) -> ExitCode {
             "FAILCNT",
             "OOM KILLS",
             "TREND",
-            "USAGE BYTES",
+            "WORKING SET BYTES",
+            "USAGE BYTES (WITH CACHE)",
         ];
         let mut table = vec![header.map(String::from)];
         table.extend(rows);

@@ -22,7 +22,54 @@ pub struct Row<'a> {
     pub leak_suspected: bool,
     /// `limit_changed` events seen for this container.
     pub limit_changes: u64,
+    /// When its cgroup was found gone (seconds since the epoch); its series
+    /// stay, frozen, for the retention window.
+    pub gone_at: Option<f64>,
 }
+
+/// Host-wide counters: they exist from the watcher's start (at 0), so an
+/// alert on their increase fires for the first event too.
+pub struct Host<'a> {
+    pub totals: &'a std::collections::BTreeMap<&'static str, u64>,
+    pub decisions: &'a std::collections::BTreeMap<(String, String), u64>,
+}
+
+/// The kinds of `cglimit_host_events_total`.
+pub const HOST_KINDS: [&str; 7] = [
+    "oom_kill",
+    "oom",
+    "limit_hit",
+    "high",
+    "leak_suspected",
+    "limit_changed",
+    "pressure",
+];
+
+/// The event kinds counted in a host kind (v1 `failcnt` and v2 `max` are
+/// both the limit being hit).
+pub fn host_kind(event: &str) -> Option<&'static str> {
+    match event {
+        "failcnt" | "max" => Some("limit_hit"),
+        e => HOST_KINDS.iter().find(|k| **k == e).copied(),
+    }
+}
+
+/// Sources and outcomes of `cglimit_decisions_total` present from the
+/// start (what to alert on: refusals and failures).
+pub const DECISION_KEYS: [(&str, &str); 12] = [
+    ("hook", "applied"),
+    ("hook", "denied"),
+    ("hook", "error"),
+    ("hook", "failed-open"),
+    ("runtime", "applied"),
+    ("runtime", "denied"),
+    ("runtime", "error"),
+    ("runtime", "failed-open"),
+    ("update", "applied"),
+    ("update", "denied"),
+    ("update", "error"),
+    ("apply", "applied"),
+];
 
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -30,7 +77,7 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(rows: &[Row]) -> String {
+pub fn render(rows: &[Row], host: &Host) -> String {
     let mut o = String::new();
     let mut family = |name: &str, kind: &str, help: &str, f: &mut dyn FnMut(&mut String)| {
         let _ = writeln!(o, "# HELP {name} {help}");
@@ -46,12 +93,18 @@ pub fn render(rows: &[Row]) -> String {
         )
     };
     type Get = fn(&Row) -> Option<f64>;
-    let series: [(&str, &str, &str, Get); 8] = [
+    let series: [(&str, &str, &str, Get); 10] = [
         (
             "cglimit_memory_usage_bytes",
             "gauge",
-            "Memory in use (v2 memory.current, v1 memory.usage_in_bytes).",
+            "Memory in use, page cache included (v2 memory.current, v1 memory.usage_in_bytes).",
             |r| Some(r.sample.usage as f64),
+        ),
+        (
+            "cglimit_memory_working_set_bytes",
+            "gauge",
+            "Memory in use less inactive page cache, as the kubelet and docker stats count it.",
+            |r| Some(r.sample.working_set() as f64),
         ),
         (
             "cglimit_memory_limit_bytes",
@@ -77,8 +130,14 @@ pub fn render(rows: &[Row]) -> String {
         (
             "cglimit_swap_limit_bytes",
             "gauge",
-            "Swap limit (v2: on top of memory; v1: memory+swap).",
-            |r| r.sample.swap_limit.map(|v| v as f64),
+            "Swap the container may use, on top of its memory (absent: no limit).",
+            |r| r.sample.swap_only_limit().map(|v| v as f64),
+        ),
+        (
+            "cglimit_memory_swap_limit_bytes",
+            "gauge",
+            "Memory and swap together, docker's --memory-swap (absent: no limit).",
+            |r| r.sample.memory_swap_limit().map(|v| v as f64),
         ),
         (
             "cglimit_leak_growth_bytes_per_second",
@@ -189,11 +248,53 @@ pub fn render(rows: &[Row]) -> String {
         },
     );
     family(
+        "cglimit_container_gone_timestamp_seconds",
+        "gauge",
+        "When a container's cgroup was found gone; its series stay, frozen, for --retention.",
+        &mut |o| {
+            for r in rows {
+                if let Some(t) = r.gone_at {
+                    let _ = writeln!(
+                        o,
+                        "cglimit_container_gone_timestamp_seconds{{{}}} {t:.3}",
+                        labels(r)
+                    );
+                }
+            }
+        },
+    );
+    family(
         "cglimit_watched_containers",
         "gauge",
-        "Containers being watched.",
+        "Containers being watched (not counting those gone).",
         &mut |o| {
-            let _ = writeln!(o, "cglimit_watched_containers {}", rows.len());
+            let n = rows.iter().filter(|r| r.gone_at.is_none()).count();
+            let _ = writeln!(o, "cglimit_watched_containers {n}");
+        },
+    );
+    family(
+        "cglimit_host_events_total",
+        "counter",
+        "Events recorded on this host since the watcher started, by kind (oom_kill: processes killed; limit_hit: v1 failcnt, v2 max).",
+        &mut |o| {
+            for (k, v) in host.totals {
+                let _ = writeln!(o, "cglimit_host_events_total{{kind=\"{k}\"}} {v}");
+            }
+        },
+    );
+    family(
+        "cglimit_decisions_total",
+        "counter",
+        "Decisions recorded by the hook, the wrapper and apply, by source and outcome (applied, denied, error, failed-open).",
+        &mut |o| {
+            for ((s, out), v) in host.decisions {
+                let _ = writeln!(
+                    o,
+                    "cglimit_decisions_total{{source=\"{}\",outcome=\"{}\"}} {v}",
+                    esc(s),
+                    esc(out)
+                );
+            }
         },
     );
     family(
@@ -314,8 +415,21 @@ mod tests {
             leak_rate: 1.5,
             leak_suspected: true,
             limit_changes: 4,
+            gone_at: None,
         }];
-        let t = render(&rows);
+        let totals = HOST_KINDS.iter().map(|k| (*k, 0)).collect();
+        let decisions = Default::default();
+        let t = render(
+            &rows,
+            &Host {
+                totals: &totals,
+                decisions: &decisions,
+            },
+        );
+        assert!(
+            t.contains("cglimit_host_events_total{kind=\"oom_kill\"} 0"),
+            "{t}"
+        );
         assert!(
             t.contains(&format!(
                 "cglimit_build_info{{version=\"{}\",commit=\"{}\"}} 1",

@@ -119,8 +119,27 @@ pub fn run(args: &WatchArgs) -> ExitCode {
     }
 }
 
+/// A container whose cgroup is gone, kept for the metrics until `until`.
+struct Gone {
+    who: Who,
+    cgroup: String,
+    sample: stats::Sample,
+    oom_total: u64,
+    limit_changes: u64,
+    /// When it was found gone, in seconds since the epoch.
+    at: f64,
+    until: Instant,
+}
+
 struct Watcher<'a> {
     args: &'a WatchArgs,
+    /// Containers that are gone, still exported ([`WatchArgs::retention`]).
+    gone: Vec<Gone>,
+    /// Events recorded since the watcher started, by kind: host-wide
+    /// counters that never reset while it runs and exist from its start.
+    totals: std::cell::RefCell<BTreeMap<&'static str, u64>>,
+    /// Decision records read, by source and outcome.
+    decisions: BTreeMap<(String, String), u64>,
     log: EventLog,
     baselines: HashMap<(String, String), u64>,
     containers: HashMap<String, Watched>,
@@ -175,6 +194,12 @@ impl<'a> Watcher<'a> {
         }
         Ok(Watcher {
             args,
+            gone: Vec::new(),
+            totals: std::cell::RefCell::new(metrics::HOST_KINDS.iter().map(|k| (*k, 0)).collect()),
+            decisions: metrics::DECISION_KEYS
+                .iter()
+                .map(|(s, o)| ((s.to_string(), o.to_string()), 0))
+                .collect(),
             log,
             baselines,
             containers: HashMap::new(),
@@ -358,6 +383,18 @@ impl<'a> Watcher<'a> {
     }
 
     fn record(&self, events: Vec<Event>) {
+        {
+            let mut totals = self.totals.borrow_mut();
+            for e in &events {
+                let n = match (e.old, e.new) {
+                    (Some(old), Some(new)) => new.saturating_sub(old),
+                    _ => 1,
+                };
+                if let Some(k) = metrics::host_kind(&e.kind) {
+                    *totals.entry(k).or_insert(0) += n;
+                }
+            }
+        }
         for e in &events {
             ::log::info!(
                 "{} {} {}: {:?} -> {:?}",
@@ -435,6 +472,20 @@ impl<'a> Watcher<'a> {
                 if !from_notification || !w.dir.path().exists() {
                     ::log::info!("{}: gone ({e})", w.cgroup);
                     let last = release_held(w, true);
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0);
+                    let oom_total = oom_total(w, &self.baselines);
+                    self.gone.push(Gone {
+                        who: w.who.clone(),
+                        cgroup: w.cgroup.clone(),
+                        sample: w.sample.clone(),
+                        oom_total,
+                        limit_changes: w.limit_changes,
+                        at,
+                        until: Instant::now() + self.args.retention,
+                    });
                     if let Some(wd) = w.wd {
                         let _ = self.inotify.rm_watch(wd);
                     }
@@ -450,6 +501,8 @@ impl<'a> Watcher<'a> {
     }
 
     fn sample_all(&mut self) {
+        let now = Instant::now();
+        self.gone.retain(|g| g.until > now);
         let t = self.started.elapsed().as_secs_f64();
         let keys: Vec<String> = self.containers.keys().cloned().collect();
         for k in keys {
@@ -509,28 +562,33 @@ impl<'a> Watcher<'a> {
     }
 
     fn render(&self) {
-        let rows: Vec<metrics::Row> = self
+        let mut rows: Vec<metrics::Row> = self
             .containers
             .values()
             .map(|w| metrics::Row {
                 who: &w.who,
                 sample: &w.sample,
-                oom_total: if w.dir.hierarchy == Hierarchy::V2 {
-                    w.sample.counters.get("oom").copied().unwrap_or(0)
-                } else {
-                    w.oom_seen.max(
-                        self.baselines
-                            .get(&(w.cgroup.clone(), "memory.oom_control:notifications".into()))
-                            .copied()
-                            .unwrap_or(0),
-                    )
-                },
+                oom_total: oom_total(w, &self.baselines),
                 leak_rate: w.leak.rate(),
                 leak_suspected: w.leak.suspected(),
                 limit_changes: w.limit_changes,
+                gone_at: None,
             })
             .collect();
-        let text = metrics::render(&rows);
+        rows.extend(self.gone.iter().map(|g| metrics::Row {
+            who: &g.who,
+            sample: &g.sample,
+            oom_total: g.oom_total,
+            leak_rate: 0.0,
+            leak_suspected: false,
+            limit_changes: g.limit_changes,
+            gone_at: Some(g.at),
+        }));
+        let host = metrics::Host {
+            totals: &self.totals.borrow(),
+            decisions: &self.decisions,
+        };
+        let text = metrics::render(&rows, &host);
         if let Ok(mut m) = self.metrics.lock() {
             *m = text;
         }
@@ -561,6 +619,12 @@ impl<'a> Watcher<'a> {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
+            if let (Some(s), Some(o)) = (v["source"].as_str(), v["outcome"].as_str()) {
+                *self
+                    .decisions
+                    .entry((s.to_string(), o.to_string()))
+                    .or_insert(0) += 1;
+            }
             let c = &v["container"];
             let Some(cg) = c["cgroup"].as_str() else {
                 continue;
@@ -601,6 +665,8 @@ impl<'a> Watcher<'a> {
     }
 
     fn add(&mut self, cgroup: String, who: Who, dir: CgroupDir) {
+        // A cgroup back under the same path is a new container.
+        self.gone.retain(|g| g.cgroup != cgroup);
         if let Some(w) = self.containers.get_mut(&cgroup) {
             // Names arrive later than cgroups sometimes: keep the best known.
             if w.who.name.is_none() {
@@ -667,6 +733,22 @@ impl<'a> Watcher<'a> {
         self.tokens.insert(w.token, cgroup.clone());
         self.containers.insert(cgroup.clone(), w);
         self.read_one(&cgroup, false);
+    }
+}
+
+/// OOM conditions of a container: v2's own counter; on v1 the
+/// notifications the watcher saw, or the log's count when it saw fewer
+/// (it restarted).
+fn oom_total(w: &Watched, baselines: &HashMap<(String, String), u64>) -> u64 {
+    if w.dir.hierarchy == Hierarchy::V2 {
+        w.sample.counters.get("oom").copied().unwrap_or(0)
+    } else {
+        w.oom_seen.max(
+            baselines
+                .get(&(w.cgroup.clone(), "memory.oom_control:notifications".into()))
+                .copied()
+                .unwrap_or(0),
+        )
     }
 }
 

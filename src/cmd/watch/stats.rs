@@ -11,8 +11,13 @@ pub struct Sample {
     /// `None`: no limit.
     pub limit: Option<u64>,
     pub swap_usage: Option<u64>,
-    /// v2: swap on top of memory; v1: memory+swap.
+    /// As the cgroup's file says it: v2 swap on top of memory
+    /// (`memory.swap.max`); v1 memory+swap (`memory.memsw.limit_in_bytes`).
     pub swap_limit: Option<u64>,
+    /// Page cache not recently used (v2 `inactive_file`, v1
+    /// `total_inactive_file`): what reclaim takes first, and what the
+    /// working set leaves out.
+    pub inactive_file: u64,
     pub high: Option<u64>,
     /// Anonymous memory: v2 `anon`, v1 `total_rss` (page cache excluded).
     pub anon: u64,
@@ -22,6 +27,35 @@ pub struct Sample {
     pub counters: BTreeMap<String, u64>,
     /// v1 `under_oom` from `memory.oom_control`.
     pub under_oom: bool,
+    /// Read from a cgroup v2 hierarchy.
+    pub v2: bool,
+}
+
+impl Sample {
+    /// Memory in use less inactive page cache, as the kubelet, `docker
+    /// stats` and podman compute it: what would stay after reclaim.
+    pub fn working_set(&self) -> u64 {
+        self.usage.saturating_sub(self.inactive_file)
+    }
+
+    /// The swap a container may use, alone, on both hierarchies (`None`:
+    /// no limit).
+    pub fn swap_only_limit(&self) -> Option<u64> {
+        if self.v2 {
+            self.swap_limit
+        } else {
+            Some(self.swap_limit?.saturating_sub(self.limit?))
+        }
+    }
+
+    /// Memory and swap together, on both hierarchies (`None`: no limit).
+    pub fn memory_swap_limit(&self) -> Option<u64> {
+        if self.v2 {
+            self.limit?.checked_add(self.swap_limit?)
+        } else {
+            self.swap_limit
+        }
+    }
 }
 
 /// `key value` lines (`memory.stat`, `memory.events`, `memory.oom_control`).
@@ -54,6 +88,11 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
                 .or(stat.get("rss"))
                 .copied()
                 .unwrap_or(0);
+            s.inactive_file = stat
+                .get("total_inactive_file")
+                .or(stat.get("inactive_file"))
+                .copied()
+                .unwrap_or(0);
             s.counters
                 .insert("failcnt".into(), num(dir, "memory.failcnt")?.unwrap_or(0));
             if dir.has("memory.memsw.failcnt") {
@@ -76,6 +115,8 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
             s.high = num(dir, "memory.high")?;
             let stat = parse_kv(&dir.read("memory.stat")?);
             s.anon = stat.get("anon").copied().unwrap_or(0);
+            s.inactive_file = stat.get("inactive_file").copied().unwrap_or(0);
+            s.v2 = true;
             if dir.has("memory.swap.current") {
                 s.swap_usage = num(dir, "memory.swap.current")?;
                 s.swap_limit = num(dir, "memory.swap.max")?;

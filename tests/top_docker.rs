@@ -1,0 +1,123 @@
+//! `cglimit top --once` against `docker stats --no-stream` for the same
+//! containers, read in the same run: the working set (usage less inactive
+//! page cache) is what both show, to the page. One container holds 30 MB of
+//! page cache, which the raw usage counts and neither shows.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use common::docker::{Dockerd, IMAGE};
+use common::*;
+
+/// What `docker stats` computes for a container on cgroup v1: the engine's
+/// `memory_stats.usage` less `total_inactive_file`.
+fn docker_stats_bytes(d: &Dockerd, name: &str) -> (u64, u64) {
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    write!(
+        s,
+        "GET /containers/{name}/stats?stream=false HTTP/1.0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let usage = v["memory_stats"]["usage"].as_u64().unwrap();
+    let inactive = v["memory_stats"]["stats"]["total_inactive_file"]
+        .as_u64()
+        .unwrap();
+    (usage - inactive, usage)
+}
+
+/// `docker stats`' own `MemUsage` column, in bytes (it prints three
+/// significant digits).
+fn docker_cli_bytes(d: &Dockerd, name: &str) -> f64 {
+    let out = d.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}}",
+        name,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let used = text.split_whitespace().nth(1).unwrap().to_string();
+    let (num, unit) = used.split_at(used.find(|c: char| c.is_ascii_alphabetic()).unwrap());
+    let mult = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        "GiB" => 1073741824.0,
+        u => panic!("unit {u}"),
+    };
+    num.parse::<f64>().unwrap() * mult
+}
+
+#[test]
+fn top_shows_what_docker_stats_shows() {
+    let lab = Lab::new("topdocker");
+    let d = Dockerd::start(&lab, &[]);
+    for (name, cmd) in [
+        ("cache", "head -c 30000000 /dev/zero > /f; sleep 600"),
+        ("idle", "sleep 600"),
+    ] {
+        let out = d.docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            "runc",
+            "--net",
+            "none",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            cmd,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let none = lab.dir.join("none");
+    std::fs::create_dir_all(&none).unwrap();
+    let out = Command::new(BIN)
+        .args(["top", "--no-stream", "--no-podman", "--docker-host"])
+        .arg(format!("unix://{}", d.sock.display()))
+        .arg("--runc-root")
+        .arg(&none)
+        .arg("--crun-root")
+        .arg(&none)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for name in ["cache", "idle"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let top_ws: u64 = cols[cols.len() - 2].parse().unwrap();
+        let top_usage: u64 = cols[cols.len() - 1].parse().unwrap();
+        let (docker_ws, docker_usage) = docker_stats_bytes(&d, name);
+        let cli = docker_cli_bytes(&d, name);
+        eprintln!(
+            "{name}: top {top_ws} B (usage with cache {top_usage}), docker stats {docker_ws} B (API), {cli:.0} B (CLI, 3 digits)"
+        );
+        assert!(
+            top_ws.abs_diff(docker_ws) <= 4096,
+            "{name}: top {top_ws}, docker stats {docker_ws}"
+        );
+        assert!(
+            (top_ws as f64 - cli).abs() <= cli * 0.005 + 1024.0,
+            "{name}: top {top_ws}, docker stats prints {cli}"
+        );
+        if name == "cache" {
+            assert!(
+                top_usage > top_ws + 20_000_000 && docker_usage > docker_ws + 20_000_000,
+                "the page cache is not there to leave out: {row}"
+            );
+        }
+    }
+}
