@@ -644,3 +644,120 @@ fn a_limit_changed_outside_cglimit_is_recorded() {
         "{m}"
     );
 }
+
+/// A client that trickles its request a byte a second holds only its own
+/// connection: 50 scrapers at once are all answered while it is still
+/// connected (before, the server read one connection at a time, and every
+/// scrape waited behind it).
+#[test]
+fn a_slow_client_does_not_stall_fifty_scrapers() {
+    let lab = Lab::new("watchslow");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let (_w, port) = start_watch(&lab, None);
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"G").unwrap();
+    let trickle = {
+        let mut s = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in b"ET /metrics HTTP/1.1\r\nHost: x" {
+                std::thread::sleep(Duration::from_secs(1));
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let scrapers: Vec<_> = (0..50)
+        .map(|_| std::thread::spawn(move || metrics(port)))
+        .collect();
+    for s in scrapers {
+        let m = s.join().unwrap();
+        assert!(m.contains("cglimit_build_info"), "{m}");
+    }
+    // The slow client is still connected: the scrapes did not wait for it
+    // to finish or be dropped.
+    slow.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    match slow.peek(&mut b) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the slow client was answered or closed first: {other:?}"),
+    }
+    drop(slow);
+    let _ = trickle.join();
+}
+
+/// `events --follow` reads each line once, in order: lines written in
+/// pieces, and across a rotation, including lines the old file got after
+/// the follower's last read and before the rename.
+#[test]
+fn events_follow_misses_nothing_across_rotation() {
+    use std::io::BufRead;
+    let lab = Lab::new("follow");
+    let dir = lab.state_dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.jsonl");
+    let line = |n: u32| {
+        format!(
+            "{{\"time\":\"2026-11-30T22:00:00.{n:09}Z\",\"kind\":\"oom_kill\",\"container\":{{\"id\":\"c{n}\"}},\"cgroup\":\"/x\",\"usage\":0}}\n"
+        )
+    };
+    let append = |n: u32| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(line(n).as_bytes()).unwrap();
+    };
+    for n in 0..3 {
+        append(n);
+    }
+    let mut child = Command::new(BIN)
+        .args(["events", "--follow", "-o", "json", "--state-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines() {
+            let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+            let _ = tx.send(v["container"]["id"].as_str().unwrap().to_string());
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line");
+    for n in 0..3 {
+        assert_eq!(next(), format!("c{n}"));
+    }
+    // A line written in two pieces is shown once, whole.
+    let l3 = line(3);
+    let (a, b) = l3.split_at(40);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(a.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    f.write_all(b.as_bytes()).unwrap();
+    assert_eq!(next(), "c3");
+    // Rotation as the watcher does it: lines into the old file, the
+    // rename, lines into a new one.
+    append(4);
+    append(5);
+    std::fs::rename(&file, dir.join("events.jsonl.1")).unwrap();
+    append(6);
+    append(7);
+    for n in 4..8 {
+        assert_eq!(next(), format!("c{n}"));
+    }
+    append(8);
+    assert_eq!(next(), "c8");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "a line was repeated"
+    );
+}

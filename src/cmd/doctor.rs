@@ -437,7 +437,10 @@ fn ctr_probe(args: &DoctorArgs, w: &ContainerdWiring, container: &str) -> Result
             .arg("--runc-binary")
             .arg(&w.binary);
         if w.systemd_cgroup {
-            c.arg("--runc-systemd-cgroup");
+            // ctr needs the unit spelled out on the systemd driver.
+            c.arg("--runc-systemd-cgroup")
+                .arg("--cgroup")
+                .arg(format!("system.slice:cglimit-doctor:{container}"));
         }
         let out = c
             .arg(&dir)

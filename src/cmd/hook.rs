@@ -54,13 +54,19 @@ pub fn run(args: &HookArgs) -> ExitCode {
         }
         Err(e) => run.fail(e),
     }
+    // The wrapper recorded its decision; the hook it added records only
+    // what went wrong after it (a write that failed, systemd not keeping
+    // the limits), so each container has one decision record.
+    let quiet = args.decided.is_some()
+        && run.failure.is_none()
+        && systemd.as_ref().is_none_or(|p| p.persisted);
     run.systemd = systemd;
     // The run's end is decided: from here on the watchdog stays out, so a
     // refused container is not started by a timeout under `--on-error allow`.
     if let Ok(guard) = enforcing.try_lock() {
         std::mem::forget(guard);
     }
-    let ending = run.finish(args.on_error, args.state_dir.as_deref());
+    let ending = run.finish(args.on_error, args.state_dir.as_deref().filter(|_| !quiet));
     log::debug!("hook done in {} us", started.elapsed().as_micros());
     match ending.refusal {
         Some(m) => {

@@ -123,12 +123,14 @@ pub fn reservation(asked: Option<i64>, limits: &Limits, host: Host) -> Option<i6
 /// makes the decided limits the unit's properties, which systemd keeps
 /// across `daemon-reload` (runc sets no `MemorySwapMax`, so a reload
 /// would lift the swap limit). Any other cgroup path: nothing added.
-/// Returns whether the hook was added.
+/// With `state_dir`, the hook records what fails there (the wrapper's own
+/// record says what was decided). Returns whether the hook was added.
 pub fn add_unit_hook(
     config: &mut Value,
     exe: &Path,
     limits: &Limits,
     log_file: Option<&Path>,
+    state_dir: Option<&Path>,
 ) -> Result<bool, NotAnObject> {
     let systemd = config
         .pointer("/linux/cgroupsPath")
@@ -159,6 +161,10 @@ pub fn add_unit_hook(
     if let Some(f) = log_file {
         args.push("--log-file".into());
         args.push(f.display().to_string());
+    }
+    if let Some(d) = state_dir {
+        args.push("--state-dir".into());
+        args.push(d.display().to_string());
     }
     list.push(serde_json::json!({
         "path": exe.display().to_string(),
@@ -402,10 +408,19 @@ mod tests {
         )
         .unwrap();
         let before = v.clone();
-        assert!(!add_unit_hook(&mut v, exe, &limits(), None).unwrap());
+        assert!(!add_unit_hook(&mut v, exe, &limits(), None, None).unwrap());
         assert_eq!(v, before);
         v["linux"]["cgroupsPath"] = "system.slice:docker:1".into();
-        assert!(add_unit_hook(&mut v, exe, &limits(), Some(Path::new("/l"))).unwrap());
+        assert!(
+            add_unit_hook(
+                &mut v,
+                exe,
+                &limits(),
+                Some(Path::new("/l")),
+                Some(Path::new("/s"))
+            )
+            .unwrap()
+        );
         let hooks = v["hooks"]["createRuntime"].as_array().unwrap();
         assert_eq!(hooks.len(), 2, "the bundle's own hook kept");
         assert_eq!(hooks[1]["path"], "/usr/local/bin/cglimit");
@@ -417,16 +432,16 @@ mod tests {
             .collect();
         assert_eq!(&args[..3], ["cglimit", "hook", "--decided"]);
         assert_eq!(Limits::from_arg(args[3]).unwrap(), limits());
-        assert_eq!(&args[4..], ["--log-file", "/l"]);
+        assert_eq!(&args[4..], ["--log-file", "/l", "--state-dir", "/s"]);
         // No hooks yet, or a hooks object that is not one: created / refused.
         let mut v: Value = serde_json::from_str(r#"{"linux":{"cgroupsPath":"s:p:n"}}"#).unwrap();
-        assert!(add_unit_hook(&mut v, exe, &limits(), None).unwrap());
+        assert!(add_unit_hook(&mut v, exe, &limits(), None, None).unwrap());
         assert_eq!(v["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
         let mut v: Value = serde_json::from_str(
             r#"{"linux":{"cgroupsPath":"s:p:n"},"hooks":{"createRuntime":"x"}}"#,
         )
         .unwrap();
-        assert!(add_unit_hook(&mut v, exe, &limits(), None).is_err());
+        assert!(add_unit_hook(&mut v, exe, &limits(), None, None).is_err());
     }
 
     #[test]

@@ -246,8 +246,14 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         }
         spec::set_limits(&mut tree, limits, host).map_err(|e| err(e.to_string()))?;
         if let Ok(exe) = std::env::current_exe() {
-            spec::add_unit_hook(&mut tree, &exe, limits, o.log_file.as_deref())
-                .map_err(|e| err(e.to_string()))?;
+            spec::add_unit_hook(
+                &mut tree,
+                &exe,
+                limits,
+                o.log_file.as_deref(),
+                o.state_dir.as_deref(),
+            )
+            .map_err(|e| err(e.to_string()))?;
         }
         // Sized as the file read: no regrowth while serializing.
         let mut out = Vec::with_capacity(bytes.len() + 512);

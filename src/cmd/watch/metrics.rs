@@ -354,39 +354,76 @@ impl Demand {
     }
 }
 
-/// Serves `GET /metrics` from `text` until the process ends.
+/// At most this many connections are served at once; more are closed at
+/// once, unanswered.
+const MAX_CONNECTIONS: usize = 64;
+/// A request must arrive whole within this time, however slowly it trickles.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Requests larger than this are refused.
+const MAX_REQUEST: usize = 16 * 1024;
+
+/// Serves `GET /metrics` from `text` until the process ends: each
+/// connection on its own thread, with a deadline for its whole request, so
+/// a slow or hostile client holds only its own connection.
 pub fn serve(listener: TcpListener, text: Arc<Mutex<String>>, demand: Arc<Demand>) {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16384 {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
+            let Ok(s) = stream else { continue };
+            use std::sync::atomic::Ordering;
+            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                active.fetch_sub(1, Ordering::SeqCst);
+                continue;
             }
-            let line = String::from_utf8_lossy(&req);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, body, ctype) = if path == "/metrics" || path.starts_with("/metrics?") {
-                demand.fresh();
-                (
-                    "200 OK",
-                    text.lock().map(|t| t.clone()).unwrap_or_default(),
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
-            } else {
-                ("404 Not Found", "try /metrics\n".to_string(), "text/plain")
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let (text, demand, mine) =
+                (Arc::clone(&text), Arc::clone(&demand), Arc::clone(&active));
+            let spawned = std::thread::Builder::new()
+                .name("metrics".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    answer(s, &text, &demand);
+                    mine.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                active.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     });
+}
+
+fn answer(mut s: std::net::TcpStream, text: &Mutex<String>, demand: &Demand) {
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || req.len() > MAX_REQUEST {
+            return;
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&req);
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body, ctype) = if path == "/metrics" || path.starts_with("/metrics?") {
+        demand.fresh();
+        (
+            "200 OK",
+            text.lock().map(|t| t.clone()).unwrap_or_default(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    } else {
+        ("404 Not Found", "try /metrics\n".to_string(), "text/plain")
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 #[cfg(test)]
