@@ -285,3 +285,49 @@ fn the_rendered_configmap_validates_as_a_volume() {
     assert!(text.contains("* 1 \"pod-sandboxes\""), "{text}");
     assert!(text.contains("memory 32M"), "{text}");
 }
+
+/// The dashboard: a host variable (one watcher per host), one unit per
+/// panel, and only metrics the watcher exports.
+#[test]
+fn the_dashboard_uses_what_the_watcher_exports() {
+    let d: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(vars.contains(&"host"), "{vars:?}");
+    let exported = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/cmd/watch/metrics.rs"
+    ))
+    .unwrap();
+    for p in d["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap();
+        assert!(
+            p["fieldConfig"]["defaults"]["unit"].is_string(),
+            "{title}: no unit"
+        );
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(expr.contains("instance=~\"$host\""), "{title}: {expr}");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("cglimit_"))
+            {
+                assert!(
+                    exported.contains(&format!("\"{name}\"")),
+                    "{title}: {name} is not exported"
+                );
+            }
+        }
+    }
+}

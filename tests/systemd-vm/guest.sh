@@ -296,6 +296,29 @@ if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/d
   # The package's hook file wires podman by itself.
   if cglimit doctor --engine podman >/tmp/doctor.pkg 2>&1; then pass "after the package, doctor: podman wired"
   else fail "after the package, doctor: podman wired" "$(cat /tmp/doctor.pkg)"; fi
+  # The packaged watcher, hardened: its exposure score, and that it still
+  # sees an OOM kill (it follows the hook's records, reads cgroups, writes
+  # pressure triggers, listens on loopback).
+  score=$(systemd-analyze security cglimit-watch.service 2>/dev/null | sed -n 's/.*Overall exposure level for cglimit-watch.service: \([0-9.]*\).*/\1/p')
+  echo "INFO systemd-analyze security cglimit-watch.service: $score"
+  if [ -n "$score" ] && awk "BEGIN{exit !($score <= 2.0)}"; then pass "the watcher's unit scores $score (<= 2.0) in systemd-analyze security"
+  else fail "the watcher's unit scores <= 2.0" "[$score] $(systemd-analyze security cglimit-watch.service 2>&1 | grep '✗' | head -n 5)"; fi
+  systemctl start cglimit-watch
+  if id=$(podman --runtime crun run -d --network none cglimit-busybox:1 sh -c 'sleep 2; sh -c "s=aaaaaaaaaaaaaaaa; while :; do s=\$s\$s; done"; sleep 600' 2>/tmp/err.pw); then
+    i=0
+    while ! grep -q "\"kind\":\"oom_kill\".*$id" /var/lib/cglimit/events.jsonl 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+    if grep -q "\"kind\":\"oom_kill\".*$id" /var/lib/cglimit/events.jsonl; then pass "the hardened watcher records an OOM kill"
+    else fail "the hardened watcher records an OOM kill" "$(systemctl status cglimit-watch 2>&1 | tail -n 5) $(journalctl -u cglimit-watch 2>&1 | tail -n 5)"; fi
+    m=$(python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9477/metrics").read().decode())' 2>&1)
+    echo "$m" | grep -q "cglimit_oom_kills_total{id=\"$id\"" && pass "the hardened watcher serves the kill on /metrics" \
+      || fail "the hardened watcher serves the kill on /metrics" "$(echo "$m" | grep oom_kills | head -n 3)"
+    journalctl -u cglimit-watch --no-pager 2>/dev/null | grep -q "oom_kill" && pass "the watcher logs to the journal" \
+      || fail "the watcher logs to the journal" "$(journalctl -u cglimit-watch --no-pager | tail -n 3)"
+    podman rm -f "$id" >/dev/null
+  else
+    fail "podman run for the hardened watcher" "$(head -c 400 /tmp/err.pw)"
+  fi
+  systemctl stop cglimit-watch
 else
   fail "the .deb installs" "$(tail -c 600 /tmp/dpkg.out)"
 fi
