@@ -401,10 +401,10 @@ fn a_container_killed_and_gone_keeps_its_series() {
     );
 }
 
-/// The shipped alert rules pass promtool, and a real Prometheus scrapes the
-/// watcher and answers the OOM-kill counter through its HTTP API.
+/// The shipped alert rules pass promtool and their unit tests, and a real
+/// Prometheus scraping a real watcher fires each of them for its case.
 #[test]
-fn prometheus_scrapes_the_oom_kill_counter() {
+fn prometheus_fires_every_alert_case() {
     let st = Command::new("promtool")
         .args([
             "check",
@@ -439,29 +439,37 @@ fn prometheus_scrapes_the_oom_kill_counter() {
         String::from_utf8_lossy(&st.stderr)
     );
 
+    // A real Prometheus with the shipped rules (their `for:` shortened to
+    // 0s, scrapes and evaluations every second) over a real watcher, and
+    // every case an operator needs an alert for.
     let mut lab = Lab::new("prom");
     std::fs::create_dir_all(&lab.state_dir).unwrap();
-    let (_w, port) = start_watch(&lab, None);
-    let id = lab.detached(
-        "oomp",
-        None,
-        "sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",
-    );
+    let (_w, port) = start_watch_with(&lab, &["--interval", "250ms", "--leak-window", "16"]);
     let cfg = lab.dir.join("prometheus.yml");
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/prometheus.yml"
-    ))
-    .unwrap();
+    let rules = lab.dir.join("rules.yml");
+    let shipped = |f: &str| {
+        std::fs::read_to_string(format!("{}/deploy/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let mut r = shipped("cglimit-alerts.yml");
+    for d in ["5m", "2m", "1m"] {
+        r = r.replace(&format!("for: {d}"), "for: 0s");
+    }
+    std::fs::write(&rules, r).unwrap();
+    // A second target of the same job where nothing listens: a watcher
+    // that is down.
+    let down = free_port();
     std::fs::write(
         &cfg,
-        shipped
-            .replace("scrape_interval: 15s", "scrape_interval: 1s")
-            .replace("127.0.0.1:9477", &format!("127.0.0.1:{port}"))
+        shipped("prometheus.yml")
             .replace(
-                "cglimit-alerts.yml",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/cglimit-alerts.yml"),
-            ),
+                "scrape_interval: 15s",
+                "scrape_interval: 1s\n  evaluation_interval: 1s",
+            )
+            .replace(
+                "\"127.0.0.1:9477\"",
+                &format!("\"127.0.0.1:{port}\", \"127.0.0.1:{down}\""),
+            )
+            .replace("cglimit-alerts.yml", &rules.display().to_string()),
     )
     .unwrap();
     let web = free_port();
@@ -477,32 +485,116 @@ fn prometheus_scrapes_the_oom_kill_counter() {
         .spawn()
         .unwrap();
     let _p = Watcher(prom);
-    let query = format!("/api/v1/query?query=cglimit_oom_kills_total%7Bid%3D%22{id}%22%7D");
+    // Prometheus scrapes the watcher before anything happens, as it does
+    // on a host where it has run for a while.
     let t = Instant::now();
-    let mut last = String::new();
-    while t.elapsed() < Duration::from_secs(40) {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
-            let _ = s.write_all(
-                format!("GET {query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            );
-            last.clear();
-            let _ = s.read_to_string(&mut last);
-            if let Some(body) = last.split("\r\n\r\n").nth(1) {
-                // Chunked or not, the JSON is in there.
-                if let Some(i) = body.find("{\"status\"") {
-                    let json = &body[i..body.rfind('}').unwrap_or(body.len() - 1) + 1];
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
-                        && v["data"]["result"][0]["value"][1] == "1"
-                    {
-                        assert_eq!(v["data"]["result"][0]["metric"]["id"], id.as_str());
-                        return;
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    let up = format!("/api/v1/query?query=up%7Binstance%3D%22127.0.0.1%3A{port}%22%7D");
+    while prom_get(web, &up)["data"]["result"][0]["value"][1] != "1" {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "Prometheus never scraped the watcher"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("Prometheus never answered cglimit_oom_kills_total = 1: {last}");
+    // A child OOM-killed after the first scrapes; the container lives on.
+    let child = lab.detached(
+        "child",
+        None,
+        "sleep 3; sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",
+    );
+    // A child OOM-killed at once: the counter is born at 1, before any
+    // scrape saw it at 0.
+    let first = lab.detached(
+        "first",
+        None,
+        "sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'; sleep 600",
+    );
+    // ~1 MiB/s of anonymous memory never freed.
+    let leak = lab.detached(
+        "leak",
+        Some((256 << 20, Some(256 << 20))),
+        "s=''; while :; do s=\"$s$(head -c 1048576 /dev/zero | tr '\\000' a)\"; sleep 1; done",
+    );
+    // 60M of 64M held in tmpfs (not reclaimable without swap): a working
+    // set at 94% of the limit.
+    let full = lab.detached(
+        "full",
+        None,
+        "head -c 62914560 /dev/zero > /big/f; sleep 600",
+    );
+    // The init of a container OOM-killed: the container exits and runc
+    // removes its cgroup at once.
+    let bundle = lab.bundle_with(
+        "init",
+        None,
+        "createRuntime",
+        lab.hook_args(),
+        "s=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done",
+    );
+    let init = format!("{}-init", lab.name);
+    assert!(!lab.run("runc", &init, &bundle).status.success());
+
+    let down_instance = format!("127.0.0.1:{down}");
+    let want: Vec<(&str, &str, &str)> = vec![
+        ("ContainerOOMKilled", "id", &child),
+        ("ContainerOOMKilled", "id", &first),
+        ("ContainerOOMKilled", "id", &init),
+        ("HostOOMKills", "kind", "oom_kill"),
+        ("ContainerMemoryLeakSuspected", "id", &leak),
+        ("ContainerMemoryNearLimit", "id", &full),
+        ("CglimitWatcherDown", "instance", &down_instance),
+    ];
+    let t = Instant::now();
+    let mut missing: Vec<String>;
+    loop {
+        let firing = prom_get(
+            web,
+            "/api/v1/query?query=ALERTS%7Balertstate%3D%22firing%22%7D",
+        );
+        let results = firing["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        missing = want
+            .iter()
+            .filter(|(alert, label, value)| {
+                !results
+                    .iter()
+                    .any(|r| r["metric"]["alertname"] == *alert && r["metric"][*label] == *value)
+            })
+            .map(|(a, l, v)| format!("{a}{{{l}={v}}}"))
+            .collect();
+        // None of the quiet ones fires.
+        for r in &results {
+            let id = r["metric"]["id"].as_str().unwrap_or("");
+            assert!(
+                !(r["metric"]["alertname"] == "ContainerMemoryNearLimit" && id == leak),
+                "near-limit fired for the leaking container at 256M: {r}"
+            );
+        }
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "alerts that never fired: {missing:?}; firing: {results:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `GET path` of the Prometheus HTTP API, as JSON (`null` until it answers).
+fn prom_get(port: u16, path: &str) -> serde_json::Value {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return serde_json::Value::Null;
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 #[test]

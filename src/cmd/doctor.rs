@@ -51,15 +51,41 @@ pub fn probe() -> ExitCode {
         s.and_then(|v| v.parse::<u64>().ok())
             .filter(|v| *v < (1 << 62))
     };
-    let seen = if let Some(max) = read("/sys/fs/cgroup/memory.max") {
+    // The mount shows the container's own cgroup (a cgroup namespace, or
+    // runc's bind of it), or the whole hierarchy (cgroup v2 without a
+    // namespace, as `ctr run` makes it): then the own cgroup is the path
+    // /proc/self/cgroup names.
+    let own = read("/proc/self/cgroup").unwrap_or_default();
+    let path_of = |v1: bool| {
+        own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let wanted = if v1 {
+                ctrls.split(',').any(|c| c == "memory")
+            } else {
+                ctrls.is_empty()
+            };
+            wanted.then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    let dir = |root: &str, v1: bool, file: &str| {
+        let nested = path_of(v1).map(|p| format!("{root}/{p}"));
+        [nested, Some(root.to_string())]
+            .into_iter()
+            .flatten()
+            .find(|d| std::path::Path::new(&format!("{d}/{file}")).exists())
+    };
+    let seen = if let Some(d) = dir("/sys/fs/cgroup", false, "memory.max") {
         Seen {
-            memory: num(Some(max)),
-            high: num(read("/sys/fs/cgroup/memory.high")),
+            memory: num(read(&format!("{d}/memory.max"))),
+            high: num(read(&format!("{d}/memory.high"))),
         }
     } else {
+        let d = dir("/sys/fs/cgroup/memory", true, "memory.limit_in_bytes")
+            .unwrap_or_else(|| "/sys/fs/cgroup/memory".into());
         Seen {
-            memory: num(read("/sys/fs/cgroup/memory/memory.limit_in_bytes")),
-            high: num(read("/sys/fs/cgroup/memory/memory.soft_limit_in_bytes")),
+            memory: num(read(&format!("{d}/memory.limit_in_bytes"))),
+            high: num(read(&format!("{d}/memory.soft_limit_in_bytes"))),
         }
     };
     println!("{}", serde_json::to_string(&seen).unwrap_or_default());

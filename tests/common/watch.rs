@@ -24,6 +24,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A watcher on a free port, seeing only the hook's containers, with
+/// `extra` flags (`--interval` among them replaces the default 1s).
+pub fn start_watch_with(lab: &Lab, extra: &[&str]) -> (Watcher, u16) {
+    let none = lab.dir.join("no-runc");
+    std::fs::create_dir_all(&none).unwrap();
+    let none = none.display().to_string();
+    let mut args: Vec<String> = [
+        "--no-docker",
+        "--no-podman",
+        "--runc-root",
+        &none,
+        "--crun-root",
+        &none,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    start_watch_in(lab, None, &args)
+}
+
 /// Starts the watcher on `port`, or on a free port when `None`; returns it
 /// and its port. Another test may take a free port between the look-up and
 /// the bind: then the watcher exits and another port is tried.
@@ -53,7 +73,11 @@ pub fn start_watch_in(lab: &Lab, port: Option<u16>, scope: &[String]) -> (Watche
             .arg("--state-dir")
             .arg(&lab.state_dir)
             .args(["--listen", &format!("127.0.0.1:{p}")])
-            .args(["--interval", "1s"])
+            .args(if scope.iter().any(|a| a == "--interval") {
+                &[][..]
+            } else {
+                &["--interval", "1s"][..]
+            })
             .args(scope)
             .stdin(Stdio::null())
             .spawn()
