@@ -1,8 +1,11 @@
 //! `cglimit watch` with 1,000 idle real v1 cgroups at one-second sampling:
 //! CPU and RSS, against a shell loop that only reads each cgroup's usage
 //! once a second (what a hand-made poller does), measured in the same run;
-//! OOM kill to recorded line, p50 and p99; and `cglimit top --once` against
-//! `docker stats --no-stream` on 50 containers.
+//! OOM kill to recorded line, p50 and p99; the same watcher while 1,000
+//! containers come and go a minute (their series kept for `--retention`);
+//! scrape latency with 50 concurrent scrapers and a client trickling its
+//! request; and `cglimit top --once` against `docker stats --no-stream` on
+//! 50 containers.
 //!
 //! Needs root (docker.io and busybox-static for the last part).
 //! Run: `cargo bench --bench watch`.
@@ -10,6 +13,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,9 +72,10 @@ fn main() {
     let base_cpu = (c1 - c0) / measure.as_secs_f64() * 100.0;
 
     let state = lab.dir.join("state");
+    let port = common::watch::free_port();
     let mut w = Command::new(BIN)
+        .args(["watch", "--listen", &format!("127.0.0.1:{port}")])
         .args([
-            "watch",
             "--no-podman",
             "--no-docker",
             "--interval",
@@ -164,6 +169,86 @@ fn main() {
         p(0.9),
         p(0.99),
         p(1.0)
+    );
+
+    // Scrapes: one at a time, then 50 at once while a client trickles its
+    // request a byte a second.
+    let scrape = move || {
+        let t = Instant::now();
+        let m = common::watch::metrics(port);
+        assert!(m.contains("cglimit_build_info"));
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let mut alone: Vec<f64> = (0..20).map(|_| scrape()).collect();
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"G").unwrap();
+    let mut crowd: Vec<f64> = (0..50)
+        .map(|_| std::thread::spawn(scrape))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    drop(slow);
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    println!("\n### Scrapes of {n} containers' metrics\n");
+    println!("| case | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    println!(
+        "| one at a time (baseline), 20 | {:.1} ms | {:.1} ms | {:.1} ms |",
+        pct(&mut alone, 0.5),
+        pct(&mut alone, 0.99),
+        pct(&mut alone, 1.0)
+    );
+    println!(
+        "| 50 at once, one client trickling its request | {:.1} ms | {:.1} ms | {:.1} ms |",
+        pct(&mut crowd, 0.5),
+        pct(&mut crowd, 0.99),
+        pct(&mut crowd, 1.0)
+    );
+
+    // Churn: 1,000 containers a minute come and go (a cgroup made, and
+    // removed 20 s later: discovery by `--cgroup-parent` runs every 10 s),
+    // on top of the idle ones; the gone keep their series for the
+    // retention window, which a minute does not reach.
+    let churn = Duration::from_secs(if smoke { 3 } else { 60 });
+    let per_minute = if smoke { 60 } else { 1000 };
+    let gap = Duration::from_secs_f64(60.0 / per_minute as f64);
+    let (c0, _) = cpu_rss(w.id());
+    let t = Instant::now();
+    let mut made = std::collections::VecDeque::new();
+    let mut k = 0;
+    while t.elapsed() < churn {
+        let d = root.join(format!("churn{k:06}"));
+        std::fs::create_dir(&d).unwrap();
+        made.push_back(d);
+        k += 1;
+        if made.len() > per_minute / 3 {
+            let _ = std::fs::remove_dir(made.pop_front().unwrap());
+        }
+        std::thread::sleep(gap);
+    }
+    let (c1, churn_rss) = cpu_rss(w.id());
+    let churn_cpu = (c1 - c0) / churn.as_secs_f64() * 100.0;
+    let m = common::watch::metrics(port);
+    let gone = m
+        .lines()
+        .filter(|l| l.starts_with("cglimit_container_gone_timestamp_seconds{"))
+        .count();
+    for d in made {
+        let _ = std::fs::remove_dir(d);
+    }
+    println!(
+        "\n### The same watcher while {per_minute} containers a minute come and go ({}s)\n",
+        churn.as_secs()
+    );
+    println!("| process | CPU, % of one core | RSS | gone containers still exported |");
+    println!("|---|---|---|---|");
+    println!(
+        "| `cglimit watch` | {churn_cpu:.2} | {churn_rss} KiB ({:.1} MiB) | {gone} |",
+        churn_rss as f64 / 1024.0
     );
     let _ = w.kill();
     let _ = w.wait();

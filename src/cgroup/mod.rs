@@ -322,6 +322,23 @@ pub fn apply(dir: &CgroupDir, target: &Limits) -> Result<Applied, CgroupError> {
         set(&dir.hierarchy, &mut state, w);
         written.push(w.file);
     }
+    // v2: a creator's `memory.low` (runc writes the bundle's reservation
+    // there before any hook runs) is held to what the policy allows.
+    if dir.hierarchy == Hierarchy::V2 && dir.has(v2::LOW) {
+        let cap = v2::low_cap(target);
+        let low = read_limit(dir, v2::LOW);
+        let over = match low {
+            Ok(Limit::Bytes(b)) => b > cap,
+            Ok(Limit::Unlimited) => true,
+            Err(_) => false,
+        };
+        if over && let Err(cause) = dir.write(v2::LOW, &cap.to_string()) {
+            return Err(roll_back(dir, state, before, &written, cause));
+        }
+        if over {
+            written.push(v2::LOW);
+        }
+    }
     let after = snapshot(dir)?;
     Ok(Applied {
         before,

@@ -13,6 +13,21 @@ use crate::size::Limit;
 pub const MAX: &str = "memory.max";
 pub const SWAP_MAX: &str = "memory.swap.max";
 pub const HIGH: &str = "memory.high";
+/// Protection from reclaim, runc's `reservation`: what a cgroup keeps
+/// while others are reclaimed.
+pub const LOW: &str = "memory.low";
+
+/// The most `memory.low` a container may hold under `target`: its
+/// decided `high` (protection beyond the point where reclaim starts anyway
+/// only pushes reclaim onto the others), none when `high` is off (the
+/// policy grants no protection it does not name). The wrapper applies the
+/// same rule to the bundle's `reservation` (`enforce::spec::reservation`).
+pub fn low_cap(target: &Limits) -> u64 {
+    match target.high {
+        Some(Limit::Bytes(b)) => b,
+        _ => 0,
+    }
+}
 
 pub const FILES: Files = Files {
     memory: MAX,
@@ -48,6 +63,18 @@ mod tests {
     use super::*;
 
     const G: u64 = 1 << 30;
+
+    #[test]
+    fn memory_low_is_held_to_high() {
+        let l = |high| Limits {
+            memory: Limit::Bytes(G),
+            swap: Limit::Bytes(0),
+            high,
+        };
+        assert_eq!(low_cap(&l(Some(Limit::Bytes(G / 2)))), G / 2);
+        assert_eq!(low_cap(&l(None)), 0);
+        assert_eq!(low_cap(&l(Some(Limit::Unlimited))), 0);
+    }
 
     #[test]
     fn swap_conversion_edge_cases() {

@@ -124,6 +124,14 @@ bundle /b/low2 /test/low2 '{"limit": 134217728, "reservation": 1099511627776}' '
 out=$(cglimit runtime --policy-dir /cglimit/nohigh-low --no-cache --docker-host unix:///nonexistent.sock run --bundle /b/low2 low2 2>/tmp/err.low2 </dev/null | tr -d '\r')
 check "wrapper: no memory.low under high: off" "0" "$out"
 runc delete -f low2 >/dev/null 2>&1
+# The hook (and apply, through the same writer): runc has written the
+# reservation to memory.low before the hook runs; it is held the same way.
+for rt in runc crun; do
+  bundle /b/$rt-hlow /test/$rt-hlow '{"limit": 134217728, "reservation": 1099511627776}' "$(hook $P)" "$LOW"
+  check "$rt hook: a 1T reservation is held to high as memory.low" "$((64*M))" "$(run_seen $rt $rt-hlow /b/$rt-hlow)"
+  bundle /b/$rt-hlow2 /test/$rt-hlow2 '{"limit": 134217728, "reservation": 1099511627776}' "$(hook /cglimit/nohigh-low)" "$LOW"
+  check "$rt hook: no memory.low under high: off" "0" "$(run_seen $rt $rt-hlow2 /b/$rt-hlow2)"
+done
 
 # memory.high throttles before the limit: 1M of tmpfs over high (32M)
 # under max (64M) raises memory.events "high" and kills nothing. (Far over
