@@ -809,10 +809,13 @@ fn events_follow_misses_nothing_across_rotation() {
         .args(["events", "--follow", "-o", "json", "--state-dir"])
         .arg(&dir)
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let out = child.stdout.take().unwrap();
+    // Killed on drop, also when an assertion fails.
+    let follower = Watcher(child);
     std::thread::spawn(move || {
         for l in std::io::BufReader::new(out).lines() {
             let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
@@ -846,8 +849,7 @@ fn events_follow_misses_nothing_across_rotation() {
     }
     append(8);
     assert_eq!(next(), "c8");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(follower);
     assert!(
         rx.recv_timeout(Duration::from_millis(200)).is_err(),
         "a line was repeated"

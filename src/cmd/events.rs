@@ -57,9 +57,11 @@ pub fn run(args: &EventsArgs) -> ExitCode {
         let _ = nix::poll::poll(fds, nix::poll::PollTimeout::from(5000u16));
         let _ = inotify.read_events();
         tail.lines(&show);
-        // Rotated: what the old file got before the rename is read (above,
-        // through the descriptor kept), then the new file from its start.
+        // Rotated: what the old file got before the rename (perhaps after
+        // the read above) is read through the descriptor kept, then the
+        // new file from its start.
         if tail.replaced(&path) {
+            tail.lines(&show);
             tail = Tail::open(&path);
             tail.lines(&show);
         }

@@ -53,6 +53,17 @@ pub struct Problem {
 }
 
 pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
+    all_but(args, problems, &|_| false)
+}
+
+/// [`all`], leaving out the bare cgroups (`--cgroup-parent`) whose path
+/// `known` says the caller has already: the watcher, which looks again
+/// every ten seconds, then opens and reads only the new ones.
+pub fn all_but(
+    args: &SourceArgs,
+    problems: &mut Vec<Problem>,
+    known: &dyn Fn(&str) -> bool,
+) -> Vec<Target> {
     let mut out = Vec::new();
     if !args.no_docker {
         docker(args, &mut out, problems);
@@ -93,7 +104,7 @@ pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
         );
     }
     for parent in &args.cgroup_parents {
-        cgroups(parent, &mut out, problems);
+        cgroups(parent, &mut out, problems, known);
     }
     // An engine's container may also be in a runtime's state dir: keep one.
     let mut seen = std::collections::HashSet::new();
@@ -320,7 +331,12 @@ fn runtime(
 }
 
 /// Every child of a memory cgroup, as a container with its directory name as id.
-fn cgroups(parent: &str, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
+fn cgroups(
+    parent: &str,
+    out: &mut Vec<Target>,
+    problems: &mut Vec<Problem>,
+    known: &dyn Fn(&str) -> bool,
+) {
     let parent_dir = match cgroup::open_path(parent) {
         Ok(d) => d,
         Err(e) => {
@@ -349,6 +365,9 @@ fn cgroups(parent: &str, out: &mut Vec<Target>, problems: &mut Vec<Problem>) {
     names.sort();
     for n in names {
         let path = format!("{}/{n}", parent.trim_end_matches('/'));
+        if known(&path) {
+            continue;
+        }
         match parent_dir.child(&n) {
             Ok(dir) => {
                 let requested = current_as_request(&dir);

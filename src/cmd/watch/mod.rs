@@ -650,7 +650,9 @@ impl<'a> Watcher<'a> {
     /// Containers of the engines and runtimes, as `apply` finds them.
     fn discover(&mut self) {
         let mut problems = Vec::new();
-        for t in crate::facts::discover::all(&self.args.sources, &mut problems) {
+        let known = |p: &str| self.containers.contains_key(p);
+        let found = crate::facts::discover::all_but(&self.args.sources, &mut problems, &known);
+        for t in found {
             let who = Who {
                 id: t.facts.id.clone(),
                 name: t.facts.name.clone(),

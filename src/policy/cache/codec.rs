@@ -132,7 +132,6 @@ impl<'a> Dec<'a> {
         }
         Some(List {
             refs: &self.b[start..self.i],
-            table: t,
         })
     }
     pub(super) fn strs(&mut self, t: Table<'a>) -> Option<Vec<String>> {
@@ -201,9 +200,16 @@ pub(super) fn encode(e: &mut Enc, policies: &[Policy]) {
         strings.list(&mut r, &s.images);
         strings.list(&mut r, &s.ids);
         strings.list(&mut r, &s.cgroups);
-        strings.list(&mut r, &s.namespaces);
-        strings.list(&mut r, &s.pods);
-        strings.list(&mut r, &s.container_types);
+        // Kubernetes keys behind one byte: most policies have none, and a
+        // hook scanning a thousand records reads one byte for them.
+        if s.namespaces.is_empty() && s.pods.is_empty() && s.container_types.is_empty() {
+            r.u8(0);
+        } else {
+            r.u8(1);
+            strings.list(&mut r, &s.namespaces);
+            strings.list(&mut r, &s.pods);
+            strings.list(&mut r, &s.container_types);
+        }
         strings.pairs(&mut r, &s.labels);
         strings.pairs(&mut r, &s.annotations);
         strings.list(&mut r, &p.trust);
@@ -261,6 +267,7 @@ pub(super) struct Entry<'a> {
     labels: List<'a>,
     annotations: List<'a>,
     trusted: List<'a>,
+    table: Table<'a>,
     pub(super) record: &'a [u8],
 }
 
@@ -269,39 +276,53 @@ pub(super) struct Entry<'a> {
 #[derive(Clone, Copy)]
 pub(super) struct List<'a> {
     refs: &'a [u8],
-    table: Table<'a>,
 }
 
+/// A list with nothing in it (its count, 0).
+const EMPTY: List<'static> = List { refs: &[0; 4] };
+
 impl<'a> List<'a> {
-    pub(super) fn strs(self) -> impl Iterator<Item = &'a str> {
+    pub(super) fn strs(self, t: Table<'a>) -> impl Iterator<Item = &'a str> {
         let mut d = Dec { b: self.refs, i: 0 };
         let n = d.u32().unwrap_or(0);
-        (0..n).map_while(move |_| d.text(self.table))
+        (0..n).map_while(move |_| d.text(t))
     }
 
-    pub(super) fn pairs(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+    pub(super) fn pairs(self, t: Table<'a>) -> impl Iterator<Item = (&'a str, &'a str)> {
         let mut d = Dec { b: self.refs, i: 0 };
         let n = d.u32().unwrap_or(0);
-        (0..n).map_while(move |_| Some((d.text(self.table)?, d.text(self.table)?)))
+        (0..n).map_while(move |_| Some((d.text(t)?, d.text(t)?)))
     }
 }
 
 impl<'a> Entry<'a> {
     pub(super) fn scan(record: &'a [u8], t: Table<'a>) -> Option<Entry<'a>> {
         let mut d = Dec { b: record, i: 0 };
+        let priority = d.i64()?;
+        let name = d.text(t)?;
+        let names = d.list(t, 1)?;
+        let images = d.list(t, 1)?;
+        let ids = d.list(t, 1)?;
+        let cgroups = d.list(t, 1)?;
+        let (namespaces, pods, container_types) = match d.u8()? {
+            0 => (EMPTY, EMPTY, EMPTY),
+            1 => (d.list(t, 1)?, d.list(t, 1)?, d.list(t, 1)?),
+            _ => return None,
+        };
         Some(Entry {
-            priority: d.i64()?,
-            name: d.text(t)?,
-            names: d.list(t, 1)?,
-            images: d.list(t, 1)?,
-            ids: d.list(t, 1)?,
-            cgroups: d.list(t, 1)?,
-            namespaces: d.list(t, 1)?,
-            pods: d.list(t, 1)?,
-            container_types: d.list(t, 1)?,
+            priority,
+            name,
+            names,
+            images,
+            ids,
+            cgroups,
+            namespaces,
+            pods,
+            container_types,
             labels: d.list(t, 2)?,
             annotations: d.list(t, 2)?,
             trusted: d.list(t, 1)?,
+            table: t,
             record,
         })
     }
@@ -315,34 +336,34 @@ impl Candidate for Entry<'_> {
         self.priority
     }
     fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.strs()
+        self.names.strs(self.table)
     }
     fn images(&self) -> impl Iterator<Item = &str> {
-        self.images.strs()
+        self.images.strs(self.table)
     }
     fn ids(&self) -> impl Iterator<Item = &str> {
-        self.ids.strs()
+        self.ids.strs(self.table)
     }
     fn cgroups(&self) -> impl Iterator<Item = &str> {
-        self.cgroups.strs()
+        self.cgroups.strs(self.table)
     }
     fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.strs()
+        self.namespaces.strs(self.table)
     }
     fn pods(&self) -> impl Iterator<Item = &str> {
-        self.pods.strs()
+        self.pods.strs(self.table)
     }
     fn container_types(&self) -> impl Iterator<Item = &str> {
-        self.container_types.strs()
+        self.container_types.strs(self.table)
     }
     fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.labels.pairs()
+        self.labels.pairs(self.table)
     }
     fn annotations(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.annotations.pairs()
+        self.annotations.pairs(self.table)
     }
     fn trusted(&self) -> impl Iterator<Item = &str> {
-        self.trusted.strs()
+        self.trusted.strs(self.table)
     }
 }
 
@@ -385,11 +406,17 @@ pub(super) fn decode_record(record: &[u8], t: Table<'_>, files: &[Arc<Path>]) ->
         images: d.strs(t)?,
         ids: d.strs(t)?,
         cgroups: d.strs(t)?,
-        namespaces: d.strs(t)?,
-        pods: d.strs(t)?,
-        container_types: d.strs(t)?,
         ..Default::default()
     };
+    match d.u8()? {
+        0 => {}
+        1 => {
+            selector.namespaces = d.strs(t)?;
+            selector.pods = d.strs(t)?;
+            selector.container_types = d.strs(t)?;
+        }
+        _ => return None,
+    }
     selector.labels = d.map(t)?;
     selector.annotations = d.map(t)?;
     let trust = d.strs(t)?;

@@ -35,7 +35,7 @@ use mapping::Mapping;
 
 /// Names the format; a new layout gets a new number, so an old cache is
 /// simply not recognised (and rewritten).
-const MAGIC: &[u8; 8] = b"CGLPOL\x00\x05";
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x06";
 /// Files changed more recently than this are not cached.
 pub const RACY: Duration = Duration::from_secs(2);
 
