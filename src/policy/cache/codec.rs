@@ -124,6 +124,10 @@ impl<'a> Dec<'a> {
     }
     /// Skips over a list of `arity`-tuples of string references, checking
     /// each lands inside the table on character boundaries, and returns it.
+    // Inlined into `Entry::scan`, where it runs eight to eleven times per
+    // record of every scan: a call each cost a hook with 1,000 policies
+    // a quarter more instructions.
+    #[inline(always)]
     pub(super) fn list(&mut self, t: Table<'a>, arity: u32) -> Option<List<'a>> {
         let start = self.i;
         let n = self.u32()?;
