@@ -216,38 +216,55 @@ fn main() {
     let churn = Duration::from_secs(if smoke { 3 } else { 60 });
     let per_minute = if smoke { 60 } else { 1000 };
     let gap = Duration::from_secs_f64(60.0 / per_minute as f64);
-    let (c0, _) = cpu_rss(w.id());
-    let t = Instant::now();
-    let mut made = std::collections::VecDeque::new();
-    let mut k = 0;
-    while t.elapsed() < churn {
-        let d = root.join(format!("churn{k:06}"));
-        std::fs::create_dir(&d).unwrap();
-        made.push_back(d);
-        k += 1;
-        if made.len() > per_minute / 3 {
-            let _ = std::fs::remove_dir(made.pop_front().unwrap());
+    // Runs the churn for `churn`, measuring `pid`'s CPU and RSS meanwhile.
+    let run_churn = |pid: u32, tag: &str| {
+        let (c0, _) = cpu_rss(pid);
+        let t = Instant::now();
+        let mut made = std::collections::VecDeque::new();
+        let mut k = 0;
+        while t.elapsed() < churn {
+            let d = root.join(format!("churn{tag}{k:06}"));
+            std::fs::create_dir(&d).unwrap();
+            made.push_back(d);
+            k += 1;
+            if made.len() > per_minute / 3 {
+                let _ = std::fs::remove_dir(made.pop_front().unwrap());
+            }
+            std::thread::sleep(gap);
         }
-        std::thread::sleep(gap);
-    }
-    let (c1, churn_rss) = cpu_rss(w.id());
-    let churn_cpu = (c1 - c0) / churn.as_secs_f64() * 100.0;
+        let (c1, rss) = cpu_rss(pid);
+        for d in made {
+            let _ = std::fs::remove_dir(d);
+        }
+        ((c1 - c0) / churn.as_secs_f64() * 100.0, rss)
+    };
+    // The floor under the same churn: the shell loop, reading whatever
+    // cgroups exist each second.
+    let script = format!(
+        "cd {}; while :; do cat c*/memory.usage_in_bytes > /dev/null 2>&1; sleep 1; done",
+        root.display()
+    );
+    let mut base = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let (base_churn_cpu, _) = run_churn(base.id(), "b");
+    let _ = base.kill();
+    let _ = base.wait();
+    let (churn_cpu, churn_rss) = run_churn(w.id(), "w");
     let m = common::watch::metrics(port);
     let gone = m
         .lines()
         .filter(|l| l.starts_with("cglimit_container_gone_timestamp_seconds{"))
         .count();
-    for d in made {
-        let _ = std::fs::remove_dir(d);
-    }
     println!(
-        "\n### The same watcher while {per_minute} containers a minute come and go ({}s)\n",
-        churn.as_secs()
+        "\n### The same watcher while {per_minute} containers a minute come and go ({}s; about {} of them alive at once, on top of the {n} idle ones)\n",
+        churn.as_secs(),
+        per_minute / 3
     );
     println!("| process | CPU, % of one core | RSS | gone containers still exported |");
     println!("|---|---|---|---|");
+    println!("| shell loop reading usage only (baseline) | {base_churn_cpu:.2} | - | - |");
     println!(
-        "| `cglimit watch` | {churn_cpu:.2} | {churn_rss} KiB ({:.1} MiB) | {gone} |",
+        "| `cglimit watch` | {churn_cpu:.2} ({:.2}× the baseline) | {churn_rss} KiB ({:.1} MiB) | {gone} |",
+        churn_cpu / base_churn_cpu.max(1e-9),
         churn_rss as f64 / 1024.0
     );
     let _ = w.kill();
