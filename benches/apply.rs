@@ -15,7 +15,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::docker::{Dockerd, IMAGE};
+use common::docker::Dockerd;
 use common::{BIN, Lab};
 
 fn main() {
@@ -112,19 +112,7 @@ fn main() {
     let mut ids = Vec::new();
     for i in 0..containers {
         let name = format!("b{i}");
-        let out = d.docker(&[
-            "run",
-            "-d",
-            "--runtime",
-            "runc",
-            "--net",
-            "none",
-            "--name",
-            &name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        let out = d.run_plain(&name, &[], &["sleep", "600"]);
         assert!(out.status.success());
         ids.push(name);
     }

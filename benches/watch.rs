@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::docker::{Dockerd, IMAGE};
+use common::docker::Dockerd;
 use common::{BIN, Lab};
 
 /// utime+stime (+ reaped children) in seconds, and VmRSS in KiB.
@@ -276,19 +276,7 @@ fn main() {
     let d = Dockerd::start(&lab, &[]);
     for i in 0..containers {
         let name = format!("s{i}");
-        let out = d.docker(&[
-            "run",
-            "-d",
-            "--runtime",
-            "runc",
-            "--net",
-            "none",
-            "--name",
-            &name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        let out = d.run_plain(&name, &[], &["sleep", "600"]);
         assert!(out.status.success());
     }
     let host = format!("unix://{}", d.sock.display());

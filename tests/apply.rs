@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::docker::{Dockerd, IMAGE};
+use common::docker::Dockerd;
 use common::*;
 
 fn apply(lab: &Lab, d: Option<&Dockerd>, extra: &[&str]) -> std::process::Output {
@@ -60,19 +60,7 @@ fn stdout(o: &std::process::Output) -> String {
 }
 
 fn start(d: &Dockerd, name: &str, flags: &[&str]) {
-    let mut a = vec![
-        "run",
-        "-d",
-        "--runtime",
-        "runc",
-        "--net",
-        "none",
-        "--name",
-        name,
-    ];
-    a.extend_from_slice(flags);
-    a.extend([IMAGE, "sleep", "600"]);
-    let out = d.docker(&a);
+    let out = d.run_plain(name, flags, &["sleep", "600"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -226,22 +214,15 @@ fn apply_reports_instead_of_killing_and_finds_runc_containers() {
     let d = Dockerd::start(&lab, &[]);
     // 100M in a tmpfs (shmem, charged to the container, not reclaimable
     // without swap); the policy wants 64M: v1 would answer EBUSY.
-    let out = d.docker(&[
-        "run",
-        "-d",
-        "--runtime",
-        "runc",
-        "--net",
-        "none",
-        "--tmpfs",
-        "/big:size=200m",
-        "--name",
+    let out = d.run_plain(
         "fat",
-        IMAGE,
-        "sh",
-        "-c",
-        "head -c 100000000 /dev/zero > /big/f; sleep 600",
-    ]);
+        &["--tmpfs", "/big:size=200m"],
+        &[
+            "sh",
+            "-c",
+            "head -c 100000000 /dev/zero > /big/f; sleep 600",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let t = Instant::now();
     loop {

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::process::Command;
 
-use common::docker::{Dockerd, IMAGE};
+use common::docker::Dockerd;
 use common::*;
 
 /// What `docker stats` computes for a container on cgroup v1: the engine's
@@ -62,20 +62,7 @@ fn top_shows_what_docker_stats_shows() {
         ("cache", "head -c 30000000 /dev/zero > /f; sleep 600"),
         ("idle", "sleep 600"),
     ] {
-        let out = d.docker(&[
-            "run",
-            "-d",
-            "--runtime",
-            "runc",
-            "--net",
-            "none",
-            "--name",
-            name,
-            IMAGE,
-            "sh",
-            "-c",
-            cmd,
-        ]);
+        let out = d.run_plain(name, &[], &["sh", "-c", cmd]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
     std::thread::sleep(std::time::Duration::from_secs(2));

@@ -187,6 +187,26 @@ impl Dockerd {
         ])
     }
 
+    /// `docker run -d` of `IMAGE` with plain runc (no cglimit) and no
+    /// network, named `name`, with `flags` before the image and `cmd`
+    /// after it.
+    pub fn run_plain(&self, name: &str, flags: &[&str], cmd: &[&str]) -> Output {
+        let mut a = vec![
+            "run",
+            "-d",
+            "--runtime",
+            "runc",
+            "--net",
+            "none",
+            "--name",
+            name,
+        ];
+        a.extend_from_slice(flags);
+        a.push(IMAGE);
+        a.extend_from_slice(cmd);
+        self.docker(&a)
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         self.client().args(args).output().unwrap()
     }

@@ -27,19 +27,7 @@ pub fn free_port() -> u16 {
 /// A watcher on a free port, seeing only the hook's containers, with
 /// `extra` flags (`--interval` among them replaces the default 1s).
 pub fn start_watch_with(lab: &Lab, extra: &[&str]) -> (Watcher, u16) {
-    let none = lab.dir.join("no-runc");
-    std::fs::create_dir_all(&none).unwrap();
-    let none = none.display().to_string();
-    let mut args: Vec<String> = [
-        "--no-docker",
-        "--no-podman",
-        "--runc-root",
-        &none,
-        "--crun-root",
-        &none,
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = hook_only(lab);
     args.extend(extra.iter().map(|a| a.to_string()));
     start_watch_in(lab, None, &args)
 }
@@ -48,18 +36,24 @@ pub fn start_watch_with(lab: &Lab, extra: &[&str]) -> (Watcher, u16) {
 /// and its port. Another test may take a free port between the look-up and
 /// the bind: then the watcher exits and another port is tried.
 pub fn start_watch(lab: &Lab, port: Option<u16>) -> (Watcher, u16) {
+    start_watch_in(lab, port, &hook_only(lab))
+}
+
+/// Source flags that leave the watcher the hook's containers only.
+fn hook_only(lab: &Lab) -> Vec<String> {
     let none = lab.dir.join("no-runc");
     std::fs::create_dir_all(&none).unwrap();
     let none = none.display().to_string();
-    let scope = [
+    [
         "--no-docker",
         "--no-podman",
         "--runc-root",
         &none,
         "--crun-root",
         &none,
-    ];
-    start_watch_in(lab, port, &scope.map(String::from))
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The same, watching the containers `scope` names (source flags).
