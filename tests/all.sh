@@ -40,7 +40,7 @@ cargo test --all-targets -- --test-threads 4
 # binary: every visible subcommand gets a page, and the bash completion
 # parses.
 cargo run -q --features gen --bin cglimit-gen -- target/gen
-for sub in validate explain hook apply watch events top setup doctor runtime; do
+for sub in validate explain hook apply watch events top setup doctor sync-policies runtime; do
   test -s "target/gen/man/cglimit-$sub.1" || { echo "no man page for $sub" >&2; exit 1; }
 done
 bash -n target/gen/completions/cglimit.bash
