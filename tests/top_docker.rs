@@ -32,7 +32,9 @@ fn docker_stats_bytes(d: &Dockerd, name: &str) -> (u64, u64) {
 }
 
 /// `docker stats`' own `MemUsage` column, in bytes (it prints three
-/// significant digits).
+/// significant digits), for the log: it samples a second or so later than
+/// the engine's API read above, and a shell's memory moves by a page or a
+/// hundred meanwhile, so it is shown, not compared.
 fn docker_cli_bytes(d: &Dockerd, name: &str) -> f64 {
     let out = d.docker(&[
         "stats",
@@ -68,6 +70,12 @@ fn top_shows_what_docker_stats_shows() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let none = lab.dir.join("none");
     std::fs::create_dir_all(&none).unwrap();
+    // The engine's numbers just before and just after top reads: a shell's
+    // memory may move by a page meanwhile.
+    let before: Vec<(u64, u64)> = ["cache", "idle"]
+        .iter()
+        .map(|n| docker_stats_bytes(&d, n))
+        .collect();
     let out = Command::new(BIN)
         .args(["top", "--no-stream", "--no-podman", "--docker-host"])
         .arg(format!("unix://{}", d.sock.display()))
@@ -79,7 +87,7 @@ fn top_shows_what_docker_stats_shows() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", stderr(&out));
-    for name in ["cache", "idle"] {
+    for (i, name) in ["cache", "idle"].into_iter().enumerate() {
         let row = text
             .lines()
             .find(|l| l.starts_with(name))
@@ -87,18 +95,21 @@ fn top_shows_what_docker_stats_shows() {
         let cols: Vec<&str> = row.split_whitespace().collect();
         let top_ws: u64 = cols[cols.len() - 2].parse().unwrap();
         let top_usage: u64 = cols[cols.len() - 1].parse().unwrap();
+        // The engine's own numbers, read right after top's, computed as
+        // the docker CLI computes its MEM USAGE.
         let (docker_ws, docker_usage) = docker_stats_bytes(&d, name);
         let cli = docker_cli_bytes(&d, name);
         eprintln!(
             "{name}: top {top_ws} B (usage with cache {top_usage}), docker stats {docker_ws} B (API), {cli:.0} B (CLI, 3 digits)"
         );
-        assert!(
-            top_ws.abs_diff(docker_ws) <= 4096,
-            "{name}: top {top_ws}, docker stats {docker_ws}"
+        let (lo, hi) = (
+            before[i].0.min(docker_ws).saturating_sub(4096),
+            before[i].0.max(docker_ws) + 4096,
         );
         assert!(
-            (top_ws as f64 - cli).abs() <= cli * 0.005 + 1024.0,
-            "{name}: top {top_ws}, docker stats prints {cli}"
+            (lo..=hi).contains(&top_ws),
+            "{name}: top {top_ws}, docker stats {} before and {docker_ws} after",
+            before[i].0
         );
         if name == "cache" {
             assert!(
