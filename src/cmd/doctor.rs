@@ -390,7 +390,7 @@ fn containerd_wiring(args: &DoctorArgs) -> Result<ContainerdWiring, String> {
             path.display()
         ));
     }
-    let systemd_cgroup = text.contains("SystemdCgroup = true");
+    let systemd_cgroup = w.systemd_cgroup.contains(&name);
     let note = if w.default.is_some() {
         format!(" (handler {name:?}, the CRI's default)")
     } else {
@@ -407,9 +407,7 @@ fn containerd_wiring(args: &DoctorArgs) -> Result<ContainerdWiring, String> {
 
 /// When the containerd answering on `socket` started.
 fn containerd_started(socket: &Path) -> Option<std::time::SystemTime> {
-    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    let s = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    let pid = getsockopt(&s, PeerCredentials).ok()?.pid();
+    let pid = super::setup::peer_pid(socket).ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     if comm.trim() != "containerd" {
         return None;

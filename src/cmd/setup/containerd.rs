@@ -204,6 +204,8 @@ pub fn merge_config(
 #[derive(Debug, PartialEq, Default)]
 pub struct Wiring {
     pub handlers: Vec<(String, PathBuf)>,
+    /// Those of them on the systemd cgroup driver (`SystemdCgroup = true`).
+    pub systemd_cgroup: Vec<String>,
     pub default: Option<String>,
     pub cri_disabled: bool,
 }
@@ -232,6 +234,13 @@ pub fn wiring(text: &str) -> Result<Wiring, String> {
             if is_cglimit {
                 if name == default_name {
                     w.default = Some(name.to_string());
+                }
+                if h.get("options")
+                    .and_then(|o| o.get("SystemdCgroup"))
+                    .and_then(Item::as_bool)
+                    == Some(true)
+                {
+                    w.systemd_cgroup.push(name.to_string());
                 }
                 w.handlers.push((name.to_string(), p));
             }

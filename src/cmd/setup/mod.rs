@@ -685,7 +685,7 @@ fn dockerd_pid(socket: &Path, daemon_json: &Path) -> Option<i32> {
         .filter(|p| is_dockerd(*p))
 }
 
-fn peer_pid(socket: &Path) -> std::io::Result<i32> {
+pub(crate) fn peer_pid(socket: &Path) -> std::io::Result<i32> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let s = std::os::unix::net::UnixStream::connect(socket)?;
     let c = getsockopt(&s, PeerCredentials).map_err(std::io::Error::from)?;
