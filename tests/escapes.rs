@@ -214,20 +214,7 @@ fn docker_update_stays_within_the_policy() {
         let out = d.run_detached(name, "600");
         assert!(out.status.success(), "{}", stderr(&out));
     };
-    let limit = |name: &str| {
-        let out = d.docker(&[
-            "exec",
-            name,
-            "cat",
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
-        ]);
-        let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        (v[0], v[1])
-    };
+    let limit = |name: &str| d.v1_limits(name);
     start("free-1");
     assert_eq!(limit("free-1"), (64 * M, 64 * M));
     let out = d.docker(&["update", "-m", "100g", "--memory-swap", "100g", "free-1"]);
@@ -595,4 +582,101 @@ fn a_refusal_is_not_turned_into_a_start_by_the_timeout() {
         .pop()
         .expect("recorded once the lock was free");
     assert_eq!(last["outcome"], "denied");
+}
+
+/// Queues as much as it can in the send and receive buffers of `N`
+/// loopback connections that nobody reads (stopping at `CAP` bytes), and
+/// prints how much the kernel took.
+const SOCKET_FILLER: &str = r#"use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+fn main() {
+    let a: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+    let (n, cap) = (a[0], a[1]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let buf = vec![7u8; 1 << 16];
+    let (mut total, mut held) = (0usize, Vec::new());
+    for _ in 0..n {
+        let Ok(mut c) = TcpStream::connect(addr) else { break };
+        let s = l.accept().unwrap().0;
+        c.set_nonblocking(true).unwrap();
+        while total < cap {
+            match c.write(&buf) {
+                Ok(k) => total += k,
+                Err(_) => break,
+            }
+        }
+        held.push((c, s));
+    }
+    println!("queued {total}");
+}
+"#;
+
+fn queued(out: &std::process::Output) -> u64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("queued "))
+        .unwrap_or_else(|| panic!("no count in {text:?}; {}", stderr(out)))
+        .parse()
+        .unwrap()
+}
+
+/// On cgroup v1, TCP buffers are charged to no memory cgroup unless its
+/// `memory.kmem.tcp.limit_in_bytes` is set: a 64M container once queued
+/// 2.2 GB in 300 loopback connections. The hook and the Docker wrapper set
+/// that file to the limit (runc 1.1 ignores a bundle's `kernelTCP`), and
+/// the record says so. The kernel still lets each connection queue one
+/// segment past the limit (TCP forces the first buffer of an empty write
+/// queue), so the bound is the limit plus at most 64 KiB per connection.
+/// Stopped at 1 GiB so a failure cannot exhaust the host's TCP memory.
+#[test]
+fn socket_buffers_are_held_to_the_limit_on_v1() {
+    let mut lab = Lab::new("esctcp");
+    if !v1_memory_root()
+        .join("memory.kmem.tcp.limit_in_bytes")
+        .exists()
+    {
+        eprintln!("skipped: this kernel has no v1 memory.kmem.tcp.limit_in_bytes");
+        return;
+    }
+    let filler = static_program(&lab.dir, "fill-sockets", SOCKET_FILLER);
+    let bundle = lab.bundle_with(
+        "t1",
+        None,
+        "createRuntime",
+        lab.hook_args(),
+        "/bin/fill-sockets 300 1073741824",
+    );
+    std::fs::copy(&filler, bundle.join("rootfs/bin/fill-sockets")).unwrap();
+    let id = format!("{}-t1", lab.name);
+    let out = lab.run("runc", &id, &bundle);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(limits_seen(&out).0, 64 * M);
+    let q = queued(&out);
+    let bound = 64 * M + 300 * 64 * 1024;
+    eprintln!("runc + hook: {q} bytes queued in 300 connections");
+    assert!(q <= bound, "runc + hook: {} MiB queued", q / M);
+    let rec = lab.decisions().pop().unwrap();
+    assert_eq!(rec["applied"]["tcp"], 64 * M, "{rec}");
+
+    let d = Dockerd::start(&lab, &runtime_args(&lab));
+    let mount = format!("{}:/fill:ro", filler.display());
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "cglimit",
+        "--net",
+        "none",
+        "-v",
+        &mount,
+        IMAGE,
+        "/fill",
+        "300",
+        "1073741824",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let q = queued(&out);
+    eprintln!("docker + wrapper: {q} bytes queued in 300 connections");
+    assert!(q <= bound, "docker + wrapper: {} MiB queued", q / M);
 }

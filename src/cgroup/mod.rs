@@ -47,6 +47,11 @@ pub struct Applied {
     /// True when the kernel has no swap accounting here, so no swap limit
     /// could be set.
     pub swap_unaccounted: bool,
+    /// v1: the socket-buffer limit now in `memory.kmem.tcp.limit_in_bytes`
+    /// (the memory limit); `None` on v2, which counts socket memory in
+    /// `memory.current` already, and where the file does not exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<Limit>,
 }
 
 /// Opens the memory cgroup of a process, found through `/proc/<pid>/cgroup`
@@ -261,6 +266,24 @@ pub fn swap_accounted(unified: bool) -> bool {
     swap_file_near(root).unwrap_or(true)
 }
 
+/// v1: whether the kernel has `memory.kmem.tcp.limit_in_bytes`, which
+/// [`apply`] sets and runc 1.1 does not (it ignores a bundle's
+/// `kernelTCP`): the runtime wrapper then adds its hook to set it.
+pub fn v1_socket_buffer_limit() -> bool {
+    let usual = std::path::Path::new("/sys/fs/cgroup/memory");
+    if usual.join(v1::LIMIT).exists() {
+        return usual.join(v1::TCP).exists();
+    }
+    procfs::read("/proc/self/mountinfo")
+        .ok()
+        .and_then(|m| {
+            procfs::cgroup_mounts(&m)
+                .into_iter()
+                .find(|m| m.hierarchy == Hierarchy::V1)
+        })
+        .is_some_and(|m| m.mount_point.join(v1::TCP).exists())
+}
+
 /// v2: whether `memory.swap.max` is beside `memory.max` in this process's
 /// own cgroup below `root`, or (at the root) in the first child with the
 /// memory controller; `None` when neither can be seen.
@@ -339,13 +362,43 @@ pub fn apply(dir: &CgroupDir, target: &Limits) -> Result<Applied, CgroupError> {
             written.push(v2::LOW);
         }
     }
+    let tcp = match hold_socket_buffers(dir, target.memory) {
+        Ok(t) => t,
+        Err(cause) => return Err(roll_back(dir, state, before, &written, cause)),
+    };
+    if tcp.is_some_and(|(_, wrote)| wrote) {
+        written.push(v1::TCP);
+    }
     let after = snapshot(dir)?;
     Ok(Applied {
         before,
         after,
         written,
         swap_unaccounted: before.swap_file.is_none(),
+        tcp: tcp.map(|(l, _)| l),
     })
+}
+
+/// v1 charges TCP socket buffers to no memory cgroup until the cgroup's
+/// `memory.kmem.tcp.limit_in_bytes` is set: a container limited to 64M
+/// could queue gigabytes in its sockets' buffers. Setting that file to the
+/// memory limit turns the accounting on and bounds them (buffers then
+/// count against the TCP limit, not `memory.limit_in_bytes`, so the bound
+/// is the limit again, not a share of it). Written after the memory files,
+/// so its failure rolls them back. The value it holds, and whether it was
+/// written; `None` on v2 or where the kernel has no such file.
+fn hold_socket_buffers(
+    dir: &CgroupDir,
+    memory: Limit,
+) -> Result<Option<(Limit, bool)>, CgroupError> {
+    if dir.hierarchy != Hierarchy::V1 || !dir.has(v1::TCP) {
+        return Ok(None);
+    }
+    if read_limit(dir, v1::TCP)? == memory {
+        return Ok(Some((memory, false)));
+    }
+    dir.write(v1::TCP, &spell(&dir.hierarchy, memory))?;
+    Ok(Some((memory, true)))
 }
 
 /// Puts back the files already written, in an order the kernel accepts from

@@ -8,6 +8,8 @@ use crate::size::Limit;
 pub const LIMIT: &str = "memory.limit_in_bytes";
 pub const MEMSW: &str = "memory.memsw.limit_in_bytes";
 pub const SOFT: &str = "memory.soft_limit_in_bytes";
+/// The socket-buffer limit ([`super::apply`] says why it is set).
+pub const TCP: &str = "memory.kmem.tcp.limit_in_bytes";
 
 pub const FILES: Files = Files {
     memory: LIMIT,

@@ -405,6 +405,7 @@ mod tests {
                 after,
                 written: vec!["memory.limit_in_bytes"],
                 swap_unaccounted: false,
+                tcp: None,
             }))
         });
         let (ending, line) = recorded(&d, &run, OnError::Deny);

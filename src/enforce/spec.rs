@@ -123,12 +123,17 @@ pub fn reservation(asked: Option<i64>, limits: &Limits, host: Host) -> Option<i6
 /// makes the decided limits the unit's properties, which systemd keeps
 /// across `daemon-reload` (runc sets no `MemorySwapMax`, so a reload
 /// would lift the swap limit). Any other cgroup path: nothing added.
+/// With `socket_buffers` (a v1 host whose kernel has
+/// `memory.kmem.tcp.limit_in_bytes`, which runc no longer writes), the
+/// hook is added on any cgroup path: it sets that file, so that socket
+/// buffers are held to the limit ([`crate::cgroup::apply`]).
 /// With `state_dir`, the hook records what fails there (the wrapper's own
 /// record says what was decided). Returns whether the hook was added.
 pub fn add_unit_hook(
     config: &mut Value,
     exe: &Path,
     limits: &Limits,
+    socket_buffers: bool,
     log_file: Option<&Path>,
     state_dir: Option<&Path>,
 ) -> Result<bool, NotAnObject> {
@@ -136,7 +141,7 @@ pub fn add_unit_hook(
         .pointer("/linux/cgroupsPath")
         .and_then(Value::as_str)
         .is_some_and(|p| p.contains(':'));
-    if !systemd {
+    if !systemd && !socket_buffers {
         return Ok(false);
     }
     check_objects(config, &["hooks"])?;
@@ -401,21 +406,28 @@ mod tests {
     }
 
     #[test]
-    fn the_unit_hook_only_on_the_systemd_driver() {
+    fn the_unit_hook_only_on_the_systemd_driver_or_for_v1_sockets() {
         let exe = Path::new("/usr/local/bin/cglimit");
         let mut v: Value = serde_json::from_str(
             r#"{"linux":{"cgroupsPath":"/docker/1"},"hooks":{"createRuntime":[{"path":"/x"}]}}"#,
         )
         .unwrap();
         let before = v.clone();
-        assert!(!add_unit_hook(&mut v, exe, &limits(), None, None).unwrap());
+        assert!(!add_unit_hook(&mut v, exe, &limits(), false, None, None).unwrap());
         assert_eq!(v, before);
+        let mut sockets = v.clone();
+        assert!(add_unit_hook(&mut sockets, exe, &limits(), true, None, None).unwrap());
+        assert_eq!(
+            sockets["hooks"]["createRuntime"].as_array().unwrap().len(),
+            2
+        );
         v["linux"]["cgroupsPath"] = "system.slice:docker:1".into();
         assert!(
             add_unit_hook(
                 &mut v,
                 exe,
                 &limits(),
+                false,
                 Some(Path::new("/l")),
                 Some(Path::new("/s"))
             )
@@ -435,13 +447,13 @@ mod tests {
         assert_eq!(&args[4..], ["--log-file", "/l", "--state-dir", "/s"]);
         // No hooks yet, or a hooks object that is not one: created / refused.
         let mut v: Value = serde_json::from_str(r#"{"linux":{"cgroupsPath":"s:p:n"}}"#).unwrap();
-        assert!(add_unit_hook(&mut v, exe, &limits(), None, None).unwrap());
+        assert!(add_unit_hook(&mut v, exe, &limits(), false, None, None).unwrap());
         assert_eq!(v["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
         let mut v: Value = serde_json::from_str(
             r#"{"linux":{"cgroupsPath":"s:p:n"},"hooks":{"createRuntime":"x"}}"#,
         )
         .unwrap();
-        assert!(add_unit_hook(&mut v, exe, &limits(), None, None).is_err());
+        assert!(add_unit_hook(&mut v, exe, &limits(), false, None, None).is_err());
     }
 
     #[test]

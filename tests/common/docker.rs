@@ -207,6 +207,23 @@ impl Dockerd {
         self.docker(&a)
     }
 
+    /// A running container's v1 memory limit and memory+swap, read from
+    /// inside it.
+    pub fn v1_limits(&self, name: &str) -> (u64, u64) {
+        let out = self.docker(&[
+            "exec",
+            name,
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        ]);
+        let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        (v[0], v[1])
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         self.client().args(args).output().unwrap()
     }

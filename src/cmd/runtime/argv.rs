@@ -7,15 +7,34 @@
 //! id, so the flags that take a value are listed here; any other flag is
 //! taken as a switch.
 
-/// runc's global flags that take a value (crun's too: `--cgroup-manager`).
+/// runc's and crun's global options that take a value.
 const GLOBAL_VALUED: &[&str] = &[
     "log",
     "log-format",
+    "log-level",
     "root",
     "criu",
     "rootless",
     "cgroup-manager",
 ];
+
+/// Their global options that take none: crun's getopt takes a unique
+/// prefix of any of these, so `--cg X` is `--cgroup-manager X` and the verb
+/// is what follows X.
+const GLOBAL_SWITCHES: &[&str] = &["debug", "systemd-cgroup", "help", "usage", "version"];
+
+/// A global option's full name: itself, or what it uniquely abbreviates.
+fn global_option(name: &str) -> &str {
+    let all = || GLOBAL_VALUED.iter().chain(GLOBAL_SWITCHES);
+    if all().any(|f| *f == name) {
+        return name;
+    }
+    let mut m = all().filter(|f| f.starts_with(name));
+    match (m.next(), m.next()) {
+        (Some(f), None) => f,
+        _ => name,
+    }
+}
 
 /// `create` / `run` flags that take a value.
 const CREATE_VALUED: &[&str] = &[
@@ -29,15 +48,34 @@ const CREATE_VALUED: &[&str] = &[
     "f",
 ];
 
-/// `update` flags that set memory; every `update` flag takes a value
-/// (runc's and crun's alike).
-const UPDATE_MEMORY: &[&str] = &[
-    "memory",
-    "memory-swap",
-    "memory-reservation",
+/// The long options of `update`, runc's and crun's together; each takes a
+/// value. A caller may abbreviate them as crun's getopt allows (a unique
+/// prefix) and put them anywhere among the arguments, as both runtimes
+/// reorder them.
+pub const UPDATE_FLAGS: &[&str] = &[
     "resources",
-    "r",
+    "blkio-weight",
+    "cpu-period",
+    "cpu-quota",
+    "cpu-burst",
+    "cpu-share",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
+    "cpuset-cpus",
+    "cpuset-mems",
+    "cpu-idle",
+    "kernel-memory",
+    "kernel-memory-tcp",
+    "memory",
+    "memory-reservation",
+    "memory-swap",
+    "pids-limit",
+    "l3-cache-schema",
+    "mem-bw-schema",
 ];
+
+/// `update`'s options that take no value and ask for help instead.
+const UPDATE_HELP: &[&str] = &["help", "usage"];
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RuncArgs {
@@ -56,23 +94,32 @@ pub struct RuncArgs {
     pub update: Option<UpdateArgs>,
 }
 
-/// The memory part of an `update` command line.
+/// An `update` command line, read as the runtime reads it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct UpdateArgs {
-    /// `--resources` / `-r`: a JSON file, or `-` for stdin. With it, the
-    /// runtime ignores every other flag.
-    pub resources: Option<String>,
-    /// `--memory`, `--memory-swap`, `--memory-reservation` as given.
-    pub memory: Option<String>,
-    pub memory_swap: Option<String>,
-    pub memory_reservation: Option<String>,
-    /// Indices (in the runtime's argv) of the tokens of those flags, names
-    /// and values: what a rewrite leaves out.
-    pub tokens: Vec<usize>,
-    /// Where the verb's flags start, right after the verb: where a rewrite
-    /// puts its own, so that no malformed flag after them can take them
-    /// for its value and no `--` can make them arguments.
+    /// Each option with its value, under its full name, in order: the last
+    /// of a name wins, as in both runtimes.
+    pub flags: Vec<(&'static str, String)>,
+    /// Help was asked for: the runtime prints it and updates nothing.
+    pub help: bool,
+    /// What the runtime would refuse (an unknown or ambiguous option, a
+    /// missing value, a second container id).
+    pub error: Option<String>,
+    /// Where the verb's arguments start in the runtime's argv.
     pub flags_start: usize,
+}
+
+impl UpdateArgs {
+    /// The last value given for `name`, an empty one counting as none (as
+    /// runc reads its string options).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
 }
 
 impl RuncArgs {
@@ -108,6 +155,11 @@ pub fn parse(args: &[String]) -> RuncArgs {
             out.verb = Some(a.clone());
             i += 1;
             break;
+        };
+        let name = if a.starts_with("--") {
+            global_option(name)
+        } else {
+            name
         };
         let value = if GLOBAL_VALUED.contains(&name) {
             match inline {
@@ -162,42 +214,106 @@ pub fn parse(args: &[String]) -> RuncArgs {
     out
 }
 
-/// The flags of `update` from `args[i..]`, and the container id after them.
+/// The long option `name` abbreviates: itself, or the one option it is a
+/// unique prefix of.
+fn long_option(name: &str) -> Result<&'static str, String> {
+    let all = UPDATE_FLAGS.iter().chain(UPDATE_HELP);
+    if let Some(f) = all.clone().find(|f| **f == name) {
+        return Ok(f);
+    }
+    let mut matches = all.filter(|f| f.starts_with(name));
+    match (matches.next(), matches.next()) {
+        (Some(f), None) => Ok(f),
+        (Some(_), Some(_)) => Err(format!("option --{name} is ambiguous")),
+        _ => Err(format!("unknown option --{name}")),
+    }
+}
+
+/// The arguments of `update` from `args[i..]`, and the container id.
+/// Options may follow the id (urfave/cli and getopt both reorder); `--`
+/// ends them. A token is read as every runtime may read it: `--name`,
+/// `-name` (Go), unique prefixes (getopt), `-r FILE`, `-rFILE` (getopt).
 fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs {
     let mut u = UpdateArgs {
         flags_start: i,
         ..Default::default()
     };
+    let mut ids = Vec::new();
+    let mut options_end = false;
+    let fail = |u: &mut UpdateArgs, m: String| {
+        u.error.get_or_insert(m);
+    };
     while i < args.len() {
         let a = &args[i];
-        if a == "--" {
-            *id = args.get(i + 1).cloned();
-            break;
-        }
-        let Some((name, inline)) = flag(a) else {
-            *id = Some(a.clone());
-            break;
-        };
-        let start = i;
-        let value = match (name, inline) {
-            ("h" | "help", _) => None,
-            (_, Some(v)) => Some(v.to_string()),
-            (_, None) => {
-                i += 1;
-                args.get(i).cloned()
-            }
-        };
-        if UPDATE_MEMORY.contains(&name) {
-            u.tokens.extend(start..=i.min(args.len() - 1));
-            match name {
-                "memory" => u.memory = value,
-                "memory-swap" => u.memory_swap = value,
-                "memory-reservation" => u.memory_reservation = value,
-                _ => u.resources = value,
-            }
-        }
         i += 1;
+        if options_end || a == "-" || !a.starts_with('-') {
+            ids.push(a.clone());
+            continue;
+        }
+        if a == "--" {
+            options_end = true;
+            continue;
+        }
+        let (name, inline) = if let Some(long) = a.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((n, v)) => (long_option(n), Some(v.to_string())),
+                None => (long_option(long), None),
+            }
+        } else {
+            let short = &a[1..];
+            let (n, v) = match short.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (short, None),
+            };
+            // Go's flag package takes `-name` for `--name`; getopt reads
+            // `-r…` as -r with what follows as its value, and `-h`/`-?`.
+            if let Some(f) = UPDATE_FLAGS.iter().chain(UPDATE_HELP).find(|f| **f == n) {
+                (Ok(*f), v)
+            } else if n == "h" || n == "?" {
+                (Ok("help"), None)
+            } else if let Some(rest) = short.strip_prefix('r') {
+                let rest = rest.strip_prefix('=').unwrap_or(rest);
+                (
+                    Ok("resources"),
+                    (!rest.is_empty()).then(|| rest.to_string()),
+                )
+            } else {
+                (Err(format!("unknown option {a}")), None)
+            }
+        };
+        let name = match name {
+            Ok(n) => n,
+            Err(m) => {
+                fail(&mut u, m);
+                continue;
+            }
+        };
+        if UPDATE_HELP.contains(&name) {
+            u.help = true;
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => match args.get(i) {
+                Some(v) => {
+                    i += 1;
+                    v.clone()
+                }
+                None => {
+                    fail(&mut u, format!("option --{name} needs a value"));
+                    continue;
+                }
+            },
+        };
+        u.flags.push((name, value));
     }
+    if ids.len() > 1 {
+        fail(
+            &mut u,
+            format!("one container id expected, got {}: {ids:?}", ids.len()),
+        );
+    }
+    *id = ids.into_iter().next();
     u
 }
 
@@ -267,24 +383,59 @@ mod tests {
         assert_eq!(a.root.as_deref(), Some("/r"));
         assert_eq!(a.id.as_deref(), Some("c1"));
         let u = a.update.unwrap();
-        assert_eq!(u.resources.as_deref(), Some("-"));
-        assert_eq!((u.tokens, u.flags_start), (vec![5, 6], 5));
-        let u = p("update -r=/tmp/res.json c1").update.unwrap();
-        assert_eq!(u.resources.as_deref(), Some("/tmp/res.json"));
-        assert_eq!(u.tokens, vec![1]);
-        // Flags, mixed with others that are kept.
-        let a = p("update --cpu-share 100 --memory 100g --memory-swap=-1 --pids-limit 5 c1");
+        assert_eq!(u.get("resources"), Some("-"));
+        assert_eq!(u.flags_start, 5);
+        for s in [
+            "update -r=/f c1",
+            "update -r /f c1",
+            "update -r/f c1",
+            "update --reso /f c1",
+            "update --resources=/f c1",
+            "update -resources /f c1",
+            "update c1 -r /f",
+            "update c1 --re=/f",
+        ] {
+            let a = p(s);
+            assert_eq!(a.id.as_deref(), Some("c1"), "{s}");
+            let u = a.update.unwrap();
+            assert_eq!((u.get("resources"), &u.error), (Some("/f"), &None), "{s}");
+        }
+        // Flags anywhere, abbreviated, the last of a name winning.
+        let a = p("update --cpu-share 100 c1 --memory 100g --memory-s=-1 --pids 5 --memory 1g");
         let u = a.update.unwrap();
-        assert_eq!(u.memory.as_deref(), Some("100g"));
-        assert_eq!(u.memory_swap.as_deref(), Some("-1"));
-        assert_eq!(u.resources, None);
-        assert_eq!((u.tokens, u.flags_start), (vec![3, 4, 5], 1));
-        let a = p("update -r /f -- c1");
         assert_eq!(a.id.as_deref(), Some("c1"));
-        assert_eq!(a.id.as_deref(), Some("c1"));
-        // No memory at all: nothing to decide.
-        let u = p("update --cpu-share 100 c1").update.unwrap();
-        assert!(u.tokens.is_empty() && u.memory.is_none());
+        assert_eq!(u.get("memory"), Some("1g"));
+        assert_eq!(u.get("memory-swap"), Some("-1"));
+        assert_eq!(u.get("pids-limit"), Some("5"));
+        assert_eq!(u.get("cpu-share"), Some("100"));
+        assert_eq!(u.error, None);
+        let a = p("update -- -c1");
+        assert_eq!(a.id.as_deref(), Some("-c1"));
+    }
+
+    #[test]
+    fn what_the_runtime_refuses_is_an_error() {
+        for s in [
+            "update --mem 1g c1",
+            "update --cpu 1 c1",
+            "update --bogus 1 c1",
+            "update c1 --memory",
+            "update c1 c2",
+            "update -x c1",
+        ] {
+            assert!(p(s).update.unwrap().error.is_some(), "{s}");
+        }
+        assert!(p("update -h").update.unwrap().help);
+        assert!(p("update --he c1").update.unwrap().help);
+    }
+
+    #[test]
+    fn global_options_are_abbreviated_as_crun_allows() {
+        let a = p("--cg systemd update --memory 1g c1");
+        assert_eq!(a.verb.as_deref(), Some("update"));
+        let a = p("--roo=/r --log-f json update c1");
+        assert_eq!(a.verb.as_deref(), Some("update"));
+        assert_eq!(a.log_format.as_deref(), Some("json"));
     }
 
     #[test]

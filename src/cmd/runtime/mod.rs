@@ -9,6 +9,7 @@
 pub mod argv;
 pub mod config;
 mod options;
+pub mod resources;
 pub mod update;
 
 use std::ffi::OsString;
@@ -68,7 +69,9 @@ pub fn run(raw: &[OsString]) -> ExitCode {
     if runc_args.updates() {
         crate::sys::privilege::drop_for_wrapper();
         if let Some((run, rewrite)) = update::decide(&opts, &runc_args, &raw[n..]) {
-            if let Some(m) = run.finish(opts.on_error, opts.state_dir.as_deref()).refusal {
+            if let Some(run) = run
+                && let Some(m) = run.finish(opts.on_error, opts.state_dir.as_deref()).refusal
+            {
                 return refuse(&m, &runc_args);
             }
             if let Some(rw) = rewrite {
@@ -250,6 +253,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
                 &mut tree,
                 &exe,
                 limits,
+                !host.unified && crate::cgroup::v1_socket_buffer_limit(),
                 o.log_file.as_deref(),
                 o.state_dir.as_deref(),
             )

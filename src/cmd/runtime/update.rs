@@ -2,13 +2,18 @@
 //! resize), which changes a running container's limits through the same
 //! runtime that created it.
 //!
-//! The new limits arrive in one of three forms: JSON on stdin (`--resources
-//! -`, what containerd's shim sends), a JSON file (`--resources FILE`), or
-//! flags (`--memory`, `--memory-swap`, `--memory-reservation`). They are the
-//! container's request; the policy decides as it does for `create`, and the
-//! runtime gets the decided limits in the same form, with everything else
-//! (CPU, pids, I/O, other flags) unchanged. An update that sets no memory
-//! passes through untouched.
+//! The new limits arrive as JSON on stdin (`--resources -`, what
+//! containerd's shim sends), a JSON file (`--resources FILE`), or flags.
+//! The wrapper reads them as the runtime would ([`super::argv`] for the
+//! options, [`super::resources`] for the document) and never passes the
+//! caller's own spelling on: the runtime gets one resources document that
+//! the wrapper built — the caller's CPU, pids, I/O settings as read, the
+//! memory fields as decided — on stdin, with the container id after `--`.
+//!
+//! An update that asks nothing of memory (`docker update --cpus 2`, whose
+//! memory object is empty) keeps the container's current memory: the
+//! current limits are the request, held within the policy's bounds, and
+//! the memory fields are sent only when the policy changes them.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -17,6 +22,7 @@ use std::path::{Path, PathBuf};
 use super::argv::{RuncArgs, UpdateArgs};
 use super::options::Options;
 use crate::decision::Limits;
+use crate::decision::Verdict;
 use crate::enforce::{Failure, Run};
 use crate::facts::{FactsError, oci};
 use crate::policy;
@@ -71,42 +77,78 @@ pub fn settle(s: &Settle) {
     }
 }
 
-/// The request an `update` makes of memory, in the form it came in.
+/// The request an `update` makes, rebuilt canonical.
 pub struct Request {
-    input: Input,
-    /// What it asks, as a create's request is read.
+    /// The `LinuxResources` document the runtime would have read.
+    resources: serde_json::Value,
+    /// Options passed on beside it (Intel RDT schemas, which runc reads
+    /// with `--resources` too).
+    extra: Vec<(&'static str, String)>,
+    /// What it asks of memory, as a create's request is read.
     pub requested: crate::facts::Requested,
     /// The reservation it asks (OCI bytes, -1 for none), if any.
     reservation: Option<i64>,
 }
 
-enum Input {
-    /// `--resources`: the whole JSON document, to be edited.
-    Json(serde_json::Value),
-    /// Flags: the memory and memory+swap they ask for.
-    Flags,
+impl Request {
+    /// Whether the update sets a memory limit or memory+swap at all.
+    pub fn asks_memory(&self) -> bool {
+        self.requested.memory.is_some() || self.requested.memory_swap.is_some()
+    }
 }
 
-/// Decides an `update`; `None` when it sets no memory and passes through.
-pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Option<Rewrite>)> {
+/// Decides an `update`; `None` when the runtime is asked for its help.
+///
+/// The run to finish (`None` when nothing changes and nothing is worth a
+/// record) and what the runtime gets instead of the caller's update.
+pub type Decided = (Option<Run>, Option<Rewrite>);
+
+pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<Decided> {
     let u = r.update.as_ref()?;
+    if u.help {
+        return None;
+    }
     let mut run = Run::new(Source::Update, Default::default());
     run.facts.id = r.id.clone().unwrap_or_default();
-    let request = match read_input(u) {
-        Ok(Some(x)) => x,
-        Ok(None) => return None,
+    let bad = |m: String| Failure::Facts(FactsError::Update(m));
+    if let Some(e) = &u.error {
+        run.fail(bad(e.clone()));
+        return Some((Some(run), None));
+    }
+    if r.id.is_none() {
+        run.fail(bad("no container id".into()));
+        return Some((Some(run), None));
+    }
+    let mut request = match read_input(u) {
+        Ok(x) => x,
         Err(e) => {
             run.fail(e);
-            return Some((run, None));
+            return Some((Some(run), None));
         }
     };
     let pid = match gather(o, r, &mut run) {
         Ok(pid) => pid,
         Err(e) => {
             run.fail(e);
-            return Some((run, None));
+            return Some((Some(run), None));
         }
     };
+    // Nothing asked of memory: what the container has now is the request.
+    let current = if request.asks_memory() {
+        None
+    } else {
+        match pid.map(current_request) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                run.fail(e);
+                return Some((Some(run), None));
+            }
+            None => None,
+        }
+    };
+    if let Some(c) = current {
+        request.requested = c;
+    }
     run.facts.requested = request.requested;
     let policies = match policy::open(
         &o.policy_dir,
@@ -116,27 +158,76 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<(Run, Optio
         Ok(p) => p,
         Err(e) => {
             run.fail(e);
-            return Some((run, None));
+            return Some((Some(run), None));
         }
     };
-    let mut rewritten = None;
     let host = crate::enforce::spec::Host::probe();
-    run.enforce(&policies, |l: &Limits| {
-        let mut rw = rewrite(u, &request, raw, l, host);
-        rw.then = pid
-            .filter(|_| host.unified)
-            .map(|pid| Settle { pid, limits: *l });
-        rewritten = Some(rw);
-        Ok(None)
-    });
-    Some((run, rewritten))
+    if current.is_none() && !request.asks_memory() {
+        // No process to read the limits from: memory is left as it is.
+        let rw = rewrite(r, u, &request, raw, None, host);
+        return Some((Some(run), Some(rw)));
+    }
+    if run.decide(&policies).is_none() {
+        return Some((Some(run), None));
+    }
+    let decided = run.decision.as_ref().map(|d| (d.verdict.clone(), d.limits));
+    let keeps = |l: &Limits| current.is_some_and(|c| same_as_current(&c, l));
+    match decided {
+        // An update that asks nothing of memory is never refused for the
+        // memory it already has: it keeps it, and `apply` reports it.
+        Some((Verdict::Deny { .. }, _)) if current.is_some() => {
+            log::warn!(
+                "container {}: its current memory is refused by its policy; the update leaves it as it is",
+                run.facts.id
+            );
+            let rw = rewrite(r, u, &request, raw, None, host);
+            Some((Some(run), Some(rw)))
+        }
+        Some((Verdict::Apply, l)) if keeps(&l) => {
+            // Nothing changes: no record, memory left out of the update.
+            let rw = rewrite(r, u, &request, raw, None, host);
+            Some((None, Some(rw)))
+        }
+        _ => {
+            let mut rewritten = None;
+            run.write(|l: &Limits| {
+                let mut rw = rewrite(r, u, &request, raw, Some(l), host);
+                rw.then = pid.map(|pid| Settle { pid, limits: *l });
+                rewritten = Some(rw);
+                Ok(None)
+            });
+            Some((Some(run), rewritten))
+        }
+    }
 }
 
-/// Reads the request from stdin or its file: `None` when the update does
-/// not touch memory.
-fn read_input(u: &UpdateArgs) -> Result<Option<Request>, Failure> {
+/// Whether decided limits are what the container has: memory and
+/// memory+swap.
+fn same_as_current(c: &crate::facts::Requested, l: &Limits) -> bool {
+    c.memory == Some(l.memory) && c.memory_swap.is_none_or(|ms| ms == l.memory_swap())
+}
+
+/// The container's current memory as a request: an unlimited value is
+/// asked as unlimited (so a policy's `max` holds it), never as nothing
+/// (which would be the policy's default).
+fn current_request(pid: i32) -> Result<crate::facts::Requested, Failure> {
+    let (dir, _) = crate::cgroup::for_pid(pid)?;
+    let s = crate::cgroup::snapshot(&dir)?;
+    let memory_swap = match (&dir.hierarchy, s.swap_file) {
+        (crate::cgroup::Hierarchy::V1, Some(l)) => Some(l),
+        (crate::cgroup::Hierarchy::V2, Some(sw)) => Some(s.memory.saturating_add(sw)),
+        _ => None,
+    };
+    Ok(crate::facts::Requested {
+        memory: Some(s.memory),
+        memory_swap,
+    })
+}
+
+/// Reads the request from stdin, its file, or the flags.
+fn read_input(u: &UpdateArgs) -> Result<Request, Failure> {
     let bad = |message: String| Failure::Facts(FactsError::Update(message));
-    let bytes = match u.resources.as_deref() {
+    let bytes = match u.get("resources") {
         None => None,
         Some("-") => {
             let mut b = Vec::new();
@@ -154,46 +245,107 @@ fn read_input(u: &UpdateArgs) -> Result<Option<Request>, Failure> {
     request(u, bytes.as_deref()).map_err(bad)
 }
 
-/// The request of an update, from its flags or (with `--resources`) its
-/// JSON document: `None` when it does not touch memory.
-pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Option<Request>, String> {
-    if u.resources.is_some() {
-        let tree: serde_json::Value = serde_json::from_slice(resources.unwrap_or_default())
-            .map_err(|e| format!("the resources are not JSON: {e}"))?;
-        let memory = &tree["memory"];
-        if !memory.is_object() {
-            return Ok(None);
-        }
-        let field = |k: &str| memory[k].as_i64();
-        let requested = crate::facts::Requested::from_oci(field("limit"), field("swap"));
-        let reservation = field("reservation");
-        return Ok(Some(Request {
-            input: Input::Json(tree),
-            requested,
-            reservation,
-        }));
-    }
-    if u.memory.is_none() && u.memory_swap.is_none() && u.memory_reservation.is_none() {
-        return Ok(None);
-    }
-    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
-        v.as_deref()
-            .map(|v| {
-                size::parse_limit(v)
-                    .map(Limit::to_oci)
-                    .map_err(|e| format!("--{flag} {v:?}: {e}"))
-            })
-            .transpose()
+/// Options that `--resources` does not replace: runc reads them beside it.
+const BESIDE_RESOURCES: &[&str] = &["l3-cache-schema", "mem-bw-schema"];
+
+/// The request of an update, from its `--resources` document (`resources`
+/// holds its bytes) or its flags, as the runtime reads them.
+pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Request, String> {
+    let extra: Vec<(&'static str, String)> = u
+        .flags
+        .iter()
+        .filter(|(n, v)| BESIDE_RESOURCES.contains(n) && !v.is_empty())
+        .cloned()
+        .collect();
+    let doc = if u.get("resources").is_some() {
+        super::resources::decode(resources.unwrap_or_default())?
+    } else {
+        from_flags(u)?
     };
-    let requested = crate::facts::Requested::from_oci(
-        size("memory", &u.memory)?,
-        size("memory-swap", &u.memory_swap)?,
-    );
-    Ok(Some(Request {
-        input: Input::Flags,
-        requested,
-        reservation: size("memory-reservation", &u.memory_reservation)?,
-    }))
+    let field = |k: &str| doc["memory"][k].as_i64();
+    let (limit, mut swap) = (field("limit"), field("swap"));
+    // runc: unlimited memory with swap unsaid is unlimited swap too.
+    if limit == Some(-1) && swap.is_none() {
+        swap = Some(-1);
+    }
+    Ok(Request {
+        requested: crate::facts::Requested::from_oci(limit, swap),
+        reservation: field("reservation").filter(|r| *r != 0),
+        resources: doc,
+        extra,
+    })
+}
+
+/// The resources document that runc builds from `update`'s flags.
+fn from_flags(u: &UpdateArgs) -> Result<serde_json::Value, String> {
+    use serde_json::{Value, json};
+    let mut doc = json!({});
+    let mut put = |obj: &str, key: &str, v: Value| {
+        doc[obj][key] = v;
+    };
+    let uint = |flag: &str, v: &str| -> Result<Value, String> {
+        v.parse::<u64>()
+            .map(Value::from)
+            .map_err(|e| format!("invalid value for {flag}: {e}"))
+    };
+    let int = |flag: &str, v: &str| -> Result<Value, String> {
+        v.parse::<i64>()
+            .map(Value::from)
+            .map_err(|e| format!("invalid value for {flag}: {e}"))
+    };
+    for (flag, obj, key) in [
+        ("cpu-burst", "cpu", "burst"),
+        ("cpu-period", "cpu", "period"),
+        ("cpu-rt-period", "cpu", "realtimePeriod"),
+        ("cpu-share", "cpu", "shares"),
+    ] {
+        if let Some(v) = u.get(flag) {
+            put(obj, key, uint(flag, v)?);
+        }
+    }
+    for (flag, obj, key) in [
+        ("cpu-quota", "cpu", "quota"),
+        ("cpu-rt-runtime", "cpu", "realtimeRuntime"),
+        ("cpu-idle", "cpu", "idle"),
+    ] {
+        if let Some(v) = u.get(flag) {
+            put(obj, key, int(flag, v)?);
+        }
+    }
+    for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
+        if let Some(v) = u.get(flag) {
+            put("cpu", key, v.into());
+        }
+    }
+    if let Some(v) = u.get("blkio-weight") {
+        let w = v
+            .parse::<u16>()
+            .map_err(|e| format!("invalid value for blkio-weight: {e}"))?;
+        if w != 0 {
+            put("blockIO", "weight", w.into());
+        }
+    }
+    if let Some(v) = u.get("pids-limit") {
+        put("pids", "limit", int("pids-limit", v)?);
+    }
+    for (flag, key) in [
+        ("memory", "limit"),
+        ("memory-swap", "swap"),
+        ("memory-reservation", "reservation"),
+    ] {
+        if let Some(v) = u.get(flag) {
+            let bytes = size::parse_limit(v)
+                .map(Limit::to_oci)
+                .map_err(|e| format!("--{flag} {v:?}: {e}"))?;
+            put("memory", key, bytes.into());
+        }
+    }
+    for flag in ["kernel-memory", "kernel-memory-tcp"] {
+        if u.get(flag).is_some() {
+            log::warn!("--{flag} is ignored: the decided limit is the container's");
+        }
+    }
+    Ok(doc)
 }
 
 /// The container's facts as `create` learned them: its bundle (found
@@ -221,7 +373,7 @@ fn bundle_of(
         c.args(["--root", root]);
     }
     let out = c
-        .args(["state", id])
+        .args(["state", "--", id])
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| bad(format!("cannot run {runtime} state: {e}")))?;
@@ -243,61 +395,49 @@ fn bundle_of(
         .ok_or_else(|| bad(format!("{runtime} state {id} names no bundle")))
 }
 
-/// The update the runtime gets: the decided limits, in the form asked.
+/// The update the runtime gets: `GLOBALS update --resources - [RDT
+/// options] -- ID`, the document on stdin, its memory fields the decided
+/// limits (`None`: the memory fields left out, so memory stays as it is).
 pub fn rewrite(
+    r: &RuncArgs,
     u: &UpdateArgs,
     request: &Request,
     raw: &[OsString],
-    l: &Limits,
+    decided: Option<&Limits>,
     host: crate::enforce::spec::Host,
 ) -> Rewrite {
-    let reservation = crate::enforce::spec::reservation(request.reservation, l, host);
-    // The verb and what precedes it; then the decided flags; then every
-    // other token as it came, the memory flags left out.
     let start = u.flags_start.min(raw.len());
     let mut argv: Vec<OsString> = raw[..start].to_vec();
-    let stdin = match &request.input {
-        Input::Json(tree) => {
-            let mut tree = tree.clone();
-            let m = &mut tree["memory"];
-            m["limit"] = l.memory.to_oci().into();
-            if host.swap {
-                m["swap"] = l.memory_swap().to_oci().into();
-            } else if let Some(m) = m.as_object_mut() {
-                m.remove("swap");
-            }
-            if let Some(m) = m.as_object_mut() {
-                match reservation {
-                    Some(r) => m.insert("reservation".into(), r.into()),
-                    None => m.remove("reservation"),
-                };
-            }
-            argv.extend(["--resources".into(), "-".into()]);
-            Some(serde_json::to_vec(&tree).unwrap_or_default())
+    argv.extend(["--resources".into(), "-".into()]);
+    for (name, value) in &request.extra {
+        argv.push(format!("--{name}={value}").into());
+    }
+    argv.push("--".into());
+    argv.push(r.id.clone().unwrap_or_default().into());
+    let mut doc = request.resources.clone();
+    if !doc["memory"].is_object() {
+        doc["memory"] = serde_json::json!({});
+    }
+    let m = doc["memory"].as_object_mut().expect("an object");
+    // Kernel memory is the kernel's to account: the wrapper sets TCP
+    // buffers itself (v1), and no caller's value reaches the runtime.
+    m.remove("kernel");
+    m.remove("kernelTCP");
+    for k in ["limit", "swap", "reservation"] {
+        m.remove(k);
+    }
+    if let Some(l) = decided {
+        m.insert("limit".into(), l.memory.to_oci().into());
+        if host.swap {
+            m.insert("swap".into(), l.memory_swap().to_oci().into());
         }
-        Input::Flags => {
-            let mut flag = |name: &str, v: i64| {
-                argv.push(format!("--{name}").into());
-                argv.push(v.to_string().into());
-            };
-            flag("memory", l.memory.to_oci());
-            if host.swap {
-                flag("memory-swap", l.memory_swap().to_oci());
-            }
-            if let Some(r) = reservation {
-                flag("memory-reservation", r);
-            }
-            None
+        if let Some(res) = crate::enforce::spec::reservation(request.reservation, l, host) {
+            m.insert("reservation".into(), res.into());
         }
-    };
-    argv.extend(
-        (start..raw.len())
-            .filter(|i| !u.tokens.contains(i))
-            .map(|i| raw[i].clone()),
-    );
+    }
     Rewrite {
         argv,
-        stdin,
+        stdin: Some(serde_json::to_vec(&doc).unwrap_or_default()),
         then: None,
     }
 }
@@ -307,78 +447,144 @@ mod tests {
     use super::*;
     use crate::cmd::runtime::argv;
     use crate::enforce::spec::Host;
+    use serde_json::json;
 
-    fn rewritten(args: &[&str], body: &str) -> Vec<String> {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let r = argv::parse(&args);
-        let u = r.update.as_ref().unwrap();
-        let req = request(u, Some(body.as_bytes())).unwrap().unwrap();
-        let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let l = Limits {
+    const V1: Host = Host {
+        unified: false,
+        swap: true,
+    };
+
+    fn limits(high: Option<u64>) -> Limits {
+        Limits {
             memory: Limit::Bytes(256 << 20),
             swap: Limit::Bytes(0),
-            high: Some(Limit::Bytes(128 << 20)),
-        };
-        let host = Host {
-            unified: false,
-            swap: true,
-        };
-        rewrite(u, &req, &raw, &l, host)
+            high: high.map(Limit::Bytes),
+        }
+    }
+
+    /// The argv and document the runtime gets for `args` (and `body` as
+    /// the resources), with `decided` limits.
+    fn sent(
+        args: &str,
+        body: &str,
+        decided: Option<&Limits>,
+        host: Host,
+    ) -> (Vec<String>, serde_json::Value) {
+        let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+        let r = argv::parse(&args);
+        let u = r.update.as_ref().unwrap();
+        assert_eq!(u.error, None);
+        let req = request(u, Some(body.as_bytes())).unwrap();
+        let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let rw = rewrite(&r, u, &req, &raw, decided, host);
+        let argv = rw
             .argv
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+            .collect();
+        (argv, serde_json::from_slice(&rw.stdin.unwrap()).unwrap())
     }
 
-    /// Found by fuzzing: the decided flags go right after the verb, where
-    /// neither a flag missing its value nor a `--` can swallow them.
+    /// Whatever the form and spelling of the caller's update, the runtime
+    /// gets one document the wrapper built, after the verb, and the id
+    /// after `--`: no malformed flag can swallow it, no other flag is left.
     #[test]
-    fn decided_flags_cannot_be_swallowed() {
-        let out = rewritten(&["update", "-r", "/f", "-2e"], r#"{"memory":{"limit":1}}"#);
-        assert_eq!(out, ["update", "--resources", "-", "-2e"]);
-        let out = rewritten(
-            &["--root", "/r", "update", "--memory", "1g", "--", "c1"],
+    fn the_runtime_gets_a_canonical_update() {
+        let l = limits(Some(128 << 20));
+        let (argv, doc) = sent(
+            "--root /r update --pids-limit 7 c1 --memory 100g --memory-swap=-1 --cpu-sh 5",
             "",
+            Some(&l),
+            V1,
         );
         assert_eq!(
-            out,
+            argv,
+            ["--root", "/r", "update", "--resources", "-", "--", "c1"]
+        );
+        assert_eq!(
+            doc,
+            json!({"pids":{"limit":7},"cpu":{"shares":5},"memory":{"limit":268435456,"swap":268435456,"reservation":134217728}})
+        );
+        // Go's JSON: case folded, the last duplicate winning.
+        let (_, doc) = sent(
+            "update -r - c1",
+            r#"{"Memory":{"limit":33554432,"LIMIT":1073741824,"kernelTCP":-1},"PIDS":{"limit":3}}"#,
+            Some(&l),
+            V1,
+        );
+        assert_eq!(
+            doc,
+            json!({"memory":{"limit":268435456,"swap":268435456,"reservation":134217728},"pids":{"limit":3}})
+        );
+        let (argv, _) = sent(
+            "update --l3-cache-schema L3:0=f -r - -- c1",
+            "{}",
+            Some(&l),
+            V1,
+        );
+        assert_eq!(
+            argv,
             [
-                "--root",
-                "/r",
                 "update",
-                "--memory",
-                "268435456",
-                "--memory-swap",
-                "268435456",
-                "--memory-reservation",
-                "134217728",
+                "--resources",
+                "-",
+                "--l3-cache-schema=L3:0=f",
                 "--",
                 "c1"
             ]
         );
     }
 
+    /// `docker update --cpus 2`: an empty memory object, nothing decided;
+    /// the runtime gets no memory field and keeps what the container has.
     #[test]
-    fn a_reservation_is_held_to_high_on_v2() {
+    fn an_update_without_memory_leaves_memory_alone() {
+        let body = r#"{"blockIO":{"weight":0},"cpu":{"shares":0,"period":100000,"quota":200000},"memory":{},"pids":{"limit":0}}"#;
         let args: Vec<String> = ["update", "-r", "-", "c1"].map(String::from).to_vec();
         let r = argv::parse(&args);
-        let u = r.update.as_ref().unwrap();
-        let body = br#"{"memory":{"limit":1,"reservation":1099511627776}}"#;
-        let req = request(u, Some(body)).unwrap().unwrap();
-        let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let req = request(r.update.as_ref().unwrap(), Some(body.as_bytes())).unwrap();
+        assert!(!req.asks_memory());
+        let (_, doc) = sent("update -r - c1", body, None, V1);
+        assert_eq!(doc["memory"], json!({}));
+        assert_eq!(doc["cpu"]["quota"], 200000);
+        // Zero is runc's "unchanged" too.
+        let req = request(
+            r.update.as_ref().unwrap(),
+            Some(br#"{"memory":{"limit":0,"swap":0}}"#),
+        )
+        .unwrap();
+        assert!(!req.asks_memory());
+    }
+
+    #[test]
+    fn the_current_limits_are_kept_when_the_policy_agrees() {
+        let cur = crate::facts::Requested {
+            memory: Some(Limit::Bytes(200 << 20)),
+            memory_swap: Some(Limit::Bytes(200 << 20)),
+        };
+        let l = Limits {
+            memory: Limit::Bytes(200 << 20),
+            swap: Limit::Bytes(0),
+            high: None,
+        };
+        assert!(same_as_current(&cur, &l));
+        let lower = Limits {
+            memory: Limit::Bytes(64 << 20),
+            ..l
+        };
+        assert!(!same_as_current(&cur, &lower));
+    }
+
+    #[test]
+    fn a_reservation_is_held_to_high_on_v2() {
         let v2 = Host {
             unified: true,
             swap: true,
         };
-        let sent = |high: Option<u64>| -> serde_json::Value {
-            let l = Limits {
-                memory: Limit::Bytes(256 << 20),
-                swap: Limit::Bytes(0),
-                high: high.map(Limit::Bytes),
-            };
-            serde_json::from_slice(&rewrite(u, &req, &raw, &l, v2).stdin.unwrap()).unwrap()
-        };
-        assert_eq!(sent(Some(128 << 20))["memory"]["reservation"], 128 << 20);
-        assert!(sent(None)["memory"].get("reservation").is_none());
+        let body = r#"{"memory":{"limit":1,"reservation":1099511627776}}"#;
+        let (_, doc) = sent("update -r - c1", body, Some(&limits(Some(128 << 20))), v2);
+        assert_eq!(doc["memory"]["reservation"], 128 << 20);
+        let (_, doc) = sent("update -r - c1", body, Some(&limits(None)), v2);
+        assert!(doc["memory"].get("reservation").is_none());
     }
 }
