@@ -680,3 +680,51 @@ fn socket_buffers_are_held_to_the_limit_on_v1() {
     eprintln!("docker + wrapper: {q} bytes queued in 300 connections");
     assert!(q <= bound, "docker + wrapper: {} MiB queued", q / M);
 }
+
+/// `docker start --checkpoint` makes the runtime `restore` a container
+/// from the creator's bundle; the wrapper passed `restore` through
+/// untouched, so a bundle asking 3G reached runc with 3G. CRIU cannot
+/// checkpoint on this kernel: a stand-in runtime behind the wrapper keeps
+/// the `config.json` it was handed, which now holds the decided limits.
+#[test]
+fn a_restore_is_decided_as_a_create() {
+    let mut lab = Lab::new("escrestore");
+    let bundle = lab.bundle("r1", Some((3 << 30, Some(6 << 30))), "");
+    let seen = lab.dir.join("seen.json");
+    let stub = lab.dir.join("stand-in-runtime");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\nb=.\nwhile [ $# -gt 0 ]; do case \"$1\" in --bundle|-b) b=$2; shift;; esac; shift; done\ncp \"$b/config.json\" {}\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = wrapper(&lab);
+    c.arg("--runtime").arg(&stub);
+    // What containerd's shim sends for a restore.
+    let out = c
+        .args([
+            "restore",
+            "--image-path",
+            "/ck/cp0",
+            "--work-path",
+            "/ck/work",
+        ])
+        .args(["--detach", "--pid-file", "/dev/null", "--bundle"])
+        .arg(&bundle)
+        .args(["--no-subreaper", "r1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    let m = &config["linux"]["resources"]["memory"];
+    assert_eq!(m["limit"], 256 * M, "{m}");
+    assert_eq!(m["swap"], 288 * M, "{m}");
+    let rec = lab.decisions().pop().unwrap();
+    assert_eq!(rec["source"], "runtime");
+    assert_eq!(rec["container"]["requested"]["memory"], 3u64 << 30);
+    assert_eq!(rec["decision"]["limits"]["memory"], 256 * M);
+}

@@ -36,16 +36,39 @@ fn global_option(name: &str) -> &str {
     }
 }
 
-/// `create` / `run` flags that take a value.
+/// `create`, `run` and `restore` options that take a value (runc's and
+/// crun's).
 const CREATE_VALUED: &[&str] = &[
     "bundle",
-    "b",
     "console-socket",
     "pid-file",
     "preserve-fds",
     "pidfd-socket",
     "config",
-    "f",
+    "image-path",
+    "work-path",
+    "manage-cgroups-mode",
+    "empty-ns",
+    "lsm-profile",
+    "lsm-mount-context",
+];
+
+/// Their options that take none: listed so that an abbreviation is read
+/// as getopt reads it (unique among all of them, or no option at all).
+const CREATE_SWITCHES: &[&str] = &[
+    "detach",
+    "keep",
+    "no-subreaper",
+    "no-pivot",
+    "no-new-keyring",
+    "tcp-established",
+    "ext-unix-sk",
+    "shell-job",
+    "file-locks",
+    "auto-dedup",
+    "lazy-pages",
+    "help",
+    "usage",
 ];
 
 /// The long options of `update`, runc's and crun's together; each takes a
@@ -86,9 +109,13 @@ pub struct RuncArgs {
     /// `--log-format`: `text` (default) or `json`.
     pub log_format: Option<String>,
     pub verb: Option<String>,
-    /// `--bundle` / `-b` of `create` / `run`.
+    /// `--bundle` / `-b` of `create` / `run` / `restore`: the last given.
     pub bundle: Option<String>,
-    /// The container id: the first argument after the verb's flags.
+    /// crun's `--config` / `-f`: the configuration file it reads instead
+    /// of the bundle's `config.json` (relative to the bundle).
+    pub config: Option<String>,
+    /// The container id: the first argument after the verb that is not an
+    /// option or an option's value.
     pub id: Option<String>,
     /// What `update` asks of memory.
     pub update: Option<UpdateArgs>,
@@ -123,9 +150,10 @@ impl UpdateArgs {
 }
 
 impl RuncArgs {
-    /// Whether this invocation creates a container (and so gets limits).
+    /// Whether this invocation creates a container (and so gets limits):
+    /// `restore` creates one from a checkpoint, with the bundle's limits.
     pub fn creates(&self) -> bool {
-        matches!(self.verb.as_deref(), Some("create" | "run"))
+        matches!(self.verb.as_deref(), Some("create" | "run" | "restore"))
     }
 
     /// Whether this invocation changes a running container's resources.
@@ -187,31 +215,90 @@ pub fn parse(args: &[String]) -> RuncArgs {
     if !out.creates() {
         return out;
     }
+    // Options may follow the id: both runtimes reorder them, so a bundle
+    // given after it is the bundle.
+    let mut options_end = false;
     while i < args.len() {
         let a = &args[i];
-        if a == "--" {
-            out.id = args.get(i + 1).cloned();
-            break;
-        }
-        let Some((name, inline)) = flag(a) else {
-            out.id = Some(a.clone());
-            break;
-        };
-        if CREATE_VALUED.contains(&name) {
-            let v = match inline {
-                Some(v) => Some(v.to_string()),
-                None => {
-                    i += 1;
-                    args.get(i).cloned()
-                }
-            };
-            if name == "bundle" || name == "b" {
-                out.bundle = v;
-            }
-        }
         i += 1;
+        if options_end || a == "-" || !a.starts_with('-') {
+            out.id.get_or_insert_with(|| a.clone());
+            continue;
+        }
+        if a == "--" {
+            options_end = true;
+            continue;
+        }
+        let (name, inline) = if let Some(long) = a.strip_prefix("--") {
+            let (n, v) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            (create_option(n), v)
+        } else {
+            let short = &a[1..];
+            let (n, v) = match short.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (short, None),
+            };
+            if let Some(f) = CREATE_VALUED
+                .iter()
+                .chain(CREATE_SWITCHES)
+                .find(|f| **f == n)
+            {
+                (Some(*f), v)
+            } else {
+                // getopt: a cluster of switches, then `-b`/`-f` taking
+                // the rest of the token or the next argument.
+                let mut name = None;
+                let mut value = None;
+                for (k, c) in short.char_indices() {
+                    match c {
+                        'b' | 'f' => {
+                            name = Some(if c == 'b' { "bundle" } else { "config" });
+                            let rest = &short[k + 1..];
+                            let rest = rest.strip_prefix('=').unwrap_or(rest);
+                            value = (!rest.is_empty()).then(|| rest.to_string());
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                (name, value)
+            }
+        };
+        let Some(name) = name else { continue };
+        if !CREATE_VALUED.contains(&name) {
+            continue;
+        }
+        let value = match inline {
+            Some(v) => Some(v),
+            None => {
+                i += 1;
+                args.get(i - 1).cloned()
+            }
+        };
+        match name {
+            "bundle" => out.bundle = value,
+            "config" => out.config = value,
+            _ => {}
+        }
     }
     out
+}
+
+/// A `create`/`run`/`restore` long option's full name: itself, or the one
+/// it uniquely abbreviates (getopt); `None` for anything else.
+fn create_option(name: &str) -> Option<&'static str> {
+    let all = || CREATE_VALUED.iter().chain(CREATE_SWITCHES);
+    if let Some(f) = all().find(|f| **f == name) {
+        return Some(f);
+    }
+    let mut m = all().filter(|f| f.starts_with(name));
+    match (m.next(), m.next()) {
+        (Some(f), None) => Some(f),
+        _ => None,
+    }
 }
 
 /// The long option `name` abbreviates: itself, or the one option it is a
@@ -436,6 +523,32 @@ mod tests {
         let a = p("--roo=/r --log-f json update c1");
         assert_eq!(a.verb.as_deref(), Some("update"));
         assert_eq!(a.log_format.as_deref(), Some("json"));
+    }
+
+    #[test]
+    fn restore_and_options_after_the_id_are_read_as_runtimes_read_them() {
+        let a = p(
+            "restore --image-path /ck --work-path /w --detach --bundle /b --pid-file /p --no-subreaper c1",
+        );
+        assert!(a.creates());
+        assert_eq!(
+            (a.bundle.as_deref(), a.id.as_deref()),
+            (Some("/b"), Some("c1"))
+        );
+        // A bundle after the id, abbreviated, attached, in a cluster.
+        for s in [
+            "create c1 --bundle /b",
+            "create --bun /b c1",
+            "create -b/b c1",
+            "run -db /b c1",
+            "create -b /x c1 -b /b",
+        ] {
+            let a = p(s);
+            assert_eq!(a.bundle.as_deref(), Some("/b"), "{s}");
+            assert_eq!(a.id.as_deref(), Some("c1"), "{s}");
+        }
+        let a = p("create -f other.json --bundle /b c1");
+        assert_eq!(a.config.as_deref(), Some("other.json"));
     }
 
     #[test]

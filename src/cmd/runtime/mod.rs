@@ -1,8 +1,9 @@
 //! `cglimit runtime`: a transparent runc wrapper for Docker, which has no
 //! hooks setting but lets a runtime be registered in `daemon.json`.
 //!
-//! Only `create` and `run` are touched: the policy's limits are written into
-//! the bundle's `config.json`, so runc itself creates the cgroup with them.
+//! Only `create`, `run` and `restore` (a create from a checkpoint) are
+//! decided: the policy's limits are written into the bundle's `config.json`,
+//! so runc itself creates the cgroup with them; and `update` ([`update`]).
 //! Then the real runtime is `exec`ed with the argv unchanged, so every other
 //! verb, global flag, exit status, stdout byte and signal is runc's own.
 
@@ -191,7 +192,8 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let path = bundle.join("config.json");
+    // crun reads `--config` instead of config.json when it is given.
+    let path = bundle.join(r.config.as_deref().unwrap_or("config.json"));
     let bundle_err = |message: String| {
         Failure::Facts(FactsError::Oci(oci::OciError::Config {
             path: path.clone(),
