@@ -256,18 +256,21 @@ fn apply_reports_instead_of_killing_and_finds_runc_containers() {
     assert_eq!(
         out.status.code(),
         Some(1),
-        "one could not be fixed: {}",
+        "one is not at its target yet: {}",
         stdout(&out)
     );
     let text = stdout(&out);
     assert!(
-        text.contains("fat: uses") && text.contains("more than the wanted limit 64M; not lowered"),
+        text.contains("fat: held at") && text.contains("more than the target 64M"),
         "{text}"
     );
     assert!(text.contains(&id[..12]) && text.contains("runc"), "{text}");
-    // Not killed, not limited; the runc container was fixed.
+    // Not killed, and not left unlimited: held at its usage, so it cannot
+    // grow; the runc container was fixed.
     let state = d.docker(&["inspect", "-f", "{{.State.Status}}", "fat"]);
     assert_eq!(stdout(&state).trim(), "running");
+    let held = d.v1_limits("fat").0;
+    assert!((90 * M..=110 * M).contains(&held), "held at {held}");
     let cg = v1_memory_root()
         .join(lab.cgroup_parent.trim_start_matches('/'))
         .join("r1");
@@ -277,6 +280,38 @@ fn apply_reports_instead_of_killing_and_finds_runc_containers() {
         .parse()
         .unwrap();
     assert_eq!(lim, 64 * M);
+    let rec = lab
+        .decisions()
+        .into_iter()
+        .rev()
+        .find(|r| r["container"]["name"] == "fat")
+        .unwrap();
+    assert!(
+        rec["decision"]["notes"].to_string().contains("held at"),
+        "{rec}"
+    );
+    // As usage falls, each pass holds it lower, then at its target.
+    let shrink = |bytes: &str| {
+        let out = d.docker(&[
+            "exec",
+            "fat",
+            "sh",
+            "-c",
+            &format!("head -c {bytes} /dev/zero > /big/f"),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    shrink("80000000");
+    let _ = apply(&lab, Some(&d), &["fat"]);
+    let lower = d.v1_limits("fat").0;
+    assert!(
+        lower < held && lower >= 76 * M,
+        "held lower: {lower} after {held}"
+    );
+    shrink("0");
+    let out = apply(&lab, Some(&d), &["fat"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(d.v1_limits("fat").0, 64 * M);
 
     // With no engine running: a clear message, and the runc container still handled.
     let out = Command::new(BIN)

@@ -29,6 +29,8 @@ use crate::sys::engine;
 pub enum Status {
     Compliant,
     Fixed,
+    /// Uses more than its target: held where it is, lowered as usage falls.
+    Held,
     WouldFix,
     NotFixed,
 }
@@ -81,6 +83,9 @@ pub fn run(args: &ApplyArgs) -> ExitCode {
             for r in rows.iter().filter(|r| r.status == Status::NotFixed) {
                 log::warn!("{}: not fixed: {}", r.container, r.reason);
             }
+            for r in rows.iter().filter(|r| r.status == Status::Held) {
+                log::info!("{}: {}", r.container, r.reason);
+            }
             for p in &problems {
                 log::warn!("{}: {}", p.container, p.message);
             }
@@ -88,7 +93,10 @@ pub fn run(args: &ApplyArgs) -> ExitCode {
             continue;
         }
         report::print(args.output, &rows, &problems);
-        let failed = rows.iter().any(|r| r.status == Status::NotFixed) || !problems.is_empty();
+        let failed = rows
+            .iter()
+            .any(|r| matches!(r.status, Status::NotFixed | Status::Held))
+            || !problems.is_empty();
         return if failed {
             ExitCode::from(1)
         } else {
@@ -143,6 +151,9 @@ fn stopped_or_unknown(args: &ApplyArgs, want: &str) -> String {
     {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let status = v["State"]["Status"].as_str().unwrap_or("unknown");
+        if status == "running" {
+            return "the engine says it is running, but its memory cgroup was not found; nothing was changed".into();
+        }
         return format!(
             "container is not running (status {status}); nothing to apply until it starts (the hook or the runtime wrapper applies its limits then)"
         );
@@ -200,15 +211,53 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
         row.status = Status::WouldFix;
         return row;
     }
+    // Held already, as low as its usage lets: nothing to write or record.
+    if !args.force
+        && let Some((h, used)) = hold(&t.dir, &before, &d.limits)
+        && cgroup::pending(&t.dir, &before, &h).is_empty()
+    {
+        row.reason = held_note(&h, used, &d.limits);
+        row.status = Status::Held;
+        return row;
+    }
     let mut systemd = None;
+    let mut held = None;
     run.write(|l: &Limits| {
-        let applied = write(args, t, l)?;
-        systemd = persist(t, l, applied.as_ref());
-        Ok(applied)
+        // A usage that grew between the read and the write makes v1 answer
+        // EBUSY: read it again and hold there.
+        let mut tries = 0;
+        loop {
+            let hold = (!args.force).then(|| hold(&t.dir, &before, l)).flatten();
+            let limits = hold.map(|(h, _)| h).unwrap_or(*l);
+            // A hold goes to the cgroup only: in the engine's record it
+            // would read as the container's own request next time.
+            match write(args, t, &limits, hold.is_none()) {
+                Ok(applied) => {
+                    systemd = persist(t, &limits, applied.as_ref());
+                    held = hold;
+                    return Ok(applied);
+                }
+                Err(e) if hold.is_some() && tries < 2 => {
+                    log::info!("{}: {e}; holding again", row.container);
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     });
     run.systemd = systemd;
     if let Some(e) = &run.failure {
         row.reason = e.to_string();
+        return row;
+    }
+    if let Some((h, used)) = held {
+        let note = held_note(&h, used, &d.limits);
+        if let Some(dec) = run.decision.as_mut() {
+            dec.notes.push(note.clone());
+        }
+        row.reason = note;
+        row.status = Status::Held;
+        run.finish(OnError::Deny, args.state_dir.as_deref());
         return row;
     }
     row.status = Status::Fixed;
@@ -266,6 +315,53 @@ fn persist(
     crate::enforce::persist(&t.dir, path, pid, l, applied?)
 }
 
+/// What a held container may still allocate: enough for `docker exec`
+/// to look inside (a shell and `cat` in its cgroup) without an OOM kill,
+/// too little to matter as growth.
+const HOLD_ROOM: u64 = 4 << 20;
+
+fn held_note(h: &Limits, used: u64, target: &Limits) -> String {
+    format!(
+        "held at {}: uses {}, more than the target {}; lowered as usage falls (--force reclaims and lowers now)",
+        h.memory,
+        Limit::Bytes(used),
+        target.memory
+    )
+}
+
+/// For a container that uses more than its target memory, the limits that
+/// hold it where it is instead of leaving it unlimited or OOM-killing it:
+/// the memory limit at its usage, rounded up to a MiB with [`HOLD_ROOM`]
+/// on top (never above the limit it has), so it cannot grow; swap as the policy says on top; on v2
+/// `memory.high` at the target, so the kernel reclaims toward it. Each
+/// pass of `apply --watch` holds again, lower as usage falls, until the
+/// target is reached. `None` when the target can be written as it is.
+fn hold(dir: &cgroup::CgroupDir, before: &Snapshot, target: &Limits) -> Option<(Limits, u64)> {
+    let Limit::Bytes(wanted) = target.memory else {
+        return None;
+    };
+    let used = cgroup::usage(dir).ok()?;
+    if used <= wanted {
+        return None;
+    }
+    let mut at = (used + HOLD_ROOM).div_ceil(1 << 20) << 20;
+    if let Limit::Bytes(now) = before.memory {
+        at = at.min(now);
+    }
+    let high = match dir.hierarchy {
+        Hierarchy::V2 => Some(Limit::Bytes(wanted)),
+        Hierarchy::V1 => target.high,
+    };
+    Some((
+        Limits {
+            memory: Limit::Bytes(at),
+            swap: target.swap,
+            high,
+        },
+        used,
+    ))
+}
+
 /// Whether `docker inspect` already says what the policy wants.
 fn engine_agrees(r: &engine::Running, l: &Limits, h: &Hierarchy) -> bool {
     let reservation_ok = match (h, l.high) {
@@ -275,10 +371,15 @@ fn engine_agrees(r: &engine::Running, l: &Limits, h: &Hierarchy) -> bool {
     r.memory == l.memory.to_oci() && r.memory_swap == l.memory_swap().to_oci() && reservation_ok
 }
 
-/// Writes `l` for one container: first the engine's own record (so `docker
-/// inspect`, restarts and `docker stats` agree), then the cgroup, which
-/// also checks that it now holds the limits.
-fn write(args: &ApplyArgs, t: &Target, l: &Limits) -> Result<Option<Applied>, Failure> {
+/// Writes `l` for one container: first, with `engine`, the engine's own
+/// record (so `docker inspect`, restarts and `docker stats` agree), then
+/// the cgroup, which also checks that it now holds the limits.
+fn write(
+    args: &ApplyArgs,
+    t: &Target,
+    l: &Limits,
+    engine: bool,
+) -> Result<Option<Applied>, Failure> {
     // Never surprise anyone with an OOM kill: a limit below what is in use
     // is only lowered with --force.
     if let Limit::Bytes(wanted) = l.memory {
@@ -295,7 +396,9 @@ fn write(args: &ApplyArgs, t: &Target, l: &Limits) -> Result<Option<Applied>, Fa
             }
         }
     }
-    if let Source::Docker { socket, running } = &t.source {
+    if let Source::Docker { socket, running } = &t.source
+        && engine
+    {
         if l.memory == Limit::Unlimited {
             return Err(Failure::Engine(
                 "the engine cannot remove a memory limit through an update; left as is".into(),

@@ -50,6 +50,7 @@ fn status(s: Status) -> &'static str {
     match s {
         Status::Compliant => "compliant",
         Status::Fixed => "fixed",
+        Status::Held => "HELD",
         Status::WouldFix => "would fix",
         Status::NotFixed => "NOT FIXED",
     }
