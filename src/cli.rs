@@ -202,6 +202,12 @@ pub struct HookArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// This hook is CRI-O's (`setup crio` writes it): the pod's namespace
+    /// and container type are read from CRI-O's annotations, which only it
+    /// writes. Without it (podman, runc) those keys are the creator's.
+    #[arg(long)]
+    pub cri: bool,
+
     /// Give up after this long (runtimes wait for hooks without a limit).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,

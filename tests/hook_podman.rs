@@ -112,6 +112,23 @@ fn podman_runs_the_shipped_hook() {
     let out = run(&["-m", "1g"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(limits_seen(&out), (256 * M, 288 * M, 128 * M));
+    // Kubernetes' CRI keys through podman: the namespace policy (4G) is
+    // not reachable, since only the CRI's own entry point reads them.
+    lab.set_policy(
+        "batch.yaml",
+        "name: batch\npriority: 5\nmatch: {namespaces: [batch]}\nmemory: {max: 4G}\nswap: {max: 0}\n",
+    );
+    let out = run(&[
+        "--annotation",
+        "io.kubernetes.cri.sandbox-namespace=batch",
+        "--annotation",
+        "io.kubernetes.cri.container-type=container",
+        "-m",
+        "3g",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(limits_seen(&out).0, 256 * M, "{}", stderr(&out));
+    std::fs::remove_file(lab.policy_dir.join("batch.yaml")).unwrap();
     // A deny policy refuses the start.
     lab.set_policy(
         "default.yaml",
@@ -125,6 +142,7 @@ fn podman_runs_the_shipped_hook() {
         stderr(&out)
     );
     let d = lab.decisions();
-    assert_eq!(d.len(), 3);
-    assert_eq!(d[2]["outcome"], "denied");
+    assert_eq!(d.len(), 4);
+    assert_eq!(d[2]["decision"]["policy"], "default", "{}", d[2]);
+    assert_eq!(d[3]["outcome"], "denied");
 }

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(state) = oci::read_state(data) {
         assert!(!state.id().is_empty());
         assert!(!state.bundle().as_os_str().is_empty());
-        let facts = oci::facts(&state, &oci::Config::default());
+        let facts = oci::facts(&state, &oci::Config::default(), true);
         assert_eq!(&facts.id, state.id());
     }
 });

@@ -158,7 +158,7 @@ fn gather(args: &ExplainArgs) -> Result<Facts, Box<dyn std::error::Error>> {
         let state: oci_spec::runtime::State = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2", "id": id, "status": "creating", "bundle": bundle,
         }))?;
-        facts = crate::facts::oci::facts(&state, &config);
+        facts = crate::facts::oci::facts(&state, &config, true);
     }
     if let Some(id) = &args.id {
         facts.id = id.clone();

@@ -28,7 +28,7 @@ pub fn run(args: &HookArgs) -> ExitCode {
     watchdog(args.timeout, args.on_error, Arc::clone(&enforcing));
     let mut run = Run::new(Source::Hook, Default::default());
     let mut systemd = None;
-    match gather(&mut run) {
+    match gather(&mut run, args.cri) {
         Ok((dir, path, pid)) => {
             let writer = |limits: &_| {
                 let guard = enforcing.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,12 +80,12 @@ pub fn run(args: &HookArgs) -> ExitCode {
 /// The container's facts from the state on stdin and its bundle, and the
 /// memory cgroup its init process is in (open, and its path), and that
 /// process.
-fn gather(run: &mut Run) -> Result<(CgroupDir, String, i32), Failure> {
+fn gather(run: &mut Run, cri: bool) -> Result<(CgroupDir, String, i32), Failure> {
     let state = oci::read_state(std::io::stdin().lock()).map_err(FactsError::from)?;
     run.facts.id = state.id().clone();
     let pid = state.pid().filter(|p| *p > 0).ok_or(FactsError::NoPid)?;
     let config = oci::read_config(state.bundle()).map_err(FactsError::from)?;
-    run.facts = oci::facts(&state, &config);
+    run.facts = oci::facts(&state, &config, cri);
     let (dir, cgroup_path) = cgroup::for_pid(pid)?;
     run.facts.cgroup = Some(cgroup_path.clone());
     cgroup::exclusive(&dir, pid, &cgroup_path)?;

@@ -157,8 +157,11 @@ pub fn named(annotations: &BTreeMap<String, String>) -> (Option<String>, Option<
     (first(NAME_KEYS), first(IMAGE_KEYS))
 }
 
-/// Facts about a container from its state and config.
-pub fn facts(state: &State, config: &Config) -> Facts {
+/// Facts about a container from its state and config. With `cri` (the
+/// entry point the operator marked as a CRI implementation's), the pod
+/// facts are read from the CRI's annotations; anywhere else those keys are
+/// plain annotations, which whoever creates the container may write.
+pub fn facts(state: &State, config: &Config, cri: bool) -> Facts {
     let mut annotations = config.annotations.clone();
     if let Some(a) = state.annotations() {
         annotations.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -172,14 +175,17 @@ pub fn facts(state: &State, config: &Config) -> Facts {
         requested: Requested::from_oci(m.limit, m.swap),
         ..Default::default()
     };
-    crate::facts::pod::fill(&annotations, &mut f);
+    if cri {
+        crate::facts::pod::fill(&annotations, &mut f);
+    }
     f.annotations = annotations;
     f
 }
 
 /// Facts about a container from its bundle alone, as the runtime wrapper
-/// sees it before the runtime runs (there is no state and no process yet).
-pub fn bundle_facts(id: &str, config: &Config) -> Facts {
+/// sees it before the runtime runs (there is no state and no process yet);
+/// `cri` as for [`facts`].
+pub fn bundle_facts(id: &str, config: &Config, cri: bool) -> Facts {
     let m = config.memory();
     let (name, image) = named(&config.annotations);
     let mut f = Facts {
@@ -191,7 +197,9 @@ pub fn bundle_facts(id: &str, config: &Config) -> Facts {
         cgroup: config.linux.as_ref().and_then(|l| l.cgroups_path.clone()),
         ..Default::default()
     };
-    crate::facts::pod::fill(&config.annotations, &mut f);
+    if cri {
+        crate::facts::pod::fill(&config.annotations, &mut f);
+    }
     f
 }
 
@@ -231,7 +239,7 @@ mod tests {
                "linux":{"resources":{"memory":{"limit":1073741824,"swap":2147483648}},"unknownField":true}}"#,
         )
         .unwrap();
-        let f = facts(&s, &c);
+        let f = facts(&s, &c, true);
         assert_eq!(f.id, "c1");
         assert_eq!(f.name.as_deref(), Some("web"));
         assert_eq!(f.image.as_deref(), Some("nginx:1"));

@@ -100,6 +100,9 @@ pub const UPDATE_FLAGS: &[&str] = &[
 /// `update`'s options that take no value and ask for help instead.
 const UPDATE_HELP: &[&str] = &["help", "usage"];
 
+/// containerd's namespace for the containers its CRI plugin runs.
+const CRI_NAMESPACE: &str = "k8s.io";
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RuncArgs {
     /// `--root`: the runtime's state directory.
@@ -154,6 +157,19 @@ impl RuncArgs {
     /// `restore` creates one from a checkpoint, with the bundle's limits.
     pub fn creates(&self) -> bool {
         matches!(self.verb.as_deref(), Some("create" | "run" | "restore"))
+    }
+
+    /// Whether the caller is containerd's CRI plugin: its runc shim passes
+    /// `--root STATE/runc/NAMESPACE`, and the CRI's namespace is `k8s.io`.
+    /// Only then are the pod facts (namespace, container type) the
+    /// runtime's; dockerd's shim passes `.../moby`, and any other caller
+    /// of the wrapper writes the annotations it likes.
+    pub fn cri(&self) -> bool {
+        self.root.as_deref().is_some_and(|r| {
+            std::path::Path::new(r)
+                .file_name()
+                .is_some_and(|n| n == CRI_NAMESPACE)
+        })
     }
 
     /// Whether this invocation changes a running container's resources.

@@ -224,7 +224,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
             return run;
         }
     };
-    run.facts = oci::bundle_facts(&run.facts.id, &narrow);
+    run.facts = oci::bundle_facts(&run.facts.id, &narrow, r.cri());
     let loaded = policy::open(
         &o.policy_dir,
         o.cache_dir.as_deref(),

@@ -355,7 +355,7 @@ fn gather(o: &Options, r: &RuncArgs, run: &mut Run) -> Result<Option<i32>, Failu
     let question = super::ask_engine(o, &run.facts.id);
     let (bundle, pid) = bundle_of(&o.runtime, r.root.as_deref(), &run.facts.id)?;
     let config = oci::read_config(&bundle).map_err(FactsError::from)?;
-    run.facts = oci::bundle_facts(&run.facts.id, &config);
+    run.facts = oci::bundle_facts(&run.facts.id, &config, r.cri());
     super::add_engine_facts(question, run);
     Ok(pid)
 }

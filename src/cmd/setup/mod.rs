@@ -111,7 +111,8 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
                 (None, _) => podman_hooks_dir(),
             };
             let path = dir.join("cglimit.json");
-            let text = hook_file(&exe, &args.policy_dir, &args.state_dir);
+            let cri = args.engine == Engine::Crio;
+            let text = hook_file(&exe, &args.policy_dir, &args.state_dir, cri);
             match std::fs::read_to_string(&path) {
                 Ok(t) if t == text => {}
                 Ok(_) if !args.force => {
@@ -444,14 +445,25 @@ pub fn hooks_dir_of(text: &str, table: &str) -> Option<Vec<String>> {
 }
 
 /// The OCI hooks file for podman and CRI-O, naming this binary, its
-/// policies and where it records its decisions.
-pub fn hook_file(exe: &Path, policy_dir: &Path, state_dir: &Path) -> String {
+/// policies and where it records its decisions; CRI-O's (`cri`) marks the
+/// hook as the CRI's, so that pod facts are read.
+pub fn hook_file(exe: &Path, policy_dir: &Path, state_dir: &Path, cri: bool) -> String {
+    let mut args = vec![
+        "cglimit".to_string(),
+        "hook".into(),
+        "--policy-dir".into(),
+        policy_dir.display().to_string(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+    ];
+    if cri {
+        args.push("--cri".into());
+    }
     let v = serde_json::json!({
         "version": "1.0.0",
         "hook": {
             "path": exe.display().to_string(),
-            "args": ["cglimit", "hook", "--policy-dir", policy_dir.display().to_string(),
-                     "--state-dir", state_dir.display().to_string()],
+            "args": args,
             "timeout": 10
         },
         "when": {"always": true},
