@@ -280,6 +280,11 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Let labels that come from a container's image select a policy that
+    /// trusts them (as the wrapper's `trustImageLabels`).
+    #[arg(long)]
+    pub trust_image_labels: bool,
+
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
 

@@ -728,3 +728,68 @@ fn a_restore_is_decided_as_a_create() {
     assert_eq!(rec["container"]["requested"]["memory"], 3u64 << 30);
     assert_eq!(rec["decision"]["limits"]["memory"], 256 * M);
 }
+
+/// A trusted label baked into an image (`LABEL cglimit.io/class=batch`)
+/// selected the trusted 2G policy without any `--label`: Docker merges an
+/// image's labels into the container's, so whoever publishes an image
+/// picked the policy. A label whose value is the image's is now the
+/// creator's, unless the operator trusts images (`--trust-image-labels`).
+#[test]
+fn a_label_baked_into_an_image_is_not_trusted() {
+    let lab = Lab::new("escimagelabel");
+    lab.set_policy(
+        "batch.yaml",
+        "name: batch\npriority: 5\nmatch: {labels: {cglimit.io/class: batch}}\ntrust: [cglimit.io/class]\nmemory: {max: 2G}\nswap: {max: 0}\n",
+    );
+    let d = Dockerd::start(&lab, &runtime_args(&lab));
+    let out = d.docker(&[
+        "import",
+        "--change",
+        "LABEL cglimit.io/class=batch",
+        &d.dir.join("rootfs.tar").display().to_string(),
+        "labelled:test",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let limit = |runtime: &str, flags: &[&str], image: &str| {
+        let mut a = vec!["run", "--rm", "--runtime", runtime, "--net", "none"];
+        a.extend_from_slice(flags);
+        a.extend([image, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+        let out = d.docker(&a);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let gig = ["-m", "1g", "--memory-swap", "1g"];
+    assert_eq!(
+        limit("cglimit", &gig, "labelled:test"),
+        256 * M,
+        "the image's label buys nothing"
+    );
+    let given = [&["--label", "cglimit.io/class=batch"][..], &gig].concat();
+    assert_eq!(
+        limit("cglimit", &given, IMAGE),
+        G,
+        "an operator's --label does"
+    );
+    let rec = lab
+        .decisions()
+        .into_iter()
+        .find(|r| r["container"]["image"] == "labelled:test")
+        .unwrap();
+    assert!(
+        rec["decision"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("from the image"),
+        "{rec}"
+    );
+    // The operator may say images are vetted.
+    let mut trusting = runtime_args(&lab);
+    trusting.push("--trust-image-labels".into());
+    trusting.push("--docker-host".into());
+    trusting.push(format!("unix://{}", d.sock.display()));
+    d.add_runtime("trusting", &trusting);
+    assert_eq!(limit("trusting", &gig, "labelled:test"), G);
+}

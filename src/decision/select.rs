@@ -42,13 +42,14 @@ pub trait Candidate {
 
     /// Whether the selection depends on a fact the container's creator
     /// sets (every kind of fact a selector can name: names, images, ids,
-    /// cgroup parents, labels, annotations) that `trust` does not list.
-    fn container_controlled(&self) -> bool {
+    /// cgroup parents, labels, annotations) that `trust` does not list,
+    /// or on a trusted label whose value in `f` came from the image.
+    fn container_controlled(&self, f: &Facts) -> bool {
         self.kinds_used().any(|k| !self.trusts(k))
             || self
                 .labels()
-                .chain(self.annotations())
-                .any(|(k, _)| !self.trusts(k))
+                .any(|(k, _)| !self.trusts(k) || f.image_labels.contains(k))
+            || self.annotations().any(|(k, _)| !self.trusts(k))
     }
 
     /// The selector's kinds of fact other than labels and annotations.
@@ -66,7 +67,7 @@ pub trait Candidate {
 
     /// What [`Self::container_controlled`] found, in words for the log
     /// and `explain`: `name`, `label/annotation "tier"`.
-    fn untrusted(&self) -> Vec<String> {
+    fn untrusted(&self, f: &Facts) -> Vec<String> {
         let mut out: Vec<String> = self
             .kinds_used()
             .filter(|k| !self.trusts(k))
@@ -81,6 +82,18 @@ pub trait Candidate {
             .collect();
         if !keys.is_empty() {
             out.push(format!("label/annotation {}", keys.join(", ")));
+        }
+        let from_image: Vec<String> = self
+            .labels()
+            .map(|(k, _)| k)
+            .filter(|k| self.trusts(k) && f.image_labels.contains(*k))
+            .map(|k| format!("{k:?}"))
+            .collect();
+        if !from_image.is_empty() {
+            out.push(format!(
+                "label {} from the image (trustImageLabels is off)",
+                from_image.join(", ")
+            ));
         }
         out
     }
@@ -243,6 +256,8 @@ pub struct Ranking<C> {
     /// The most preferred matching candidate that no container-controlled
     /// key selects: what the container gets without its labels and annotations.
     pub baseline: Option<C>,
+    /// Label keys whose values came from the image ([`Facts::image_labels`]).
+    image_labels: std::collections::BTreeSet<String>,
 }
 
 /// The winner, the runner-up and the baseline, in one pass.
@@ -251,9 +266,10 @@ pub fn rank<C: Candidate + Copy>(candidates: impl Iterator<Item = C>, facts: &Fa
         first: None,
         second: None,
         baseline: None,
+        image_labels: facts.image_labels.clone(),
     };
     for c in candidates.filter(|c| c.matches(facts)) {
-        if !c.container_controlled()
+        if !c.container_controlled(facts)
             && r.baseline
                 .as_ref()
                 .is_none_or(|b| preference(&c, b) == Ordering::Less)
@@ -292,8 +308,12 @@ impl<C: Candidate + Copy> Ranking<C> {
             return Ok(None);
         };
         let mut why = why_first(w, self.second.as_ref());
-        let baseline = if w.container_controlled() {
-            let facts = w.untrusted().join(", ");
+        let f = Facts {
+            image_labels: self.image_labels.clone(),
+            ..Default::default()
+        };
+        let baseline = if w.container_controlled(&f) {
+            let facts = w.untrusted(&f).join(", ");
             match &self.baseline {
                 Some(b) => {
                     why.push_str(&format!(

@@ -183,6 +183,56 @@ impl Run {
         }
     }
 
+    /// Marks the container's labels that its image set, where it matters:
+    /// when the policy it would get is selected through a label that
+    /// policy trusts. Docker merges an image's labels into its containers',
+    /// so whoever publishes an image could otherwise pick a trusted
+    /// policy. `image` returns the image's labels (asked only then); when
+    /// it cannot, every trusted label is taken as the image's. Repeated
+    /// while each choice leans on a newly marked label.
+    pub fn mark_image_labels(
+        &mut self,
+        policies: &PolicySet,
+        image: impl FnOnce() -> Option<std::collections::BTreeMap<String, String>>,
+    ) {
+        if self.facts.labels.is_empty() {
+            return;
+        }
+        let mut image = Some(image);
+        let mut known: Option<Option<std::collections::BTreeMap<String, String>>> = None;
+        for _ in 0..4 {
+            let Ok(Some(chosen)) = policies.choose(&self.facts) else {
+                return;
+            };
+            let p = &chosen.policy;
+            let leaning: Vec<String> = p
+                .selector
+                .labels
+                .keys()
+                .filter(|k| p.trust.contains(k) && !self.facts.image_labels.contains(*k))
+                .cloned()
+                .collect();
+            if leaning.is_empty() {
+                return;
+            }
+            let labels = known.get_or_insert_with(|| image.take().and_then(|f| f()));
+            let mut marked = false;
+            for k in leaning {
+                let from_image = match labels {
+                    Some(l) => l.get(&k) == self.facts.labels.get(&k),
+                    None => true,
+                };
+                if from_image {
+                    self.facts.image_labels.insert(k);
+                    marked = true;
+                }
+            }
+            if !marked {
+                return;
+            }
+        }
+    }
+
     /// Chooses a policy and decides, with no write (`apply` compares first).
     pub fn decide(&mut self, policies: &PolicySet) -> Option<&Decision> {
         match policies.choose(&self.facts) {

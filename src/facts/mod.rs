@@ -26,6 +26,12 @@ pub struct Facts {
     pub image: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Keys of `labels` whose value is the image's own (Docker merges the
+    /// image's labels into the container's): set by whoever published the
+    /// image, so never trusted unless the operator says images are
+    /// (`trustImageLabels`).
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub image_labels: std::collections::BTreeSet<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// The memory cgroup path as the container's init process sees it

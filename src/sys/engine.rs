@@ -67,6 +67,8 @@ fn unexpected(e: serde_json::Error) -> EngineError {
 pub struct EngineFacts {
     pub name: Option<String>,
     pub image: Option<String>,
+    /// The image's id, to ask which labels are the image's own.
+    pub image_id: Option<String>,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -79,6 +81,7 @@ impl ListEntry {
                 .first()
                 .map(|n| n.trim_start_matches('/').to_string()),
             image: self.image,
+            image_id: self.image_id,
             labels: self.labels.unwrap_or_default(),
         }
     }
@@ -94,8 +97,39 @@ pub struct ListEntry {
     names: Vec<String>,
     #[serde(rename = "Image", default)]
     image: Option<String>,
+    #[serde(rename = "ImageID", default)]
+    image_id: Option<String>,
     #[serde(rename = "Labels", default)]
     labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct ImageInspect {
+    #[serde(rename = "Config", default)]
+    config: Option<ImageConfig>,
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// The labels an image's configuration carries (`LABEL` in a Dockerfile,
+/// `docker import --change LABEL`), which Docker copies into every
+/// container made from it.
+pub fn image_labels(
+    socket: &std::path::Path,
+    image: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let body = get(
+        socket,
+        &format!("/images/{}/json", percent_encode(image)),
+        timeout,
+    )?;
+    let i: ImageInspect = serde_json::from_slice(&body).map_err(unexpected)?;
+    Ok(i.config.and_then(|c| c.labels).unwrap_or_default())
 }
 
 /// The engine's unix socket: `docker_host` if given, else `$DOCKER_HOST`

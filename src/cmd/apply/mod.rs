@@ -183,6 +183,15 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
     };
     row.before = Some(before);
     let mut run = Run::new(RecordSource::Apply, t.facts.clone());
+    if let Source::Docker { socket, running } = &t.source
+        && !args.trust_image_labels
+    {
+        let timeout = args.sources.engine_timeout;
+        run.mark_image_labels(policies, || {
+            let image = running.facts.image_id.as_deref()?;
+            engine::image_labels(socket, image, timeout).ok()
+        });
+    }
     let Some(d) = run.decide(policies).cloned() else {
         row.reason = run
             .failure

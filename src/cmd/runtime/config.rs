@@ -33,6 +33,9 @@ pub struct FileConfig {
     pub docker_host: Option<String>,
     /// Accept policy files others than root could change (not advised).
     pub insecure_policy_perms: Option<bool>,
+    /// Let labels that come from an image select a policy that trusts
+    /// them: only where every image is vetted before it runs.
+    pub trust_image_labels: Option<bool>,
 }
 
 /// Reads the file; a missing default file is an empty configuration, a

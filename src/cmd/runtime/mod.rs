@@ -231,7 +231,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         !o.insecure_policy_perms,
     );
     let waiting = std::time::Instant::now();
-    add_engine_facts(question, &mut run);
+    let image_id = add_engine_facts(question, &mut run);
     let engine_time = waiting.elapsed();
     let policies = match loaded {
         Ok(p) => p,
@@ -240,6 +240,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
             return run;
         }
     };
+    mark_image_labels(o, &mut run, &policies, image_id);
     run.enforce(&policies, |limits: &_| {
         let err = |message: String| Failure::Bundle {
             path: path.clone(),
@@ -284,11 +285,11 @@ pub(super) fn ask_engine(o: &Options, id: &str) -> Result<engine::Question, engi
 
 /// Adds what the engine answered (within its timeout) to the run's facts;
 /// without an answer the decision is made on the bundle alone, and the log
-/// says so.
+/// says so. Returns the container's image id, when the engine named it.
 pub(super) fn add_engine_facts(
     question: Result<engine::Question, engine::EngineError>,
     run: &mut Run,
-) {
+) -> Option<String> {
     let f = &mut run.facts;
     let id = &f.id;
     match question.and_then(engine::Question::answer) {
@@ -297,10 +298,38 @@ pub(super) fn add_engine_facts(
             f.name = e.name.or(f.name.take());
             f.image = e.image.or(f.image.take());
             f.labels = e.labels;
+            return e.image_id;
         }
         Ok(None) => {
             log::info!("container {id}: the engine does not know it; deciding on the bundle alone")
         }
         Err(e) => log::warn!("container {id}: {e}; deciding without its name, image and labels"),
     }
+    None
+}
+
+/// Marks the labels the container's image set (unless the operator trusts
+/// images), asking the engine for the image's labels only when a trusted
+/// label selects the policy ([`Run::mark_image_labels`]).
+pub(super) fn mark_image_labels(
+    o: &Options,
+    run: &mut Run,
+    policies: &policy::PolicySet,
+    image_id: Option<String>,
+) {
+    if o.trust_image_labels {
+        return;
+    }
+    let id = run.facts.id.clone();
+    run.mark_image_labels(policies, || {
+        let image = image_id?;
+        let socket = engine::socket_path(o.docker_host.as_deref()).ok()?;
+        engine::image_labels(&socket, &image, o.engine_timeout)
+            .map_err(|e| {
+                log::warn!(
+                    "container {id}: cannot read image {image}'s labels ({e}); its trusted labels count as the image's"
+                )
+            })
+            .ok()
+    });
 }

@@ -19,6 +19,8 @@ pub struct Options {
     pub engine_timeout: Duration,
     pub docker_host: Option<String>,
     pub insecure_policy_perms: bool,
+    /// Labels an image carries may select a policy that trusts them.
+    pub trust_image_labels: bool,
 }
 
 /// The wrapper's own flags, and whether each takes a value. The one list:
@@ -34,6 +36,7 @@ const FLAGS: &[(&str, bool)] = &[
     ("--engine-timeout", true),
     ("--docker-host", true),
     ("--no-cache", false),
+    ("--trust-image-labels", false),
     ("--insecure-policy-perms", false),
 ];
 
@@ -90,6 +93,7 @@ pub fn fallback(flags: &[(&str, Option<&str>)]) -> Options {
         engine_timeout: Duration::from_millis(250),
         docker_host: None,
         insecure_policy_perms: false,
+        trust_image_labels: false,
     }
 }
 
@@ -123,6 +127,7 @@ pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
         },
         docker_host: file.docker_host,
         insecure_policy_perms: insecure || file.insecure_policy_perms.unwrap_or(false),
+        trust_image_labels: file.trust_image_labels.unwrap_or(false),
     };
     for &(name, value) in flags {
         let v = value.unwrap_or_default();
@@ -141,6 +146,7 @@ pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
             "--state-dir" => o.state_dir = Some(v.into()),
             "--cache-dir" => o.cache_dir = Some(v.into()),
             "--no-cache" => o.cache_dir = None,
+            "--trust-image-labels" => o.trust_image_labels = true,
             "--insecure-policy-perms" => {}
             "--engine-timeout" => o.engine_timeout = parse_duration(v)?,
             "--docker-host" => o.docker_host = Some(v.into()),

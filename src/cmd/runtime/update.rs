@@ -126,8 +126,8 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<Decided> {
             return Some((Some(run), None));
         }
     };
-    let pid = match gather(o, r, &mut run) {
-        Ok(pid) => pid,
+    let (pid, image_id) = match gather(o, r, &mut run) {
+        Ok(x) => x,
         Err(e) => {
             run.fail(e);
             return Some((Some(run), None));
@@ -161,6 +161,7 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<Decided> {
             return Some((Some(run), None));
         }
     };
+    super::mark_image_labels(o, &mut run, &policies, image_id);
     let host = crate::enforce::spec::Host::probe();
     if current.is_none() && !request.asks_memory() {
         // No process to read the limits from: memory is left as it is.
@@ -351,13 +352,17 @@ fn from_flags(u: &UpdateArgs) -> Result<serde_json::Value, String> {
 /// The container's facts as `create` learned them: its bundle (found
 /// through the runtime's own state) and what the engine knows of it; and
 /// its init process, when it has one.
-fn gather(o: &Options, r: &RuncArgs, run: &mut Run) -> Result<Option<i32>, Failure> {
+fn gather(
+    o: &Options,
+    r: &RuncArgs,
+    run: &mut Run,
+) -> Result<(Option<i32>, Option<String>), Failure> {
     let question = super::ask_engine(o, &run.facts.id);
     let (bundle, pid) = bundle_of(&o.runtime, r.root.as_deref(), &run.facts.id)?;
     let config = oci::read_config(&bundle).map_err(FactsError::from)?;
     run.facts = oci::bundle_facts(&run.facts.id, &config, r.cri());
-    super::add_engine_facts(question, run);
-    Ok(pid)
+    let image_id = super::add_engine_facts(question, run);
+    Ok((pid, image_id))
 }
 
 /// The bundle and init process of a container, from `RUNTIME [--root
