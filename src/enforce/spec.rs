@@ -179,6 +179,109 @@ pub fn add_unit_hook(
     Ok(true)
 }
 
+/// What [`hold_tmpfs`] changed, for the decision's notes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TmpfsChange {
+    pub destination: String,
+    /// The size it had (`None`: none, which the kernel reads as half of
+    /// the host's memory).
+    pub was: Option<String>,
+}
+
+/// A tmpfs mount holds pages that count against the container's limit but
+/// that no reclaim can take back without swap; a size above the limit only
+/// promises what the limit will not allow, and one left out is half of the
+/// host's memory. Each tmpfs in `mounts` larger than `limit` bytes, or
+/// without a size, gets `size=LIMIT`. `host_memory` (asked only for
+/// `size=N%`) is the host's memory in bytes.
+/// Returns what changed; a `mounts` that is not a list is left alone.
+pub fn hold_tmpfs(
+    config: &mut Value,
+    limit: u64,
+    host_memory: impl Fn() -> u64,
+) -> Vec<TmpfsChange> {
+    let mut changed = Vec::new();
+    let Some(mounts) = config.get_mut("mounts").and_then(Value::as_array_mut) else {
+        return changed;
+    };
+    for m in mounts {
+        if m.get("type").and_then(Value::as_str) != Some("tmpfs") {
+            continue;
+        }
+        let destination = m
+            .get("destination")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !m.get("options").is_some_and(Value::is_array)
+            && let Some(o) = m.as_object_mut()
+        {
+            o.insert("options".into(), Value::Array(Vec::new()));
+        }
+        let Some(options) = m.get_mut("options").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        // The kernel takes the last `size=`.
+        let at = options
+            .iter()
+            .rposition(|o| o.as_str().is_some_and(|s| s.starts_with("size=")));
+        let was = at.and_then(|i| options[i].as_str().map(|s| s["size=".len()..].to_string()));
+        let over = match &was {
+            None => true,
+            Some(s) => tmpfs_size(s, &host_memory).is_none_or(|b| b > limit),
+        };
+        if !over {
+            continue;
+        }
+        let new = Value::String(format!("size={limit}"));
+        match at {
+            Some(i) => options[i] = new,
+            None => options.push(new),
+        }
+        changed.push(TmpfsChange { destination, was });
+    }
+    changed
+}
+
+/// A tmpfs `size=` value in bytes: a number with an optional `k`, `m`,
+/// `g` (binary, either case), or a percentage of the host's memory;
+/// `None` for what the kernel would refuse (then it is replaced too).
+fn tmpfs_size(v: &str, host_memory: impl Fn() -> u64) -> Option<u64> {
+    if let Some(p) = v.strip_suffix('%') {
+        return p.parse::<u64>().ok().map(|p| host_memory() / 100 * p);
+    }
+    let (num, shift) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 10),
+        'm' | 'M' => (&v[..v.len() - 1], 20),
+        'g' | 'G' => (&v[..v.len() - 1], 30),
+        't' | 'T' => (&v[..v.len() - 1], 40),
+        _ => (v, 0),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Bind mounts of `/dev/shm` whose source is the container's own (Docker's
+/// `--ipc shareable`: `…/containers/ID/mounts/shm`): the host tmpfs that
+/// [`crate::sys::shm::hold_size`] holds to the limit. A container joining
+/// another's IPC names the other's directory and is left alone.
+pub fn own_shared_shm(config: &Value, id: &str) -> Vec<String> {
+    if id.is_empty() {
+        return Vec::new();
+    }
+    let needle = format!("/{id}/");
+    config
+        .get("mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("destination").and_then(Value::as_str) == Some("/dev/shm"))
+        .filter(|m| m.get("type").and_then(Value::as_str) == Some("bind"))
+        .filter_map(|m| m.get("source").and_then(Value::as_str))
+        .filter(|s| s.contains(&needle))
+        .map(String::from)
+        .collect()
+}
+
 /// A field on the way to the limits holds something other than an object.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotAnObject {
@@ -454,6 +557,48 @@ mod tests {
         )
         .unwrap();
         assert!(add_unit_hook(&mut v, exe, &limits(), false, None, None).is_err());
+    }
+
+    #[test]
+    fn tmpfs_mounts_are_held_to_the_limit() {
+        let mut v: Value = serde_json::from_str(
+            r#"{"mounts":[
+                {"destination":"/dev/shm","type":"tmpfs","options":["nosuid","size=67108864"]},
+                {"destination":"/t","type":"tmpfs","options":["noexec"]},
+                {"destination":"/u","type":"tmpfs","options":["size=1m","size=2g"]},
+                {"destination":"/p","type":"tmpfs","options":["size=50%"]},
+                {"destination":"/n","type":"tmpfs"},
+                {"destination":"/s","type":"tmpfs","options":["size=8M"]},
+                {"destination":"/b","type":"bind","source":"/x","options":["rbind"]}
+            ]}"#,
+        )
+        .unwrap();
+        let limit = 32 << 20;
+        let changed = hold_tmpfs(&mut v, limit, || 1 << 30);
+        let dests: Vec<&str> = changed.iter().map(|c| c.destination.as_str()).collect();
+        assert_eq!(dests, ["/dev/shm", "/t", "/u", "/p", "/n"]);
+        assert_eq!(changed[2].was.as_deref(), Some("2g"));
+        let opts = |i: usize| v["mounts"][i]["options"].clone();
+        assert_eq!(opts(0), serde_json::json!(["nosuid", "size=33554432"]));
+        assert_eq!(opts(1), serde_json::json!(["noexec", "size=33554432"]));
+        assert_eq!(opts(2), serde_json::json!(["size=1m", "size=33554432"]));
+        assert_eq!(opts(4), serde_json::json!(["size=33554432"]));
+        assert_eq!(opts(5), serde_json::json!(["size=8M"]), "smaller: kept");
+        assert_eq!(v["mounts"][6]["options"], serde_json::json!(["rbind"]));
+    }
+
+    #[test]
+    fn only_the_containers_own_shared_shm_is_held() {
+        let v: Value = serde_json::from_str(
+            r#"{"mounts":[{"destination":"/dev/shm","type":"bind","source":"/var/lib/docker/containers/abc/mounts/shm"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(own_shared_shm(&v, "abc").len(), 1);
+        assert!(
+            own_shared_shm(&v, "def").is_empty(),
+            "a joiner's is the owner's"
+        );
+        assert!(own_shared_shm(&v, "").is_empty());
     }
 
     #[test]

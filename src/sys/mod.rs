@@ -1,7 +1,9 @@
 //! The process and the world outside it: where logs go, which privileges
-//! the process keeps, the Docker engine's API, and systemd's.
+//! the process keeps, the Docker engine's API, systemd's, and the size of
+//! a shared `/dev/shm` on the host.
 
 pub mod engine;
 pub mod logger;
 pub mod privilege;
+pub mod shm;
 pub mod systemd;

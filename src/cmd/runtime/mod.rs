@@ -18,10 +18,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::decision::Limits;
 use crate::enforce::{Failure, Run, spec};
 use crate::facts::{FactsError, oci};
 use crate::policy;
 use crate::record::Source;
+use crate::size::Limit;
 use crate::sys::engine;
 use crate::sys::logger::{self, Format};
 use options::Options;
@@ -241,11 +243,34 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         }
     };
     mark_image_labels(o, &mut run, &policies, image_id);
-    run.enforce(&policies, |limits: &_| {
+    let id = run.facts.id.clone();
+    let mut notes = Vec::new();
+    run.enforce(&policies, |limits: &Limits| {
         let err = |message: String| Failure::Bundle {
             path: path.clone(),
             message,
         };
+        if let Limit::Bytes(limit) = limits.memory {
+            for c in spec::hold_tmpfs(&mut tree, limit, host_memory) {
+                notes.push(format!(
+                    "tmpfs {} held to the memory limit (size was {})",
+                    c.destination,
+                    c.was
+                        .as_deref()
+                        .unwrap_or("unset: half of the host's memory")
+                ));
+            }
+            for src in spec::own_shared_shm(&tree, &id) {
+                if let Some(was) =
+                    crate::sys::shm::hold_size(Path::new(&src), limit).map_err(err)?
+                {
+                    notes.push(format!(
+                        "shared /dev/shm held to the memory limit (size was {})",
+                        Limit::Bytes(was)
+                    ));
+                }
+            }
+        }
         let host = spec::Host::probe();
         if !host.swap {
             log::info!("no swap accounting in this kernel: swap not limited");
@@ -268,12 +293,27 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
         Ok(None)
     });
+    if let Some(d) = run.decision.as_mut() {
+        d.notes.extend(notes);
+    }
     run.detail = Some(format!(
         "decided in {} us, of which waiting for the engine {} us",
         started.elapsed().as_micros(),
         engine_time.as_micros()
     ));
     run
+}
+
+/// The host's memory in bytes (`MemTotal`), for a tmpfs sized in percent.
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kb| kb * 1024)
 }
 
 /// Sends the engine the lookup of the container's name, image and labels
