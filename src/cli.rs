@@ -260,7 +260,7 @@ pub struct ExplainArgs {
     pub output: Output,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ApplyArgs {
     /// Containers by id (or unique id prefix) or name.
     #[arg(value_name = "ID|NAME")]
@@ -385,6 +385,16 @@ pub struct WatchArgs {
     /// still there for the next scrapes and its alert.
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
     pub retention: Duration,
+
+    /// Bring a Docker container that starts through a runtime other than
+    /// cglimit's (`docker run --runtime runc`) under the policies in DIR as
+    /// the engine reports its start, as `apply --watch` does.
+    #[arg(long, value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
+
+    /// With --policy-dir: accept policies others than root could change.
+    #[arg(long, requires = "policy_dir")]
+    pub insecure_policy_perms: bool,
 
     #[command(flatten)]
     pub sources: SourceArgs,

@@ -203,6 +203,9 @@ pub enum Source {
     /// The runtime wrapper, on `update` (`docker update`).
     Update,
     Apply,
+    /// A container that started through a runtime other than cglimit's,
+    /// brought under policy as the engine reported its start.
+    Watch,
 }
 
 /// What became of a decision.
@@ -236,6 +239,10 @@ pub struct DecisionRecord<'a> {
     /// the unit's properties, which a daemon-reload keeps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub systemd: Option<&'a crate::enforce::Persistence>,
+    /// The runtime the container was started with, when that skipped
+    /// cglimit (`docker run --runtime runc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bypassed_runtime: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -95,6 +95,14 @@ fn setup_docker_wires_a_bare_host_and_undo_restores_it() {
         "{}",
         stdout(&out)
     );
+    // The runtimes that skip cglimit are named, with what catches them.
+    assert!(
+        stdout(&out).contains("also offers the runtimes")
+            && stdout(&out).contains("runc")
+            && stdout(&out).contains("watch --policy-dir"),
+        "{}",
+        stdout(&out)
+    );
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&daemon_json).unwrap()).unwrap();
     assert_eq!(v["default-runtime"], "cglimit");

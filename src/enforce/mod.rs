@@ -114,6 +114,8 @@ pub struct Run {
     pub detail: Option<String>,
     /// What systemd was told, when the cgroup is a systemd unit's.
     pub systemd: Option<Persistence>,
+    /// The runtime the container started with, when it skipped cglimit.
+    pub bypassed_runtime: Option<String>,
 }
 
 /// The decided limits as a systemd unit's properties: set, or why not.
@@ -166,6 +168,7 @@ impl Run {
             failure: None,
             detail: None,
             systemd: None,
+            bypassed_runtime: None,
         }
     }
 
@@ -345,6 +348,7 @@ impl Run {
             decision: self.decision.as_ref(),
             applied: self.applied.as_ref(),
             systemd: self.systemd.as_ref(),
+            bypassed_runtime: self.bypassed_runtime.as_deref(),
             error,
         };
         if let Err(e) = record::append(state_dir, record::DECISIONS, &rec) {

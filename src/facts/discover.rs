@@ -140,34 +140,60 @@ fn docker(args: &SourceArgs, out: &mut Vec<Target>, problems: &mut Vec<Problem>)
         }
     };
     for r in running {
-        let (dir, path) = match cgroup::for_pid(r.pid) {
-            Ok(x) => x,
-            Err(e) => {
-                problems.push(Problem {
-                    container: display(&r.id, r.facts.name.as_deref()),
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let facts = Facts {
-            id: r.id.clone(),
-            name: r.facts.name.clone(),
-            image: r.facts.image.clone(),
-            labels: r.facts.labels.clone(),
-            cgroup: Some(path),
-            requested: Requested::from_oci(Some(r.memory), Some(r.memory_swap)),
-            ..Default::default()
-        };
-        out.push(Target {
-            facts,
-            source: Source::Docker {
-                socket: socket.clone(),
-                running: r,
-            },
-            dir,
-        });
+        match docker_target(&socket, r) {
+            Ok(t) => out.push(t),
+            Err(p) => problems.push(p),
+        }
     }
+}
+
+/// A running Docker container as a target: its cgroup found through its
+/// init process.
+fn docker_target(socket: &Path, r: Running) -> Result<Target, Problem> {
+    let (dir, path) = cgroup::for_pid(r.pid).map_err(|e| Problem {
+        container: display(&r.id, r.facts.name.as_deref()),
+        message: e.to_string(),
+    })?;
+    let facts = Facts {
+        id: r.id.clone(),
+        name: r.facts.name.clone(),
+        image: r.facts.image.clone(),
+        labels: r.facts.labels.clone(),
+        cgroup: Some(path),
+        requested: Requested::from_oci(Some(r.memory), Some(r.memory_swap)),
+        ..Default::default()
+    };
+    Ok(Target {
+        facts,
+        source: Source::Docker {
+            socket: socket.to_path_buf(),
+            running: r,
+        },
+        dir,
+    })
+}
+
+/// One Docker container by id, as [`all`] finds it; `None` when it no
+/// longer runs.
+pub fn docker_one(
+    socket: &Path,
+    id: &str,
+    timeout: std::time::Duration,
+) -> Result<Option<Target>, Problem> {
+    let problem = |e: engine::EngineError| Problem {
+        container: display(id, None),
+        message: e.to_string(),
+    };
+    let Some(mut r) = engine::inspect(socket, id, timeout).map_err(problem)? else {
+        return Ok(None);
+    };
+    if let Some(f) = engine::ask(socket, id, timeout)
+        .and_then(engine::Question::answer)
+        .map_err(problem)?
+    {
+        r.facts = f;
+    }
+    docker_target(socket, r).map(Some)
 }
 
 /// podman has no daemon to ask; `podman ps --format json` names its

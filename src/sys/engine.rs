@@ -180,6 +180,50 @@ impl Question {
     }
 }
 
+/// The runtimes the engine offers (`docker info`: name → path) and its
+/// default.
+pub fn runtimes(
+    socket: &std::path::Path,
+    timeout: Duration,
+) -> Result<(BTreeMap<String, String>, String), EngineError> {
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(rename = "Runtimes", default)]
+        runtimes: BTreeMap<String, RuntimeEntry>,
+        #[serde(rename = "DefaultRuntime", default)]
+        default_runtime: String,
+    }
+    #[derive(Deserialize)]
+    struct RuntimeEntry {
+        #[serde(default)]
+        path: String,
+    }
+    let body = get(socket, "/info", timeout)?;
+    let i: Info = serde_json::from_slice(&body).map_err(unexpected)?;
+    Ok((
+        i.runtimes.into_iter().map(|(k, v)| (k, v.path)).collect(),
+        i.default_runtime,
+    ))
+}
+
+/// The runtime a container was created with (`HostConfig.Runtime`).
+pub fn runtime_of(
+    socket: &std::path::Path,
+    id: &str,
+    timeout: Duration,
+) -> Result<String, EngineError> {
+    let body = get(
+        socket,
+        &format!("/containers/{}/json", percent_encode(id)),
+        timeout,
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(unexpected)?;
+    Ok(v["HostConfig"]["Runtime"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// A running container as the engine lists and inspects it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Running {
@@ -286,7 +330,7 @@ pub fn update(
     .map(|_| ())
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -320,13 +364,13 @@ pub fn request(
 }
 
 /// A request written to the engine, its answer still to be read.
-struct Sent {
-    stream: UnixStream,
+pub(crate) struct Sent {
+    pub(crate) stream: UnixStream,
     timeout: Duration,
     deadline: std::time::Instant,
 }
 
-fn send(
+pub(crate) fn send(
     socket: &std::path::Path,
     method: &str,
     path: &str,

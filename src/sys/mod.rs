@@ -3,6 +3,7 @@
 //! a shared `/dev/shm` on the host.
 
 pub mod engine;
+pub mod events;
 pub mod logger;
 pub mod privilege;
 pub mod shm;

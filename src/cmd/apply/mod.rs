@@ -5,6 +5,7 @@
 //! for Docker containers (so `docker inspect`, restarts and `docker stats`
 //! agree) and the hook's cgroup writer for the rest.
 
+pub mod follow;
 mod report;
 
 use std::process::ExitCode;
@@ -60,6 +61,11 @@ pub fn run(args: &ApplyArgs) -> ExitCode {
         eprintln!("cglimit apply: --watch and --dry-run do not go together");
         return ExitCode::from(2);
     }
+    // Between passes, a container that starts through another runtime is
+    // brought under policy as the engine reports it.
+    if args.watch {
+        follow::spawn(args.clone());
+    }
     loop {
         let (rows, problems) = match pass(args) {
             Ok(x) => x,
@@ -112,7 +118,10 @@ fn pass(args: &ApplyArgs) -> Result<(Vec<Row>, Vec<Problem>), LoadError> {
     if !args.all {
         targets = select(args, targets, &mut problems);
     }
-    let rows = targets.iter().map(|t| one(args, &policies, t)).collect();
+    let rows = targets
+        .iter()
+        .map(|t| one(args, &policies, t, None))
+        .collect();
     Ok((rows, problems))
 }
 
@@ -161,7 +170,10 @@ fn stopped_or_unknown(args: &ApplyArgs, want: &str) -> String {
     "no running container with this id or name was found".into()
 }
 
-fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
+/// Brings one container under its policy; `bypassed`: the runtime it
+/// started with, when that skipped cglimit (recorded even when nothing
+/// needs to change, so that every bypass is on record).
+fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target, bypassed: Option<&str>) -> Row {
     let mut row = Row {
         container: discover::display(&t.facts.id, t.facts.name.as_deref()),
         id: t.facts.id.clone(),
@@ -182,7 +194,12 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
         }
     };
     row.before = Some(before);
-    let mut run = Run::new(RecordSource::Apply, t.facts.clone());
+    let source = match bypassed {
+        Some(_) => RecordSource::Watch,
+        None => RecordSource::Apply,
+    };
+    let mut run = Run::new(source, t.facts.clone());
+    run.bypassed_runtime = bypassed.map(String::from);
     if let Source::Docker { socket, running } = &t.source
         && !args.trust_image_labels
     {
@@ -214,6 +231,9 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target) -> Row {
     };
     if pending.is_empty() && !engine_stale {
         row.status = Status::Compliant;
+        if bypassed.is_some() && !args.dry_run {
+            run.finish(OnError::Deny, args.state_dir.as_deref());
+        }
         return row;
     }
     if args.dry_run {

@@ -151,6 +151,7 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
         Engine::Docker => {
             reload_docker(args.docker_host.as_deref(), &args.daemon_json, true)?;
             println!("dockerd reloaded: runtime \"cglimit\" registered and the default");
+            note_other_runtimes(args.docker_host.as_deref());
         }
         Engine::Containerd if steps.iter().any(|s| matches!(s, Step::Edit { .. })) => {
             restart_containerd(args.restart)?
@@ -158,6 +159,31 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// dockerd still runs a container with any runtime it knows when `docker
+/// run --runtime NAME` asks: say which, and what catches them.
+fn note_other_runtimes(docker_host: Option<&str>) {
+    let Ok(socket) = crate::sys::engine::socket_path(docker_host) else {
+        return;
+    };
+    let Ok((runtimes, _)) =
+        crate::sys::engine::runtimes(&socket, std::time::Duration::from_secs(5))
+    else {
+        return;
+    };
+    let others: Vec<String> = runtimes
+        .iter()
+        .filter(|(_, path)| !crate::cmd::apply::follow::is_cglimit(path))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !others.is_empty() {
+        println!(
+            "note: dockerd also offers the runtimes {}; `docker run --runtime NAME` with one of them skips cglimit. \
+             `cglimit watch --policy-dir /etc/cglimit/policies` (or `cglimit apply --all --watch`) brings such containers under policy as they start, and records and alerts on each",
+            others.join(", ")
+        );
+    }
 }
 
 /// containerd reads its configuration only when it starts.

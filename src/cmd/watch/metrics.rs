@@ -35,7 +35,7 @@ pub struct Host<'a> {
 }
 
 /// The kinds of `cglimit_host_events_total`.
-pub const HOST_KINDS: [&str; 7] = [
+pub const HOST_KINDS: [&str; 8] = [
     "oom_kill",
     "oom",
     "limit_hit",
@@ -43,6 +43,7 @@ pub const HOST_KINDS: [&str; 7] = [
     "leak_suspected",
     "limit_changed",
     "pressure",
+    "runtime_bypassed",
 ];
 
 /// The event kinds counted in a host kind (v1 `failcnt` and v2 `max` are
@@ -56,7 +57,7 @@ pub fn host_kind(event: &str) -> Option<&'static str> {
 
 /// Sources and outcomes of `cglimit_decisions_total` present from the
 /// start (what to alert on: refusals and failures).
-pub const DECISION_KEYS: [(&str, &str); 12] = [
+pub const DECISION_KEYS: [(&str, &str); 13] = [
     ("hook", "applied"),
     ("hook", "denied"),
     ("hook", "error"),
@@ -69,6 +70,7 @@ pub const DECISION_KEYS: [(&str, &str); 12] = [
     ("update", "denied"),
     ("update", "error"),
     ("apply", "applied"),
+    ("watch", "applied"),
 ];
 
 fn esc(s: &str) -> String {
@@ -275,7 +277,7 @@ pub fn render(rows: &[Row], host: &Host) -> String {
     family(
         "cglimit_host_events_total",
         "counter",
-        "Events recorded on this host since the watcher started, by kind (oom_kill: processes killed; limit_hit: v1 failcnt, v2 max).",
+        "Events recorded on this host since the watcher started, by kind (oom_kill: processes killed; limit_hit: v1 failcnt, v2 max; runtime_bypassed: a container started through a runtime that skips cglimit).",
         &mut |o| {
             for (k, v) in host.totals {
                 let _ = writeln!(o, "cglimit_host_events_total{{kind=\"{k}\"}} {v}");

@@ -109,6 +109,24 @@ pub fn run(args: &WatchArgs) -> ExitCode {
         let _ =
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
     }
+    if let Some(dir) = &args.policy_dir {
+        crate::cmd::apply::follow::spawn(crate::cli::ApplyArgs {
+            containers: Vec::new(),
+            all: true,
+            dry_run: false,
+            force: false,
+            trust_image_labels: false,
+            output: crate::cli::Output::Text,
+            watch: true,
+            interval: args.interval,
+            policy: crate::cli::PolicyArgs {
+                policy_dir: dir.clone(),
+                insecure_policy_perms: args.insecure_policy_perms,
+            },
+            state_dir: Some(args.state_dir.clone()),
+            sources: args.sources.clone(),
+        });
+    }
     match Watcher::new(args).and_then(|mut w| w.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -152,6 +170,9 @@ struct Watcher<'a> {
     next_token: u64,
     decisions_wd: Option<WatchDescriptor>,
     decisions_read: u64,
+    /// The records in decisions.jsonl before the watcher started have been
+    /// read: what they report happened before, and is not an event again.
+    decisions_caught_up: bool,
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
@@ -209,6 +230,7 @@ impl<'a> Watcher<'a> {
             next_token: 1,
             decisions_wd: None,
             decisions_read: 0,
+            decisions_caught_up: false,
             metrics,
             demand,
             started: Instant::now(),
@@ -600,7 +622,11 @@ impl<'a> Watcher<'a> {
         if self.decisions_wd.is_none() && path.exists() {
             self.decisions_wd = self.inotify.add_watch(&path, AddWatchFlags::IN_MODIFY).ok();
         }
-        let Ok(mut f) = File::open(&path) else { return };
+        let Ok(mut f) = File::open(&path) else {
+            // Nothing from before the start: every record to come is new.
+            self.decisions_caught_up = true;
+            return;
+        };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len < self.decisions_read {
             self.decisions_read = 0; // replaced
@@ -615,6 +641,7 @@ impl<'a> Watcher<'a> {
         }
         let complete = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
         self.decisions_read += complete as u64;
+        let replayed = !std::mem::replace(&mut self.decisions_caught_up, true);
         for line in text[..complete].lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
@@ -634,6 +661,25 @@ impl<'a> Watcher<'a> {
                 name: c["name"].as_str().map(String::from),
                 image: c["image"].as_str().map(String::from),
             };
+            if let Some(runtime) = v["bypassed_runtime"].as_str()
+                && !replayed
+            {
+                self.record(vec![Event {
+                    time: record::now_rfc3339(),
+                    kind: "runtime_bypassed".into(),
+                    container: who.clone(),
+                    cgroup: cg.to_string(),
+                    detail: Some(format!(
+                        "started through runtime {runtime:?}, which skips cglimit; {}",
+                        match v["outcome"].as_str() {
+                            Some("applied") => "brought under its policy",
+                            _ => "NOT brought under its policy",
+                        }
+                    )),
+                    policy: v["decision"]["policy"].as_str().map(String::from),
+                    ..Default::default()
+                }]);
+            }
             if let Some(w) = self.containers.get_mut(cg) {
                 // cglimit's own change: what it decided is the new reference.
                 w.limits = decided_limits(&v, &w.dir.hierarchy);

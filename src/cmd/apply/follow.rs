@@ -1,0 +1,123 @@
+//! Containers started through a runtime other than cglimit's.
+//!
+//! dockerd lets `docker run --runtime runc` (or any runtime in its
+//! `daemon.json`, `io.containerd.runc.v2` included) skip the wrapper that
+//! is its default: such a container starts with what it asked, or with no
+//! limit at all. The engine reports every start on its event stream; this
+//! follows it, asks which runtime the container was created with, and
+//! brings one that skipped cglimit under its policy at once, through the
+//! same step as every `apply` pass. The record says `"source": "watch"`
+//! and `"bypassed_runtime"`, which the watcher counts and alerts on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Status, one};
+use crate::cli::ApplyArgs;
+use crate::facts::discover;
+use crate::sys::{engine, events};
+
+/// Follows the Docker engine's starts on a thread of its own, for as long
+/// as the process runs; reconnects when the stream breaks. `None` when
+/// there is no engine to follow.
+pub fn spawn(args: ApplyArgs) -> Option<std::thread::JoinHandle<()>> {
+    if args.sources.no_docker {
+        return None;
+    }
+    let socket = engine::socket_path(args.sources.docker_host.as_deref()).ok()?;
+    std::thread::Builder::new()
+        .name("docker-events".into())
+        .spawn(move || follow(&args, &socket))
+        .ok()
+}
+
+fn follow(args: &ApplyArgs, socket: &Path) {
+    let mut said = false;
+    // Replayed from here on each (re)connect; a start seen twice (the
+    // engine's time has whole seconds) is only checked twice.
+    let mut since = now();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let r = events::follow_starts(socket, since, |e| {
+            said = false;
+            since = since.max(e.time);
+            if seen.insert((e.id.clone(), e.time)) {
+                started(args, socket, &e.id);
+            }
+            if seen.len() > 10_000 {
+                seen.clear();
+            }
+            true
+        });
+        if let Err(e) = r
+            && !std::mem::replace(&mut said, true)
+        {
+            log::warn!("not following the Docker engine's starts ({e}); trying again every second");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether a runtime's path is cglimit's own (the wrapper as `cglimit
+/// runtime …` or the `cglimit-runtime` link).
+pub fn is_cglimit(path: &str) -> bool {
+    Path::new(path)
+        .file_name()
+        .is_some_and(|n| n == "cglimit" || n == "cglimit-runtime")
+}
+
+/// The runtime a container started with when that is not cglimit's.
+fn bypassed(socket: &Path, id: &str, timeout: Duration) -> Result<Option<String>, String> {
+    let runtime = engine::runtime_of(socket, id, timeout).map_err(|e| e.to_string())?;
+    let (runtimes, default) = engine::runtimes(socket, timeout).map_err(|e| e.to_string())?;
+    let name = if runtime.is_empty() { default } else { runtime };
+    // dockerd's built-in runtimes are not in its list with a path.
+    let path = runtimes.get(&name).map(PathBuf::from).unwrap_or_default();
+    Ok((!is_cglimit(&path.to_string_lossy())).then_some(name))
+}
+
+fn started(args: &ApplyArgs, socket: &Path, id: &str) {
+    let timeout = args.sources.engine_timeout;
+    let short: String = id.chars().take(12).collect();
+    let runtime = match bypassed(socket, id, timeout) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            log::warn!("container {short} started: {e}");
+            return;
+        }
+    };
+    let policies = match args.policy.open(None) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("container {short} started through {runtime}, skipping cglimit: {e}");
+            return;
+        }
+    };
+    let target = match discover::docker_one(socket, id, timeout) {
+        Ok(Some(t)) => t,
+        Ok(None) => return,
+        Err(p) => {
+            log::error!("{}: started through {runtime}: {}", p.container, p.message);
+            return;
+        }
+    };
+    let row = one(args, &policies, &target, Some(&runtime));
+    let verb = match row.status {
+        Status::Compliant => "within its policy",
+        Status::Fixed => "brought under its policy",
+        Status::Held => "held",
+        Status::WouldFix | Status::NotFixed => "NOT brought under its policy",
+    };
+    log::warn!(
+        "{}: started through runtime {runtime:?}, which skips cglimit: {verb}: {}",
+        row.container,
+        row.reason
+    );
+}
