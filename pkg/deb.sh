@@ -18,6 +18,7 @@ trap 'rm -rf "$stage"' EXIT
 r=$stage/root
 install -D -m 0755 "target/$target/release/cglimit" "$r/usr/bin/cglimit"
 ln -s cglimit "$r/usr/bin/cglimit-runtime"
+ln -s cglimit "$r/usr/bin/cglimit-podman-runtime"
 # The default policy is installed by postinst only into a policy directory
 # that holds none (as `cglimit setup` does): a second policy named
 # "default" would make the directory invalid, and every start refused.

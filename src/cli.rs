@@ -475,6 +475,15 @@ pub struct SetupArgs {
     /// the engine's configuration, else its own default).
     #[arg(long, value_name = "DIR")]
     pub hooks_dir: Option<PathBuf>,
+
+    /// podman: where the containers.conf drop-in that makes the wrapper
+    /// podman's runtime is written.
+    #[arg(
+        long,
+        default_value = "/etc/containers/containers.conf.d",
+        value_name = "DIR"
+    )]
+    pub containers_conf_dir: PathBuf,
     /// containerd: its configuration file (version 2 or 3).
     #[arg(
         long,

@@ -15,11 +15,17 @@ fn main() -> ExitCode {
     // belongs to runc and must reach it unchanged.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let argv0 = args.first().map(std::path::Path::new);
-    if argv0
-        .and_then(|p| p.file_name())
-        .is_some_and(|n| n == "cglimit-runtime")
-    {
+    let link = argv0.and_then(|p| p.file_name());
+    if link.is_some_and(|n| n == "cglimit-runtime") {
         return runtime::run(&args[1..]);
+    }
+    // podman passes its runtime neither arguments nor environment: the
+    // name of the link says which configuration is podman's.
+    if link.is_some_and(|n| n == runtime::config::PODMAN_LINK) {
+        let mut a: Vec<std::ffi::OsString> =
+            vec!["--config".into(), runtime::config::PODMAN_PATH.into()];
+        a.extend(args[1..].iter().cloned());
+        return runtime::run(&a);
     }
     if args.get(1).is_some_and(|a| a == "runtime") {
         return runtime::run(&args[2..]);

@@ -208,10 +208,14 @@ fn setup_podman_and_doctor_find_a_misplaced_hook() {
     let hooks = lab.dir.join("hooks.d");
     let state = lab.dir.join("state");
     let policy_dir = lab.policy_dir.clone();
+    let wrapper_config = lab.dir.join("config.yaml");
+    let conf_d = lab.dir.join("containers.conf.d");
     let paths = [
         ("--hooks-dir", hooks.as_path()),
         ("--policy-dir", policy_dir.as_path()),
         ("--state-dir", state.as_path()),
+        ("--config", wrapper_config.as_path()),
+        ("--containers-conf-dir", conf_d.as_path()),
     ];
     // podman as this host runs it for tests (runc, cgroupfs, vfs in the
     // lab), through its own configuration files: doctor runs plain
@@ -272,6 +276,7 @@ fn setup_podman_and_doctor_find_a_misplaced_hook() {
         "{}",
         stdout(&out)
     );
+    podman_update_goes_through_the_wrapper(&mut lab, &conf, &storage, &hooks, &conf_d);
     // The hook file removed: doctor names podman.
     std::fs::remove_file(hooks.join("cglimit.json")).unwrap();
     let out = doctor();
@@ -428,4 +433,131 @@ fn setup_containerd_adds_a_handler_that_runs_containers_within_policy() {
         "{}",
         stdout(&out)
     );
+}
+
+/// `podman update --memory 3g` ran no hook and reached the runtime
+/// directly: 64M became 3G. `setup podman` makes the wrapper podman's
+/// runtime (a containers.conf drop-in naming the `cglimit-podman-runtime`
+/// link, which reads /etc/cglimit/podman.yaml): the hook still decides the
+/// create, the wrapper the update. podman hands its runtime no environment,
+/// so the link's fixed configuration path is bound, in a mount namespace of
+/// the test's own, to the one setup wrote in the lab.
+fn podman_update_goes_through_the_wrapper(
+    lab: &mut Lab,
+    conf: &std::path::Path,
+    storage: &std::path::Path,
+    hooks: &std::path::Path,
+    conf_d: &std::path::Path,
+) {
+    let drop_in = std::fs::read_to_string(conf_d.join("50-cglimit.conf")).unwrap();
+    assert!(drop_in.contains("runtime = \"cglimit\""), "{drop_in}");
+    let link = drop_in
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cglimit = [\"")
+                .and_then(|l| l.strip_suffix("\"]"))
+        })
+        .unwrap()
+        .to_string();
+    let podman_yaml = lab.dir.join("podman.yaml");
+    let written = std::fs::read_to_string(&podman_yaml).unwrap();
+    assert!(written.contains("createsByHook: true"), "{written}");
+    // The lab's podman runs runc (crun needs a hugetlb hierarchy here).
+    let runtime_line = written.lines().find(|l| l.starts_with("runtime:")).unwrap();
+    std::fs::write(&podman_yaml, written.replace(runtime_line, "runtime: runc")).unwrap();
+    // The lab's containers.conf with the drop-in's runtime in place.
+    let base = std::fs::read_to_string(conf).unwrap();
+    let through = lab.dir.join("containers-cglimit.conf");
+    std::fs::write(
+        &through,
+        base.replace("runtime = \"runc\"", "runtime = \"cglimit\"")
+            + &format!(
+                "hooks_dir = [{:?}]\n[engine.runtimes]\ncglimit = [{link:?}]\n",
+                hooks.display().to_string()
+            ),
+    )
+    .unwrap();
+    // /etc/cglimit/podman.yaml, in this namespace only.
+    let etc = std::path::Path::new("/etc/cglimit");
+    let made_dir = !etc.exists();
+    std::fs::create_dir_all(etc).unwrap();
+    let target = etc.join("podman.yaml");
+    let made_file = !target.exists();
+    if made_file {
+        std::fs::write(&target, "").unwrap();
+    }
+    lab.on_drop(move || {
+        if made_file {
+            let _ = std::fs::remove_file("/etc/cglimit/podman.yaml");
+        }
+        if made_dir {
+            let _ = std::fs::remove_dir("/etc/cglimit");
+        }
+    });
+    let podman = |args: &str| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/cglimit/podman.yaml && exec podman {args}",
+                podman_yaml.display()
+            ))
+            .env("CONTAINERS_CONF", &through)
+            .env("CONTAINERS_STORAGE_CONF", storage)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let image = format!("localhost/{}", lab.name.to_lowercase());
+    let rootfs = lab.dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sleep")).unwrap();
+    let tar = lab.dir.join("rootfs.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = podman(&format!("import {} {image}", tar.display()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = podman(&format!(
+        "run -d --net none --name upd --cgroup-parent {} {image} sleep 600",
+        lab.cgroup_parent
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let limit = || {
+        let out = podman("inspect -f {{.State.Pid}} upd");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let path = cg
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .unwrap();
+        std::fs::read_to_string(v1_memory_root_of(&path).join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(limit(), 64 * M, "the hook decided the create");
+    let out = podman("update --memory 3g upd");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        limit(),
+        256 * M,
+        "the wrapper held the update to the policy's max"
+    );
+    let rec = lab.decisions().pop().unwrap();
+    assert_eq!(rec["source"], "update", "{rec}");
+    let _ = podman("rm -f -t 0 upd");
+}
+
+fn v1_memory_root_of(path: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'))
 }

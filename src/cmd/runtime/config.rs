@@ -12,6 +12,11 @@ use serde::Deserialize;
 use crate::cli::OnError;
 
 pub const DEFAULT_PATH: &str = "/etc/cglimit/config.yaml";
+/// The link podman runs as its runtime (`setup podman`), and the
+/// configuration it reads: podman hands its runtime no arguments and no
+/// environment of its own.
+pub const PODMAN_LINK: &str = "cglimit-podman-runtime";
+pub const PODMAN_PATH: &str = "/etc/cglimit/podman.yaml";
 /// Names another file where no flag can (the `cglimit-runtime` symlink).
 pub const ENV: &str = "CGLIMIT_CONFIG";
 
@@ -36,6 +41,10 @@ pub struct FileConfig {
     /// Let labels that come from an image select a policy that trusts
     /// them: only where every image is vetted before it runs.
     pub trust_image_labels: Option<bool>,
+    /// The engine runs cglimit's hook at every create (podman): the
+    /// wrapper passes `create` and `run` through and decides `update` and
+    /// `restore`, which no hook sees.
+    pub creates_by_hook: Option<bool>,
 }
 
 /// Reads the file; a missing default file is an empty configuration, a

@@ -60,7 +60,8 @@ pub fn run(raw: &[OsString]) -> ExitCode {
             fallback
         }
     };
-    if runc_args.creates() {
+    let hooked = opts.creates_by_hook && runc_args.verb.as_deref() != Some("restore");
+    if runc_args.creates() && !hooked {
         crate::sys::privilege::drop_for_wrapper();
         let run = decide_and_write(&opts, &runc_args);
         if let Some(m) = run.finish(opts.on_error, opts.state_dir.as_deref()).refusal {

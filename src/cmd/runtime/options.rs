@@ -21,6 +21,8 @@ pub struct Options {
     pub insecure_policy_perms: bool,
     /// Labels an image carries may select a policy that trusts them.
     pub trust_image_labels: bool,
+    /// The engine's hook decides creates; the wrapper, updates.
+    pub creates_by_hook: bool,
 }
 
 /// The wrapper's own flags, and whether each takes a value. The one list:
@@ -94,6 +96,7 @@ pub fn fallback(flags: &[(&str, Option<&str>)]) -> Options {
         docker_host: None,
         insecure_policy_perms: false,
         trust_image_labels: false,
+        creates_by_hook: false,
     }
 }
 
@@ -128,6 +131,7 @@ pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
         docker_host: file.docker_host,
         insecure_policy_perms: insecure || file.insecure_policy_perms.unwrap_or(false),
         trust_image_labels: file.trust_image_labels.unwrap_or(false),
+        creates_by_hook: file.creates_by_hook.unwrap_or(false),
     };
     for &(name, value) in flags {
         let v = value.unwrap_or_default();

@@ -123,6 +123,9 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
                 }
                 _ => steps.push(Step::Write { path, text }),
             }
+            if args.engine == Engine::Podman {
+                podman_runtime_steps(args, &exe, &mut steps)?;
+            }
         }
     }
     if args.dry_run {
@@ -217,7 +220,32 @@ fn holds_policies(dir: &Path) -> bool {
 /// The `cglimit-runtime` symlink beside this binary and the wrapper's
 /// configuration file where missing; returns the symlink's path.
 fn wrapper_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<PathBuf, String> {
-    let link = exe.with_file_name("cglimit-runtime");
+    let link = link_step(args, exe, "cglimit-runtime", steps)?;
+    if !args.config.exists() {
+        steps.push(Step::Write {
+            path: args.config.clone(),
+            text: WRAPPER_CONFIG
+                .replace(
+                    "policyDir: /etc/cglimit/policies",
+                    &format!("policyDir: {}", args.policy_dir.display()),
+                )
+                .replace(
+                    "# stateDir: /var/lib/cglimit ",
+                    &format!("stateDir: {}", args.state_dir.display()),
+                ),
+        });
+    }
+    Ok(link)
+}
+
+/// A link named `name` beside this binary, pointing to it, where missing.
+fn link_step(
+    args: &SetupArgs,
+    exe: &Path,
+    name: &str,
+    steps: &mut Vec<Step>,
+) -> Result<PathBuf, String> {
+    let link = exe.with_file_name(name);
     match std::fs::read_link(&link) {
         Ok(t) if t == Path::new("cglimit") || t == exe => {}
         Ok(t) if !args.force => {
@@ -238,21 +266,90 @@ fn wrapper_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<
             target: PathBuf::from("cglimit"),
         }),
     }
-    if !args.config.exists() {
+    Ok(link)
+}
+
+/// podman runs no hook on `podman update`: it calls its OCI runtime's
+/// `update` and nothing else. So podman's runtime becomes the wrapper (the
+/// `cglimit-podman-runtime` link, in a containers.conf drop-in), in front
+/// of the runtime podman used so far, deciding updates and restores; the
+/// hook keeps deciding creates (`createsByHook`).
+fn podman_runtime_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<(), String> {
+    use crate::cmd::runtime::config::PODMAN_LINK;
+    let link = link_step(args, exe, PODMAN_LINK, steps)?;
+    let config = args.config.with_file_name("podman.yaml");
+    if !config.exists() {
         steps.push(Step::Write {
-            path: args.config.clone(),
-            text: WRAPPER_CONFIG
-                .replace(
-                    "policyDir: /etc/cglimit/policies",
-                    &format!("policyDir: {}", args.policy_dir.display()),
-                )
-                .replace(
-                    "# stateDir: /var/lib/cglimit ",
-                    &format!("stateDir: {}", args.state_dir.display()),
-                ),
+            path: config,
+            text: podman_config(&podman_runtime(), &args.policy_dir, &args.state_dir),
         });
     }
-    Ok(link)
+    let path = args.containers_conf_dir.join("50-cglimit.conf");
+    let text = podman_drop_in(&link);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t == text => {}
+        Ok(_) if !args.force => {
+            return Err(format!(
+                "{} exists with other contents (--force replaces it)",
+                path.display()
+            ));
+        }
+        _ => steps.push(Step::Write { path, text }),
+    }
+    Ok(())
+}
+
+/// The runtime podman runs now (`podman info`), else crun, else runc.
+fn podman_runtime() -> String {
+    let asked = std::process::Command::new("podman")
+        .args(["info", "--format", "{{.Host.OCIRuntime.Path}}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| {
+            !p.is_empty()
+                && Path::new(p)
+                    .file_name()
+                    .is_none_or(|n| n != crate::cmd::runtime::config::PODMAN_LINK)
+        });
+    asked.unwrap_or_else(|| {
+        let found = |n: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).exists()))
+        };
+        if found("crun") { "crun" } else { "runc" }.to_string()
+    })
+}
+
+/// The wrapper's configuration for podman.
+pub fn podman_config(runtime: &str, policy_dir: &Path, state_dir: &Path) -> String {
+    format!(
+        "# The wrapper podman runs as its OCI runtime (cglimit setup podman):\n\
+         # creates are decided by the hook podman runs; updates and restores here.\n\
+         runtime: {runtime}\n\
+         policyDir: {}\n\
+         stateDir: {}\n\
+         createsByHook: true\n",
+        policy_dir.display(),
+        state_dir.display()
+    )
+}
+
+/// The containers.conf drop-in that makes the wrapper podman's runtime.
+pub fn podman_drop_in(link: &Path) -> String {
+    format!(
+        "# cglimit setup podman: podman runs its OCI runtime through cglimit, so\n\
+         # that `podman update` is held to the memory policies.\n\
+         [engine]\n\
+         runtime = \"cglimit\"\n\
+         \n\
+         [engine.runtimes]\n\
+         cglimit = [{:?}]\n",
+        link.display().to_string()
+    )
 }
 
 fn read_config(path: &Path) -> Result<Option<Vec<u8>>, String> {
