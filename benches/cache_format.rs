@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cglimit::decision::select::{self, Candidate};
 use cglimit::facts::Facts;
+use cglimit::policy::select::{self, Candidate};
 use cglimit::policy::{self, Action, Bounds, High, Origin, Policy, Selector};
 use cglimit::size::Limit;
 use rkyv::rancor;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::time::{parse_duration, parse_when};
+
 /// `0.1.0 (commit 1a2b3c4d5e6f)`: the package version and the commit built.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -138,7 +140,7 @@ impl PolicyArgs {
         if self.insecure_policy_perms {
             return Ok(());
         }
-        crate::policy::perms::check_policies(&self.policy_dir)
+        crate::policy::files::check_policies(&self.policy_dir)
     }
 
     /// The policy set these flags name, through the cache in `cache_dir`
@@ -151,14 +153,7 @@ impl PolicyArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Refuse to start the container when cglimit cannot decide or enforce.
-    Deny,
-    /// Start the container anyway and log that it runs without enforced limits.
-    Allow,
-}
+pub use crate::enforce::OnError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -307,45 +302,7 @@ pub struct ApplyArgs {
     pub sources: SourceArgs,
 }
 
-/// Where running containers are looked for (`apply`, `watch`, `top`).
-#[derive(Args, Debug, Clone)]
-pub struct SourceArgs {
-    /// The Docker engine (default $DOCKER_HOST, else unix:///var/run/docker.sock).
-    #[arg(long, value_name = "URL")]
-    pub docker_host: Option<String>,
-
-    /// Do not ask the Docker engine.
-    #[arg(long)]
-    pub no_docker: bool,
-
-    /// How long to wait for each engine answer.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub engine_timeout: Duration,
-
-    /// runc state directories (`runc --root`); default /run/runc.
-    #[arg(long = "runc-root", value_name = "DIR")]
-    pub runc_roots: Vec<PathBuf>,
-
-    /// crun state directories (`crun --root`); default /run/crun.
-    #[arg(long = "crun-root", value_name = "DIR")]
-    pub crun_roots: Vec<PathBuf>,
-
-    /// Treat every child of this memory cgroup (a path as in
-    /// /proc/PID/cgroup) as a container, for hosts with no engine to ask.
-    #[arg(long = "cgroup-parent", value_name = "PATH")]
-    pub cgroup_parents: Vec<String>,
-
-    /// Do not ask podman (`podman ps`) for names, labels and images of the
-    /// containers found in the runtime state directories.
-    #[arg(long)]
-    pub no_podman: bool,
-
-    /// podman's --root and --runroot, where its storage is not the default.
-    #[arg(long, value_name = "DIR")]
-    pub podman_root: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
-    pub podman_runroot: Option<PathBuf>,
-}
+pub use crate::facts::discover::SourceArgs;
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -582,53 +539,6 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// Parses `500ms`, `2s`, `1m` or a bare number of seconds.
-/// A point in time as `events` compares it (RFC 3339 UTC with ns, as
-/// records are written): a duration ago, or an RFC 3339 time.
-pub fn parse_when(s: &str) -> Result<String, String> {
-    if let Ok(d) = parse_duration(s) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let t = now.saturating_sub(d);
-        return Ok(crate::record::rfc3339(t.as_secs() as i64, t.subsec_nanos()));
-    }
-    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
-            format!("{s:?} is neither a duration (90s, 30m, 1h, 2d) nor an RFC 3339 time (2026-11-30T18:00:00Z): {e}")
-        })?;
-    let ns = t.unix_timestamp_nanos();
-    Ok(crate::record::rfc3339(
-        ns.div_euclid(1_000_000_000) as i64,
-        ns.rem_euclid(1_000_000_000) as u32,
-    ))
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else if let Some(n) = s.strip_suffix('d') {
-        (n, 86_400_000.0)
-    } else {
-        (s, 1000.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 2s, 1m, 1h or 2d"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("invalid duration {s:?}: must be positive"));
-    }
-    Ok(Duration::from_micros((v * mult_ms * 1000.0) as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,26 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("fast").is_err());
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(
-            parse_when("2026-11-30T19:00:00+01:00").unwrap(),
-            "2026-11-30T18:00:00.000000000Z"
-        );
-        assert_eq!(
-            parse_when("2026-11-30T18:00:00.5Z").unwrap(),
-            "2026-11-30T18:00:00.500000000Z"
-        );
-        let e = parse_when("yesterday").unwrap_err();
-        assert!(e.contains("neither a duration"), "{e}");
-        assert!(parse_when("1h").unwrap() < crate::record::now_rfc3339());
+    fn the_exporters_name_for_the_listen_flag() {
         // The exporters' name for the listen flag.
         let c = Cli::try_parse_from(["cglimit", "watch", "--web.listen-address", "127.0.0.1:1"])
             .unwrap();

@@ -32,3 +32,4 @@ pub mod policy;
 pub mod record;
 pub mod size;
 pub mod sys;
+pub mod time;

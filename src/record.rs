@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -110,49 +109,9 @@ impl std::fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
-/// The current time as RFC 3339 UTC with nanoseconds.
-pub fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(d.as_secs() as i64, d.subsec_nanos())
-}
-
-/// Formats a Unix time (civil-from-days, proleptic Gregorian).
-pub fn rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_known_instants() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
-        assert_eq!(
-            rfc3339(1_795_392_000, 123),
-            "2026-11-23T00:00:00.000000123Z"
-        );
-        assert_eq!(rfc3339(4_107_542_399, 0), "2100-02-28T23:59:59.000000000Z");
-    }
 
     #[test]
     fn a_torn_last_line_is_cut_off_by_the_next_writer() {
@@ -238,7 +197,7 @@ pub struct DecisionRecord<'a> {
     /// For a cgroup that is a systemd unit's: whether the limits became
     /// the unit's properties, which a daemon-reload keeps.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub systemd: Option<&'a crate::enforce::Persistence>,
+    pub systemd: Option<&'a crate::sys::systemd::Persistence>,
     /// The runtime the container was started with, when that skipped
     /// cglimit (`docker run --runtime runc`).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,13 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
+/// Pages are the kernel's unit: a derived `high` is rounded down to one so
+/// what is recorded is what the cgroup file reads back, and a size below
+/// one is no size at all.
+pub const PAGE_SIZE: u64 = 4096;
+
 /// A memory bound: a byte count or no bound at all.
 ///
 /// The kernel and the OCI spec spell "no bound" as `max` (v2), a huge page
@@ -223,6 +230,57 @@ impl serde::Serialize for Limit {
             Limit::Bytes(b) => s.serialize_u64(*b),
             Limit::Unlimited => s.serialize_str("max"),
         }
+    }
+}
+
+/// The limits a container runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub memory: Limit,
+    /// Swap on top of memory (v2 `memory.swap.max`).
+    pub swap: Limit,
+    /// `memory.high` (v2) / `memory.soft_limit_in_bytes` (v1); `None` leaves it open.
+    pub high: Option<Limit>,
+}
+
+impl Limits {
+    /// Memory + swap: v1 `memory.memsw.limit_in_bytes`, OCI `swap`.
+    pub fn memory_swap(&self) -> Limit {
+        self.memory.saturating_add(self.swap)
+    }
+
+    /// `MEMORY:SWAP:HIGH` in bytes (`max` for no limit, HIGH `off`): how
+    /// the runtime wrapper hands its decision to the hook it adds to a
+    /// bundle ([`Limits::from_arg`] reads it back).
+    pub fn to_arg(&self) -> String {
+        let v = |l: Limit| match l {
+            Limit::Bytes(b) => b.to_string(),
+            Limit::Unlimited => "max".into(),
+        };
+        let high = self.high.map(v).unwrap_or_else(|| "off".into());
+        format!("{}:{}:{high}", v(self.memory), v(self.swap))
+    }
+
+    pub fn from_arg(s: &str) -> Result<Limits, String> {
+        let v = |t: &str| match t {
+            "max" => Ok(Limit::Unlimited),
+            t => t
+                .parse::<u64>()
+                .map(Limit::Bytes)
+                .map_err(|_| format!("{t:?} is not a byte count or max")),
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let [memory, swap, high] = parts[..] else {
+            return Err(format!("{s:?}: expected MEMORY:SWAP:HIGH"));
+        };
+        Ok(Limits {
+            memory: v(memory)?,
+            swap: v(swap)?,
+            high: match high {
+                "off" => None,
+                h => Some(v(h)?),
+            },
+        })
     }
 }
 

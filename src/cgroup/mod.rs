@@ -16,8 +16,8 @@ pub use v2::swap_max as swap_max_v2;
 
 use serde::Serialize;
 
-use crate::decision::Limits;
 use crate::size::Limit;
+use crate::size::Limits;
 
 /// What a memory cgroup holds now, in its own terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -2,8 +2,8 @@
 //! (memory+swap, only with swap accounting) and `memory.soft_limit_in_bytes`.
 
 use super::{Files, Snapshot, Write};
-use crate::decision::Limits;
 use crate::size::Limit;
+use crate::size::Limits;
 
 pub const LIMIT: &str = "memory.limit_in_bytes";
 pub const MEMSW: &str = "memory.memsw.limit_in_bytes";

@@ -7,8 +7,8 @@
 //! already works in swap-on-top terms, see [`swap_max`].
 
 use super::{Files, Snapshot, Write};
-use crate::decision::Limits;
 use crate::size::Limit;
+use crate::size::Limits;
 
 pub const MAX: &str = "memory.max";
 pub const SWAP_MAX: &str = "memory.swap.max";

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::cli::{ExplainArgs, Output};
-use crate::decision::select;
 use crate::decision::{self, Verdict};
 use crate::facts::{Facts, Requested};
 use crate::policy;
+use crate::policy::select;
 use crate::size::{self, Limit};
 
 #[derive(Serialize)]
@@ -115,7 +115,7 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 /// A Kubernetes container's pod facts, each with who sets it and so what
-/// it may select (`decision::select`).
+/// it may select (`policy::select`).
 fn pod_lines(f: &Facts) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(ns) = &f.namespace {

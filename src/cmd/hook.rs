@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cgroup::{self, CgroupDir};
-use crate::cli::{HookArgs, OnError};
+use crate::cli::HookArgs;
 use crate::decision::Decision;
+use crate::enforce::OnError;
 use crate::enforce::{self, Failure, Run};
 use crate::facts::{FactsError, oci};
 use crate::record::Source;

@@ -36,7 +36,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     // Files in a checkout belong to whoever checked them out: a warning
     // here, a refusal where policies are enforced.
     for path in &args.paths {
-        if let Err(e) = policy::perms::check_policies(path) {
+        if let Err(e) = policy::files::check_policies(path) {
             eprintln!("warning: the hook and apply would refuse this: {e}");
         }
     }

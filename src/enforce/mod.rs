@@ -13,13 +13,23 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{Applied, CgroupError};
-use crate::cli::OnError;
 use crate::decision::{self, Decision, Limits, Verdict};
 use crate::facts::{Facts, FactsError};
 use crate::policy::perms::Unsafe;
 use crate::policy::{LoadError, PolicyErrors, PolicySet};
 use crate::record::{self, DecisionRecord, Outcome, Source};
 use crate::size::Limit;
+pub use crate::sys::systemd::Persistence;
+
+/// What to do when cglimit cannot decide or enforce (`--on-error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse to start the container when cglimit cannot decide or enforce.
+    Deny,
+    /// Start the container anyway and log that it runs without enforced limits.
+    Allow,
+}
 
 /// Why a container's limits were not put in place.
 #[derive(Debug)]
@@ -116,15 +126,6 @@ pub struct Run {
     pub systemd: Option<Persistence>,
     /// The runtime the container started with, when it skipped cglimit.
     pub bypassed_runtime: Option<String>,
-}
-
-/// The decided limits as a systemd unit's properties: set, or why not.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Persistence {
-    pub unit: String,
-    pub persisted: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// Makes `limits`, just written to `dir` (at `path`) as `applied` says,
@@ -341,7 +342,7 @@ impl Run {
             Some(e) => Some(e.to_string()),
         };
         let rec = DecisionRecord {
-            time: record::now_rfc3339(),
+            time: crate::time::now_rfc3339(),
             source: self.source,
             outcome,
             container: &self.facts,

@@ -6,14 +6,54 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use clap::Args;
 use serde::Deserialize;
 
 use crate::cgroup::{self, CgroupDir};
-use crate::cli::SourceArgs;
 use crate::facts::oci;
 use crate::facts::{Facts, Requested};
 use crate::size::Limit;
 use crate::sys::engine::{self, ListEntry, Running};
+
+/// Where running containers are looked for (`apply`, `watch`, `top`).
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// The Docker engine (default $DOCKER_HOST, else unix:///var/run/docker.sock).
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// Do not ask the Docker engine.
+    #[arg(long)]
+    pub no_docker: bool,
+
+    /// How long to wait for each engine answer.
+    #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration, value_name = "DURATION")]
+    pub engine_timeout: std::time::Duration,
+
+    /// runc state directories (`runc --root`); default /run/runc.
+    #[arg(long = "runc-root", value_name = "DIR")]
+    pub runc_roots: Vec<PathBuf>,
+
+    /// crun state directories (`crun --root`); default /run/crun.
+    #[arg(long = "crun-root", value_name = "DIR")]
+    pub crun_roots: Vec<PathBuf>,
+
+    /// Treat every child of this memory cgroup (a path as in
+    /// /proc/PID/cgroup) as a container, for hosts with no engine to ask.
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parents: Vec<String>,
+
+    /// Do not ask podman (`podman ps`) for names, labels and images of the
+    /// containers found in the runtime state directories.
+    #[arg(long)]
+    pub no_podman: bool,
+
+    /// podman's --root and --runroot, where its storage is not the default.
+    #[arg(long, value_name = "DIR")]
+    pub podman_root: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub podman_runroot: Option<PathBuf>,
+}
 
 /// Where a container was found, which decides how its limits change.
 pub enum Source {

@@ -151,7 +151,7 @@ const IMAGE_KEYS: &[&str] = &[
 /// The name and image that annotations give a container, as runtimes and
 /// orchestrators set them: read alike by the hook, the wrapper and
 /// `apply`, so all three choose the same policy. (What selects a policy
-/// through them is held to the baseline: see `decision::select`.)
+/// through them is held to the baseline: see `policy::select`.)
 pub fn named(annotations: &BTreeMap<String, String>) -> (Option<String>, Option<String>) {
     let first = |keys: &[&str]| keys.iter().find_map(|k| annotations.get(*k).cloned());
     (first(NAME_KEYS), first(IMAGE_KEYS))

@@ -9,7 +9,7 @@
 //! | pod | `io.kubernetes.cri.sandbox-name` | `io.kubernetes.pod.name`, a sandbox's `io.kubernetes.cri-o.KubeName` |
 //! | container name (`names`) | `io.kubernetes.cri.container-name` | `io.kubernetes.container.name` |
 //!
-//! Who can set them decides what they are worth (`decision::select`): the
+//! Who can set them decides what they are worth (`policy::select`): the
 //! namespace and the container type come from the runtime, which writes
 //! its own keys after any annotation passed through from the pod; a pod's
 //! author can only get a pod into a namespace the API server lets them use.

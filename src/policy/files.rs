@@ -300,6 +300,19 @@ fn read_error(file: &Path, e: &std::io::Error) -> PolicyError {
     }
 }
 
+/// Checks `path` (a policy directory or file) and each policy file in it,
+/// on the descriptors they are read through ([`open`]).
+pub fn check_policies(path: &Path) -> Result<(), Unsafe> {
+    match open(path, true) {
+        Ok(_) => Ok(()),
+        Err(OpenError::Unsafe(e)) => Err(e),
+        Err(OpenError::Io(e)) => Err(Unsafe::Stat {
+            path: e.file,
+            error: e.message,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

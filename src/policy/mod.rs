@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::decision::select::Chosen;
 use crate::facts::Facts;
+use crate::policy::select::Chosen;
 use crate::size::Limit;
 
 mod cache;
 pub mod files;
 pub mod perms;
+pub mod select;
 mod yaml;
 
 pub use cache::RACY;
@@ -97,7 +98,7 @@ impl PolicySet {
     }
 
     /// The policy for a container, by the rules of
-    /// [`crate::decision::select`]. A damaged cache is removed and the YAML
+    /// [`crate::policy::select`]. A damaged cache is removed and the YAML
     /// read instead; only then can this fail.
     pub fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, PolicyErrors> {
         match self.loaded.choose(facts) {
@@ -112,7 +113,7 @@ impl PolicySet {
                 }
                 let opened = files::open(&self.path, self.check_perms)
                     .map_err(|e| PolicyErrors(vec![e.into()]))?;
-                Ok(crate::decision::select::choose(
+                Ok(crate::policy::select::choose(
                     &yaml::load_files(&opened)?,
                     facts,
                 ))
@@ -207,7 +208,7 @@ pub struct Policy {
     /// Label and annotation keys of the selector that the operator vouches
     /// for: whoever starts a container sets its labels and annotations, so
     /// a policy selected through any other such key cannot grant more than
-    /// the policy that would apply without it (see [`crate::decision::select`]).
+    /// the policy that would apply without it (see [`crate::policy::select`]).
     pub trust: Vec<String>,
     pub origin: Origin,
 }

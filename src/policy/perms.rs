@@ -61,19 +61,6 @@ impl fmt::Display for Unsafe {
 
 impl std::error::Error for Unsafe {}
 
-/// Checks `path` (a policy directory or file) and each policy file in it,
-/// on the descriptors they are read through ([`super::files::open`]).
-pub fn check_policies(path: &Path) -> Result<(), Unsafe> {
-    match super::files::open(path, true) {
-        Ok(_) => Ok(()),
-        Err(super::files::OpenError::Unsafe(e)) => Err(e),
-        Err(super::files::OpenError::Io(e)) => Err(Unsafe::Stat {
-            path: e.file,
-            error: e.message,
-        }),
-    }
-}
-
 /// Checks one file and the directories that lead to it.
 pub fn check_file(path: &Path) -> Result<(), Unsafe> {
     check_path(path).map(|_| ())
@@ -245,16 +232,19 @@ mod tests {
         let f = d.join("a.yaml");
         std::fs::write(&f, "name: a\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        check_policies(&d).unwrap();
+        crate::policy::files::check_policies(&d).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = check_policies(&d).unwrap_err();
+        let e = crate::policy::files::check_policies(&d).unwrap_err();
         assert!(
             matches!(&e, Unsafe::Writable { path, .. } if path.ends_with("a.yaml")),
             "{e}"
         );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o775)).unwrap();
-        assert!(matches!(check_policies(&d), Err(Unsafe::Writable { .. })));
+        assert!(matches!(
+            crate::policy::files::check_policies(&d),
+            Err(Unsafe::Writable { .. })
+        ));
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         // A symlink is judged by the directory holding it, what it points
         // to, and the way there.
@@ -266,17 +256,17 @@ mod tests {
         // Absolute, or leading out of the directory: refused, whatever
         // the target.
         std::os::unix::fs::symlink(target_dir.join("t.yaml"), &link).unwrap();
-        let e = check_policies(&d).unwrap_err();
+        let e = crate::policy::files::check_policies(&d).unwrap_err();
         assert!(e.to_string().contains("a symlink leading out of"), "{e}");
         std::fs::remove_file(&link).unwrap();
         std::fs::write(std::env::temp_dir().join("cglimit-out.yaml"), "name: o\n").unwrap();
         std::os::unix::fs::symlink("../cglimit-out.yaml", &link).unwrap();
-        let e = check_policies(&d).unwrap_err();
+        let e = crate::policy::files::check_policies(&d).unwrap_err();
         assert!(e.to_string().contains("a symlink leading out of"), "{e}");
         std::fs::remove_file(&link).unwrap();
         // Relative and inside, through a directory others can write.
         std::os::unix::fs::symlink("open/t.yaml", &link).unwrap();
-        let e = check_policies(&d).unwrap_err();
+        let e = crate::policy::files::check_policies(&d).unwrap_err();
         assert!(
             matches!(&e, Unsafe::Writable { path, .. } if path.ends_with("open")),
             "{e}"
@@ -290,10 +280,10 @@ mod tests {
         std::fs::write(safe.join("p.yaml"), "name: p\n").unwrap();
         std::fs::set_permissions(safe.join("p.yaml"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        check_policies(&safe).unwrap();
+        crate::policy::files::check_policies(&safe).unwrap();
         let via = target_dir.join("via");
         std::os::unix::fs::symlink(&safe, &via).unwrap();
-        let e = check_policies(&via).unwrap_err();
+        let e = crate::policy::files::check_policies(&via).unwrap_err();
         assert!(
             matches!(&e, Unsafe::Writable { path, .. } if path.ends_with("open")),
             "{e}"
@@ -302,13 +292,13 @@ mod tests {
         // relative link inside the policy directory (a ConfigMap's layout).
         let good = d.join("good");
         std::os::unix::fs::symlink("safe", &good).unwrap();
-        check_policies(&good).unwrap();
+        crate::policy::files::check_policies(&good).unwrap();
         std::fs::create_dir_all(safe.join("..data")).unwrap();
         std::fs::set_permissions(safe.join("..data"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         std::fs::rename(safe.join("p.yaml"), safe.join("..data/p.yaml")).unwrap();
         std::os::unix::fs::symlink("..data/p.yaml", safe.join("p.yaml")).unwrap();
-        check_policies(&good).unwrap();
+        crate::policy::files::check_policies(&good).unwrap();
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -323,7 +323,7 @@ impl Ctx<'_> {
             };
         }
         match size::parse_bytes(t) {
-            Ok(b) if b < crate::decision::PAGE_SIZE => {
+            Ok(b) if b < crate::size::PAGE_SIZE => {
                 self.err(
                     sv,
                     "high",

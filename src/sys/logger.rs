@@ -50,7 +50,7 @@ impl Log for Logger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
-        let time = crate::record::now_rfc3339();
+        let time = crate::time::now_rfc3339();
         let line = match self.format {
             Format::Plain => format!(
                 "{time} cglimit[{}]: {level}: {}\n",
@@ -88,7 +88,7 @@ fn plain(msg: &str) -> String {
 /// One line in runc's log format (logrus JSON or text).
 pub fn runc_line(json: bool, level: &str, msg: &str) -> String {
     let level = if level == "warning" { "warn" } else { level };
-    let time = crate::record::now_rfc3339();
+    let time = crate::time::now_rfc3339();
     let msg = format!("cglimit: {msg}");
     if json {
         let mut l = serde_json::json!({"level": level, "msg": msg, "time": time}).to_string();

@@ -20,8 +20,8 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::decision::Limits;
 use crate::size::Limit;
+use crate::size::Limits;
 
 /// How long the exchange with systemd may take.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -171,6 +171,15 @@ pub fn object_path(unit: &str) -> String {
         }
     }
     p
+}
+
+/// The decided limits as a systemd unit's properties: set, or why not.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Persistence {
+    pub unit: String,
+    pub persisted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[cfg(test)]

@@ -144,6 +144,21 @@ else
   fail "podman run" "$(head -c 600 /tmp/err.podman)"
 fi
 
+# podman update runs no hook: setup podman made the wrapper podman's
+# runtime (in front of crun), which decides the update.
+if id=$(podman run -d --network none cglimit-busybox:1 sleep 600 2>/tmp/err.podman2); then
+  cg=$(find /sys/fs/cgroup/machine.slice -maxdepth 2 -path "*libpod-$id*" -name memory.max -printf '%h\n' | sort | tail -n1)
+  [ -e "$cg/container/memory.max" ] && cg=$cg/container
+  if podman update --memory 3g "$id" >/tmp/upd.podman 2>&1; then
+    check "podman update --memory 3g is held to the policy's max" "$((256*M))" "$(cat "$cg/memory.max")"
+  else
+    fail "podman update through the wrapper" "$(head -c 600 /tmp/upd.podman)"
+  fi
+  podman rm -f "$id" >/dev/null
+else
+  fail "podman run through the wrapper" "$(head -c 600 /tmp/err.podman2)"
+fi
+
 # --- a Kubernetes node: containerd's CRI on the systemd driver ---------------
 # The handler `setup containerd` writes (SystemdCgroup taken from runc's),
 # driven through the CRI as the kubelet drives it (cri.py, as in

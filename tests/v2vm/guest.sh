@@ -133,6 +133,21 @@ for rt in runc crun; do
   check "$rt hook: no memory.low under high: off" "0" "$(run_seen $rt $rt-hlow2 /b/$rt-hlow2)"
 done
 
+# Socket buffers are part of memory.current on v2 (no kmem.tcp file to
+# set): 300 unread loopback connections in a 64M container queue no more
+# than the limit, plus the one segment TCP lets each connection queue.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+cp /usr/bin/fill-sockets /rootfs/bin/fill-sockets
+bundle /b/tcp /test/tcp '{}' "$(hook $P)" '["/bin/fill-sockets", "300", "1073741824"]'
+out=$(run_seen runc tcp /b/tcp)
+q=${out#queued }
+if [ -n "$q" ] && [ "$q" -gt 0 ] 2>/dev/null && [ "$q" -le $((64*M + 300*65536)) ]; then
+  pass "v2: 300 unread connections in a 64M container queue $q bytes"
+else
+  fail "v2: socket buffers held to the limit" "container printed [$out]"
+fi
+runc delete -f tcp >/dev/null 2>&1
+
 # memory.high throttles before the limit: 1M of tmpfs over high (32M)
 # under max (64M) raises memory.events "high" and kills nothing. (Far over
 # high, the kernel's throttling sleeps make the writer crawl: keep it small.)

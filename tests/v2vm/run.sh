@@ -59,6 +59,12 @@ copy_with_libs() {
 }
 for b in runc crun setpriv; do copy_with_libs "$(command -v $b)"; done
 cp "$bin" "$root/usr/bin/cglimit"
+# A static program that fills unread sockets (the socket-memory check).
+case "${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}" in
+  *musl*) static=(--target x86_64-unknown-linux-musl) ;;
+  *) static=(-C target-feature=+crt-static) ;;
+esac
+rustc -O -C strip=symbols "${static[@]}" -o "$root/usr/bin/fill-sockets" tests/programs/fill_sockets.rs
 cp "$here/guest.sh" "$root/init"
 chmod +x "$root/init"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"

@@ -13,9 +13,10 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::cgroup::{self, Applied, Hierarchy, Snapshot};
-use crate::cli::{ApplyArgs, OnError};
+use crate::cli::ApplyArgs;
 use crate::cmd::watch::journal::{self, Event, Who};
 use crate::decision::{Decision, Limits, Verdict};
+use crate::enforce::OnError;
 use crate::enforce::{Failure, Run};
 use crate::facts::discover::{self, Problem, Source, Target};
 use crate::policy::{LoadError, PolicySet};
@@ -300,7 +301,7 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target, bypassed: Option<&str
 /// its policy, in the watcher's event log.
 fn drift_corrected(r: &Row) -> Event {
     Event {
-        time: record::now_rfc3339(),
+        time: crate::time::now_rfc3339(),
         kind: "drift_corrected".into(),
         container: Who {
             id: r.id.clone(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cli::OnError;
+use crate::enforce::OnError;
 
 pub const DEFAULT_PATH: &str = "/etc/cglimit/config.yaml";
 /// The link podman runs as its runtime (`setup podman`), and the

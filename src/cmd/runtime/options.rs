@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::config;
-use crate::cli::{OnError, parse_duration};
+use crate::enforce::OnError;
+use crate::time::parse_duration;
 
 /// The wrapper's settings: flags first, then the config file, then defaults.
 #[derive(Debug)]

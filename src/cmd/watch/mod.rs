@@ -75,7 +75,7 @@ impl Watched {
     /// An event of this container, with its usage and limit from `sample`.
     fn event(&self, kind: &str, sample: &stats::Sample) -> Event {
         Event {
-            time: record::now_rfc3339(),
+            time: crate::time::now_rfc3339(),
             kind: kind.into(),
             container: self.who.clone(),
             cgroup: self.cgroup.clone(),
@@ -665,7 +665,7 @@ impl<'a> Watcher<'a> {
                 && !replayed
             {
                 self.record(vec![Event {
-                    time: record::now_rfc3339(),
+                    time: crate::time::now_rfc3339(),
                     kind: "runtime_bypassed".into(),
                     container: who.clone(),
                     cgroup: cg.to_string(),

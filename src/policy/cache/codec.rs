@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::decision::select::Candidate;
+use crate::policy::select::Candidate;
 use crate::policy::{Action, Bounds, High, Origin, Policy, Selector};
 use crate::size::Limit;
 

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use super::files::Opened;
 use super::{Policy, PolicyErrors, yaml};
-use crate::decision::select::{self, Chosen};
 use crate::facts::Facts;
+use crate::policy::select::{self, Chosen};
 use codec::{Dec, Enc, Records, Table, decode_record, encode};
 use mapping::Mapping;
 
