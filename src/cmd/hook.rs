@@ -14,7 +14,7 @@ use crate::cgroup::{self, CgroupDir};
 use crate::cli::HookArgs;
 use crate::decision::Decision;
 use crate::enforce::OnError;
-use crate::enforce::{self, Failure, Run};
+use crate::enforce::{Failure, InCgroup, Run};
 use crate::facts::{FactsError, oci};
 use crate::record::Source;
 
@@ -28,16 +28,18 @@ pub fn run(args: &HookArgs) -> ExitCode {
     let enforcing = Arc::new(Mutex::new(()));
     watchdog(args.timeout, args.on_error, Arc::clone(&enforcing));
     let mut run = Run::new(Source::Hook, Default::default());
-    let mut systemd = None;
     match gather(&mut run, args.cri) {
         Ok((dir, path, pid)) => {
             let writer = |limits: &_| {
                 let guard = enforcing.lock().unwrap_or_else(|e| e.into_inner());
                 // Kept until the process exits.
                 std::mem::forget(guard);
-                let applied = cgroup::apply(&dir, limits)?;
-                systemd = enforce::persist(&dir, &path, pid, limits, &applied);
-                Ok(Some(applied))
+                InCgroup {
+                    dir: &dir,
+                    path: &path,
+                    pid,
+                }
+                .put(limits)
             };
             match &args.decided {
                 Some(limits) => {
@@ -60,8 +62,7 @@ pub fn run(args: &HookArgs) -> ExitCode {
     // the limits), so each container has one decision record.
     let quiet = args.decided.is_some()
         && run.failure.is_none()
-        && systemd.as_ref().is_none_or(|p| p.persisted);
-    run.systemd = systemd;
+        && run.systemd.as_ref().is_none_or(|p| p.persisted);
     // The run's end is decided: from here on the watchdog stays out, so a
     // refused container is not started by a timeout under `--on-error allow`.
     if let Ok(guard) = enforcing.try_lock() {

@@ -98,17 +98,58 @@ impl From<CgroupError> for Failure {
     }
 }
 
-/// Puts decided limits in place: the cgroup files (hook, `apply`), the
-/// bundle's `config.json` (runtime wrapper), the engine (`apply`).
-pub trait Writer {
-    /// Writes `limits`; returns what the cgroup held before and after, when
-    /// the writer knows it.
-    fn write(&mut self, limits: &Limits) -> Result<Option<Applied>, Failure>;
+/// What a writer put in place.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// What the cgroup held before and after, when the writer wrote it.
+    pub applied: Option<Applied>,
+    /// What systemd was told, when the cgroup is a systemd unit's.
+    pub systemd: Option<Persistence>,
 }
 
-impl<F: FnMut(&Limits) -> Result<Option<Applied>, Failure>> Writer for F {
-    fn write(&mut self, limits: &Limits) -> Result<Option<Applied>, Failure> {
+/// Puts decided limits in place: a container's cgroup ([`InCgroup`]: the
+/// hook, `apply`, the wrapper's update and unit hook), the bundle's
+/// `config.json` (the wrapper's create), the engine (`apply`, then the
+/// cgroup).
+pub trait Writer {
+    fn write(&mut self, limits: &Limits) -> Result<Written, Failure>;
+}
+
+impl<F: FnMut(&Limits) -> Result<Written, Failure>> Writer for F {
+    fn write(&mut self, limits: &Limits) -> Result<Written, Failure> {
         self(limits)
+    }
+}
+
+/// The one enforcement step in a container's cgroup: the cgroup files, all
+/// or nothing ([`crate::cgroup::apply`]), then, when the cgroup is a
+/// systemd unit's, the unit's properties, so that systemd keeps them. Both
+/// results go to the run, which records them.
+pub struct InCgroup<'a> {
+    pub dir: &'a crate::cgroup::CgroupDir,
+    /// The cgroup's path as `/proc/PID/cgroup` gives it.
+    pub path: &'a str,
+    /// A process in it, which systemd is asked about (none: 0, and systemd
+    /// is not asked).
+    pub pid: i32,
+}
+
+impl InCgroup<'_> {
+    pub fn put(&self, limits: &Limits) -> Result<Written, Failure> {
+        let applied = crate::cgroup::apply(self.dir, limits)?;
+        let systemd = (self.pid > 0)
+            .then(|| persist(self.dir, self.path, self.pid, limits, &applied))
+            .flatten();
+        Ok(Written {
+            applied: Some(applied),
+            systemd,
+        })
+    }
+}
+
+impl Writer for InCgroup<'_> {
+    fn write(&mut self, limits: &Limits) -> Result<Written, Failure> {
+        self.put(limits)
     }
 }
 
@@ -132,7 +173,7 @@ pub struct Run {
 /// the properties of the systemd unit whose cgroup that is, when it is
 /// one; `None` for any other cgroup, which never reaches D-Bus. `pid` is a
 /// process systemd must place in the unit.
-pub fn persist(
+fn persist(
     dir: &crate::cgroup::CgroupDir,
     path: &str,
     pid: i32,
@@ -264,7 +305,10 @@ impl Run {
         }
         let limits = d.limits;
         match writer.write(&limits) {
-            Ok(applied) => self.applied = applied,
+            Ok(w) => {
+                self.applied = w.applied;
+                self.systemd = w.systemd;
+            }
             Err(e) => self.failure = Some(e),
         }
     }
@@ -455,13 +499,16 @@ mod tests {
                 swap_file: Some(l.memory_swap()),
                 high: l.high.unwrap_or(Limit::Unlimited),
             };
-            Ok(Some(Applied {
-                before,
-                after,
-                written: vec!["memory.limit_in_bytes"],
-                swap_unaccounted: false,
-                tcp: None,
-            }))
+            Ok(Written {
+                applied: Some(Applied {
+                    before,
+                    after,
+                    written: vec!["memory.limit_in_bytes"],
+                    swap_unaccounted: false,
+                    tcp: None,
+                }),
+                systemd: None,
+            })
         });
         let (ending, line) = recorded(&d, &run, OnError::Deny);
         assert_eq!(ending.outcome, Outcome::Applied);

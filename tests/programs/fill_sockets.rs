@@ -1,6 +1,7 @@
 //! Queues as much as it can in the send and receive buffers of N loopback
 //! connections that nobody reads (stopping at CAP bytes), and prints how
-//! much the kernel took: `fill_sockets N CAP` prints `queued BYTES`. Built
+//! much the kernel took: `fill_sockets N CAP` prints `queued BYTES` (and on
+//! cgroup v2 the cgroup's `sock` line of `memory.stat`, while they are held). Built
 //! static by the tests (tests/escapes.rs, tests/v2vm/run.sh) and run inside
 //! a container.
 use std::io::Write;
@@ -25,4 +26,10 @@ fn main() {
         held.push((c, s));
     }
     println!("queued {total}");
+    // v2 counts socket buffers in the cgroup's memory: say how much.
+    if let Ok(stat) = std::fs::read_to_string("/sys/fs/cgroup/memory.stat") {
+        if let Some(l) = stat.lines().find(|l| l.starts_with("sock ")) {
+            println!("{l}");
+        }
+    }
 }

@@ -12,12 +12,12 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::cgroup::{self, Applied, Hierarchy, Snapshot};
+use crate::cgroup::{self, Hierarchy, Snapshot};
 use crate::cli::ApplyArgs;
 use crate::cmd::watch::journal::{self, Event, Who};
 use crate::decision::{Decision, Limits, Verdict};
 use crate::enforce::OnError;
-use crate::enforce::{Failure, Run};
+use crate::enforce::{Failure, InCgroup, Run, Written};
 use crate::facts::discover::{self, Problem, Source, Target};
 use crate::policy::{LoadError, PolicySet};
 use crate::record;
@@ -250,7 +250,6 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target, bypassed: Option<&str
         row.status = Status::Held;
         return row;
     }
-    let mut systemd = None;
     let mut held = None;
     run.write(|l: &Limits| {
         // A usage that grew between the read and the write makes v1 answer
@@ -262,10 +261,9 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target, bypassed: Option<&str
             // A hold goes to the cgroup only: in the engine's record it
             // would read as the container's own request next time.
             match write(args, t, &limits, hold.is_none()) {
-                Ok(applied) => {
-                    systemd = persist(t, &limits, applied.as_ref());
+                Ok(written) => {
                     held = hold;
-                    return Ok(applied);
+                    return Ok(written);
                 }
                 Err(e) if hold.is_some() && tries < 2 => {
                     log::info!("{}: {e}; holding again", row.container);
@@ -275,7 +273,6 @@ fn one(args: &ApplyArgs, policies: &PolicySet, t: &Target, bypassed: Option<&str
             }
         }
     });
-    run.systemd = systemd;
     if let Some(e) = &run.failure {
         row.reason = e.to_string();
         return row;
@@ -327,22 +324,14 @@ fn why(d: &Decision) -> String {
     }
 }
 
-/// Makes `l` the properties of the container's systemd unit, when its
-/// cgroup is one; systemd is asked about one of the cgroup's processes.
-fn persist(
-    t: &Target,
-    l: &Limits,
-    applied: Option<&Applied>,
-) -> Option<crate::enforce::Persistence> {
-    let path = t.facts.cgroup.as_deref()?;
-    crate::sys::systemd::unit_of(path)?;
-    let pid = t
-        .dir
+/// One process of the container's cgroup, which systemd is asked about
+/// when the cgroup is a unit's (0: none found; then no unit is asked).
+fn a_pid(t: &Target) -> i32 {
+    t.dir
         .read("cgroup.procs")
-        .ok()?
-        .lines()
-        .find_map(|l| l.trim().parse::<i32>().ok())?;
-    crate::enforce::persist(&t.dir, path, pid, l, applied?)
+        .ok()
+        .and_then(|p| p.lines().find_map(|l| l.trim().parse::<i32>().ok()))
+        .unwrap_or(0)
 }
 
 /// What a held container may still allocate: enough for `docker exec`
@@ -403,13 +392,9 @@ fn engine_agrees(r: &engine::Running, l: &Limits, h: &Hierarchy) -> bool {
 
 /// Writes `l` for one container: first, with `engine`, the engine's own
 /// record (so `docker inspect`, restarts and `docker stats` agree), then
-/// the cgroup, which also checks that it now holds the limits.
-fn write(
-    args: &ApplyArgs,
-    t: &Target,
-    l: &Limits,
-    engine: bool,
-) -> Result<Option<Applied>, Failure> {
+/// the one step that writes the cgroup and tells systemd ([`InCgroup`]),
+/// which also checks that the cgroup now holds the limits.
+fn write(args: &ApplyArgs, t: &Target, l: &Limits, engine: bool) -> Result<Written, Failure> {
     // Never surprise anyone with an OOM kill: a limit below what is in use
     // is only lowered with --force.
     if let Limit::Bytes(wanted) = l.memory {
@@ -450,5 +435,10 @@ fn write(
         .map_err(|e| Failure::Engine(format!("the engine refused the update: {e}")))?;
     }
     // The rest (memory.high on v2; everything for non-engine containers).
-    Ok(Some(cgroup::apply(&t.dir, l)?))
+    InCgroup {
+        dir: &t.dir,
+        path: t.facts.cgroup.as_deref().unwrap_or_default(),
+        pid: a_pid(t),
+    }
+    .put(l)
 }

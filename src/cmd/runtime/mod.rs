@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::decision::Limits;
-use crate::enforce::{Failure, Run, spec};
+use crate::enforce::{Failure, Run, Written, spec};
 use crate::facts::{FactsError, oci};
 use crate::policy;
 use crate::record::Source;
@@ -292,7 +292,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         let mut out = Vec::with_capacity(bytes.len() + 512);
         serde_json::to_writer(&mut out, &tree).map_err(|e| err(e.to_string()))?;
         spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
-        Ok(None)
+        Ok(Written::default())
     });
     if let Some(d) = run.decision.as_mut() {
         d.notes.extend(notes);

@@ -23,7 +23,7 @@ use super::argv::{RuncArgs, UpdateArgs};
 use super::options::Options;
 use crate::decision::Limits;
 use crate::decision::Verdict;
-use crate::enforce::{Failure, Run};
+use crate::enforce::{Failure, InCgroup, Run, Written};
 use crate::facts::{FactsError, oci};
 use crate::policy;
 use crate::record::Source;
@@ -60,20 +60,22 @@ pub fn settle(s: &Settle) {
             return;
         }
     };
-    let applied = match crate::cgroup::apply(&dir, &s.limits) {
-        Ok(a) => a,
-        Err(e) => {
-            log::error!("{who}: after the update: {e}");
-            return;
-        }
-    };
-    match crate::enforce::persist(&dir, &path, s.pid, &s.limits, &applied) {
-        Some(p) if !p.persisted => log::warn!(
+    let put = InCgroup {
+        dir: &dir,
+        path: &path,
+        pid: s.pid,
+    }
+    .put(&s.limits);
+    match put {
+        Err(e) => log::error!("{who}: after the update: {e}"),
+        Ok(Written {
+            systemd: Some(p), ..
+        }) if !p.persisted => log::warn!(
             "{path}: the updated limits are not {}'s properties ({}): the next systemctl daemon-reload resets them",
             p.unit,
             p.reason.as_deref().unwrap_or("?")
         ),
-        _ => {}
+        Ok(_) => {}
     }
 }
 
@@ -195,7 +197,7 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<Decided> {
                 let mut rw = rewrite(r, u, &request, raw, Some(l), host);
                 rw.then = pid.map(|pid| Settle { pid, limits: *l });
                 rewritten = Some(rw);
-                Ok(None)
+                Ok(Written::default())
             });
             Some((Some(run), rewritten))
         }
