@@ -509,6 +509,11 @@ pub struct DoctorArgs {
     )]
     pub containerd_address: PathBuf,
     /// Check only these engines (default: every engine found).
+    /// Fail on every engine that is not wired, also one that nothing but
+    /// another engine uses (containerd serving only dockerd).
+    #[arg(long)]
+    pub strict: bool,
+
     #[arg(long = "engine", value_enum, value_name = "ENGINE")]
     pub engines: Vec<Engine>,
     /// `table` (one line per engine) or `json`.

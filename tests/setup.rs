@@ -561,3 +561,69 @@ fn podman_update_goes_through_the_wrapper(
 fn v1_memory_root_of(path: &str) -> std::path::PathBuf {
     std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'))
 }
+
+/// A containerd that serves only dockerd (Debian's docker.io installs and
+/// runs one) is no gap: doctor reports it as not used and does not fail
+/// on it, unless `--strict`. Once something runs a container in another
+/// namespace (the CRI's `k8s.io`, or `ctr`), it must be wired, and doctor
+/// names it.
+#[test]
+fn doctor_requires_containerd_only_when_something_uses_it() {
+    let lab = Lab::new("doctorctrd");
+    let mut c = common::containerd::Containerd::new();
+    c.start();
+    let doctor = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["doctor", "-o", "json", "--containerd-address"])
+            .arg(&c.sock)
+            .arg("--containerd-config")
+            .arg(&c.config)
+            .arg("--policy-dir")
+            .arg(&lab.policy_dir)
+            .args(["--docker-host", "unix:///nonexistent/docker.sock"])
+            .args(extra)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["engine"] == "containerd")
+            .cloned()
+            .unwrap()
+    };
+    let r = doctor(&[]);
+    assert_eq!(
+        (r["wired"].as_bool(), r["used"].as_bool()),
+        (Some(false), Some(false)),
+        "{r}"
+    );
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("used by nothing but Docker"),
+        "{r}"
+    );
+    // A container in a namespace of its own: containerd is used, and unwired.
+    c.import_busybox("other", "localhost/doctor:1");
+    let out = c.ctr(&[
+        "-n",
+        "other",
+        "containers",
+        "create",
+        "localhost/doctor:1",
+        "doctor-c1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = doctor(&[]);
+    assert_eq!(
+        (r["wired"].as_bool(), r["used"].as_bool()),
+        (Some(false), Some(true)),
+        "{r}"
+    );
+    let _ = c.ctr(&["-n", "other", "containers", "delete", "doctor-c1"]);
+}

@@ -24,6 +24,10 @@ use crate::size::Limit;
 struct Report {
     engine: &'static str,
     wired: bool,
+    /// Whether anything runs containers through this engine itself: one
+    /// that is not used (containerd serving only dockerd) is reported but
+    /// fails the run only with `--strict`.
+    used: bool,
     /// What was found, in a sentence.
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,7 +115,24 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
     } else {
         args.engines.clone()
     };
-    let reports: Vec<Report> = engines.iter().map(|e| check(args, *e)).collect();
+    let mut reports: Vec<Report> = engines.iter().map(|e| check(args, *e)).collect();
+    // containerd found on the host, not named: dockerd runs it as its
+    // backend on Debian and Ubuntu. Unwired and used by nothing else, it
+    // is no gap (Docker's containers go through Docker's wiring).
+    if args.engines.is_empty() {
+        for r in reports
+            .iter_mut()
+            .filter(|r| !r.wired && r.engine == Engine::Containerd.name())
+        {
+            if let Ok(None) = containerd_user(args) {
+                r.used = false;
+                r.detail = format!(
+                    "present, used by nothing but Docker (no containers outside its \"moby\" namespace), so not required; `cglimit doctor --strict` fails on it ({})",
+                    r.detail
+                );
+            }
+        }
+    }
     if args.output == "json" {
         println!(
             "{}",
@@ -125,16 +146,51 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
             println!(
                 "{}: {}: {}",
                 r.engine,
-                if r.wired { "wired" } else { "NOT wired" },
+                match (r.wired, r.used) {
+                    (true, _) => "wired",
+                    (false, true) => "NOT wired",
+                    (false, false) => "not used",
+                },
                 r.detail
             );
         }
     }
-    if !reports.is_empty() && reports.iter().all(|r| r.wired) {
+    if !reports.is_empty() && reports.iter().all(|r| r.wired || (!r.used && !args.strict)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// A containerd namespace other than Docker's that holds containers (the
+/// CRI's `k8s.io`, or anyone's through `ctr`): `None` when only Docker's
+/// `moby` does.
+fn containerd_user(args: &DoctorArgs) -> Result<Option<String>, String> {
+    let ctr = |a: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&args.containerd_address)
+            .args(a)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ctr: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    for ns in ctr(&["namespaces", "list", "-q"])?.lines().map(str::trim) {
+        if ns.is_empty() || ns == "moby" {
+            continue;
+        }
+        if !ctr(&["-n", ns, "containers", "list", "-q"])?
+            .trim()
+            .is_empty()
+        {
+            return Ok(Some(ns.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -149,6 +205,7 @@ fn check(args: &DoctorArgs, engine: Engine) -> Report {
     let mut report = Report {
         engine: engine.name(),
         wired: false,
+        used: true,
         detail: String::new(),
         expected: None,
         seen: None,

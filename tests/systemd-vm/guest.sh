@@ -144,6 +144,15 @@ else
   fail "podman run" "$(head -c 600 /tmp/err.podman)"
 fi
 
+# Docker and podman wired, Debian's containerd serving only dockerd: no gap.
+if cglimit doctor >/tmp/doctor.early 2>&1 && grep -q "containerd: not used" /tmp/doctor.early; then
+  pass "doctor: exit 0 with containerd as Docker's backend only"
+else
+  fail "doctor: exit 0 with containerd as Docker's backend only" "$(cat /tmp/doctor.early)"
+fi
+if ! cglimit doctor --strict >/dev/null 2>&1; then pass "doctor --strict fails on the unwired containerd"
+else fail "doctor --strict fails on the unwired containerd" "exit 0"; fi
+
 # podman update runs no hook: setup podman made the wrapper podman's
 # runtime (in front of crun), which decides the update.
 if id=$(podman run -d --network none cglimit-busybox:1 sleep 600 2>/tmp/err.podman2); then
