@@ -1,11 +1,32 @@
 #!/usr/bin/env bash
 # Starts a real container through runc with the cglimit hook and prints the
-# limits it sees from inside. Needs root, runc and busybox-static.
+# limits it sees from inside. As root on Debian or Ubuntu, it first
+# installs what is missing: runc, busybox-static, a C toolchain, rustup's
+# Rust and its musl target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for c in runc busybox; do
-  command -v "$c" >/dev/null || { echo "needs $c (apt-get install runc busybox-static)" >&2; exit 1; }
-done
+need=()
+command -v runc >/dev/null || need+=(runc)
+command -v busybox >/dev/null || need+=(busybox-static)
+command -v cc >/dev/null || need+=(build-essential)
+command -v curl >/dev/null || need+=(curl ca-certificates)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH=$HOME/.cargo/bin:$PATH
+fi
+if ! command -v cargo >/dev/null; then
+  echo "== installing Rust with rustup" >&2
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+  export PATH=$HOME/.cargo/bin:$PATH
+fi
+musl=x86_64-unknown-linux-musl
+if [ -z "${CARGO_BUILD_TARGET:-}" ] && ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+  rustup target add "$musl" >&2 || export CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu
+fi
 cargo build --release -q
 bin=$PWD/target/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}/release/cglimit
 work=$(mktemp -d /tmp/cglimit-demo.XXXXXX)
