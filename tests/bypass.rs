@@ -128,3 +128,151 @@ fn a_container_started_through_another_runtime_is_brought_under_policy() {
     );
     let _ = d.docker(&["rm", "-f", "byp-big", "byp-none", "wrapped", "byp-watch"]);
 }
+
+/// podman runs cglimit's hook whatever the runtime, unless told to read
+/// another hooks directory: `podman --hooks-dir /empty run -m 3g` got 3G.
+/// `apply --watch` follows `podman events` and brings a container that
+/// started with no decision of the hook's under its policy.
+#[test]
+fn a_podman_container_started_without_the_hook_is_brought_under_policy() {
+    let mut lab = Lab::new("bypasspod");
+    let conf = lab.dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
+    .unwrap();
+    let storage = lab.dir.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            lab.dir.join("root").display(),
+            lab.dir.join("runroot").display()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("CONTAINERS_CONF", conf.clone()),
+        ("CONTAINERS_STORAGE_CONF", storage.clone()),
+    ];
+    let podman = |args: &[&str]| {
+        let mut c = Command::new("podman");
+        c.envs(env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    let (c2, s2) = (conf.clone(), storage.clone());
+    lab.on_drop(move || {
+        let _ = Command::new("podman")
+            .env("CONTAINERS_CONF", &c2)
+            .env("CONTAINERS_STORAGE_CONF", &s2)
+            .args(["rm", "-af", "-t", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let rootfs = lab.dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sleep")).unwrap();
+    let tar = lab.dir.join("rootfs.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let image = format!("localhost/{}", lab.name.to_lowercase());
+    let out = podman(&["import", &tar.display().to_string(), &image]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let empty = lab.dir.join("no-hooks");
+    std::fs::create_dir_all(&empty).unwrap();
+    let _apply = Watcher(
+        Command::new(BIN)
+            .arg("--log-file")
+            .arg(lab.dir.join("apply.log"))
+            .args([
+                "apply",
+                "--all",
+                "--watch",
+                "--interval",
+                "60s",
+                "--no-docker",
+            ])
+            .arg("--policy-dir")
+            .arg(&lab.policy_dir)
+            .arg("--state-dir")
+            .arg(&lab.state_dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = podman(&[
+        "--hooks-dir",
+        &empty.display().to_string(),
+        "run",
+        "-d",
+        "--net",
+        "none",
+        "--cgroup-parent",
+        &lab.cgroup_parent,
+        "-m",
+        "3g",
+        &image,
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let pid = String::from_utf8_lossy(&podman(&["inspect", "-f", "{{.State.Pid}}", &id]).stdout)
+        .trim()
+        .to_string();
+    let limit = || -> Option<u64> {
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let path = cg
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+        std::fs::read_to_string(
+            v1_memory_root()
+                .join(path.trim_start_matches('/'))
+                .join("memory.limit_in_bytes"),
+        )
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+    };
+    let t = Instant::now();
+    while limit() != Some(256 * M) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "limit {:?}; {}",
+            limit(),
+            std::fs::read_to_string(lab.dir.join("apply.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "podman container brought under policy {:?} after podman run returned",
+        t.elapsed()
+    );
+    let rec = bypass_records(&lab);
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert!(
+        rec[0]["bypassed_runtime"]
+            .as_str()
+            .unwrap()
+            .contains("without cglimit's hook"),
+        "{}",
+        rec[0]
+    );
+}

@@ -239,8 +239,8 @@ pub fn docker_one(
 /// podman has no daemon to ask; `podman ps --format json` names its
 /// containers, which run under runc's or crun's state directory (found
 /// there, and named from here).
-fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, ListEntry> {
-    let explicit = args.podman_root.is_some() || args.podman_runroot.is_some();
+/// `podman` with the storage these options name.
+pub fn podman_command(args: &SourceArgs) -> Command {
     let mut c = Command::new("podman");
     if let Some(r) = &args.podman_root {
         c.arg("--root").arg(r);
@@ -251,7 +251,12 @@ fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, Lis
     if args.podman_root.is_some() {
         c.args(["--storage-driver", "vfs"]);
     }
-    let out = c
+    c
+}
+
+fn podman(args: &SourceArgs, problems: &mut Vec<Problem>) -> HashMap<String, ListEntry> {
+    let explicit = args.podman_root.is_some() || args.podman_runroot.is_some();
+    let out = podman_command(args)
         .args(["ps", "--format", "json"])
         .stdin(Stdio::null())
         .output();

@@ -8,6 +8,11 @@
 //! brings one that skipped cglimit under its policy at once, through the
 //! same step as every `apply` pass. The record says `"source": "watch"`
 //! and `"bypassed_runtime"`, which the watcher counts and alerts on.
+//!
+//! podman runs cglimit's hook whatever the runtime, unless told to read
+//! another hooks directory (`podman --hooks-dir /empty run`). Its event
+//! stream is `podman events`; a container that starts with no decision
+//! record of the hook's is brought under its policy the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,15 +25,112 @@ use crate::sys::{engine, events};
 /// Follows the Docker engine's starts on a thread of its own, for as long
 /// as the process runs; reconnects when the stream breaks. `None` when
 /// there is no engine to follow.
-pub fn spawn(args: ApplyArgs) -> Option<std::thread::JoinHandle<()>> {
-    if args.sources.no_docker {
-        return None;
+pub fn spawn(args: ApplyArgs) {
+    if !args.sources.no_podman && args.state_dir.is_some() {
+        let a = args.clone();
+        let _ = std::thread::Builder::new()
+            .name("podman-events".into())
+            .spawn(move || follow_podman(&a));
     }
-    let socket = engine::socket_path(args.sources.docker_host.as_deref()).ok()?;
-    std::thread::Builder::new()
+    if args.sources.no_docker {
+        return;
+    }
+    let Ok(socket) = engine::socket_path(args.sources.docker_host.as_deref()) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
         .name("docker-events".into())
-        .spawn(move || follow(&args, &socket))
+        .spawn(move || follow(&args, &socket));
+}
+
+/// Follows `podman events` (a process printing one JSON object a line),
+/// started again from where it stopped whenever it ends.
+fn follow_podman(args: &ApplyArgs) {
+    use std::io::BufRead;
+    #[derive(serde::Deserialize)]
+    struct PodmanEvent {
+        #[serde(rename = "ID", default)]
+        id: String,
+    }
+    let mut since = now();
+    let mut said = false;
+    loop {
+        let child = discover::podman_command(&args.sources)
+            .args(["events", "--format", "json", "--filter", "type=container"])
+            .args(["--filter", "event=start", "--since"])
+            .arg(since.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(mut child) => {
+                if let Some(out) = child.stdout.take() {
+                    for line in std::io::BufReader::new(out).lines() {
+                        let Ok(line) = line else { break };
+                        since = now();
+                        if let Ok(e) = serde_json::from_str::<PodmanEvent>(&line) {
+                            podman_started(args, &e.id);
+                        }
+                    }
+                }
+                let _ = child.wait();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if !std::mem::replace(&mut said, true) => {
+                log::warn!("not following podman's starts ({e}); trying again every second");
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Whether the hook recorded a decision for container `id`: it decides
+/// before the container's process runs, so a start without one skipped it.
+fn decided_by_hook(state_dir: &Path, id: &str) -> bool {
+    let needle = format!("\"id\":\"{id}\"");
+    std::fs::read_to_string(state_dir.join(crate::record::DECISIONS))
+        .is_ok_and(|t| t.lines().rev().any(|l| l.contains(&needle)))
+}
+
+fn podman_started(args: &ApplyArgs, id: &str) {
+    let Some(state_dir) = &args.state_dir else {
+        return;
+    };
+    if id.is_empty() || decided_by_hook(state_dir, id) {
+        return;
+    }
+    let runtime = discover::podman_command(&args.sources)
+        .args(["inspect", "--format", "{{.OCIRuntime}}", id])
+        .stdin(std::process::Stdio::null())
+        .output()
         .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "podman".into());
+    let runtime = format!("{runtime} (without cglimit's hook)");
+    let policies = match args.policy.open(None) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("podman container {id} started without cglimit's hook: {e}");
+            return;
+        }
+    };
+    let mut problems = Vec::new();
+    let Some(target) = discover::all(&args.sources, &mut problems)
+        .into_iter()
+        .find(|t| t.facts.id == id)
+    else {
+        log::error!("podman container {id} started without cglimit's hook and was not found");
+        return;
+    };
+    let row = one(args, &policies, &target, Some(&runtime));
+    log::warn!(
+        "{}: started through podman without cglimit's hook: {}",
+        row.container,
+        row.reason
+    );
 }
 
 fn follow(args: &ApplyArgs, socket: &Path) {

@@ -136,10 +136,23 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<Decided> {
         }
     };
     // Nothing asked of memory: what the container has now is the request.
+    // The container's cgroup as its init process sees it, as the hook
+    // records it (the bundle's `cgroupsPath` may be `slice:prefix:name`):
+    // the watcher matches this update's record to the container by it.
+    let cgroup = match pid.map(crate::cgroup::for_pid).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            run.fail(e);
+            return Some((Some(run), None));
+        }
+    };
+    if let Some((_, path)) = &cgroup {
+        run.facts.cgroup = Some(path.clone());
+    }
     let current = if request.asks_memory() {
         None
     } else {
-        match pid.map(current_request) {
+        match cgroup.as_ref().map(|(dir, _)| current_request(dir)) {
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 run.fail(e);
@@ -213,9 +226,8 @@ fn same_as_current(c: &crate::facts::Requested, l: &Limits) -> bool {
 /// The container's current memory as a request: an unlimited value is
 /// asked as unlimited (so a policy's `max` holds it), never as nothing
 /// (which would be the policy's default).
-fn current_request(pid: i32) -> Result<crate::facts::Requested, Failure> {
-    let (dir, _) = crate::cgroup::for_pid(pid)?;
-    let s = crate::cgroup::snapshot(&dir)?;
+fn current_request(dir: &crate::cgroup::CgroupDir) -> Result<crate::facts::Requested, Failure> {
+    let s = crate::cgroup::snapshot(dir)?;
     let memory_swap = match (&dir.hierarchy, s.swap_file) {
         (crate::cgroup::Hierarchy::V1, Some(l)) => Some(l),
         (crate::cgroup::Hierarchy::V2, Some(sw)) => Some(s.memory.saturating_add(sw)),
