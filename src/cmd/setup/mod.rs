@@ -519,52 +519,21 @@ fn configured_hooks_dir(files: &[&str], drop_in_dir: &str, table: &str) -> Optio
 }
 
 /// `hooks_dir = ["…", …]` of `table` (`engine` in containers.conf,
-/// `crio.runtime` in crio.conf).
+/// `crio.runtime` in crio.conf, a dotted path), read by a TOML parser:
+/// quoted `#`, single-quoted strings and arrays over several lines are
+/// TOML's. `None` for a file that is not TOML or does not set it.
 pub fn hooks_dir_of(text: &str, table: &str) -> Option<Vec<String>> {
-    let wanted = table;
-    let mut table = "";
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            table = l.trim_matches(|c| c == '[' || c == ']').trim();
-            continue;
-        }
-        let Some(rest) = l.strip_prefix("hooks_dir") else {
-            continue;
-        };
-        let Some(value) = rest.trim_start().strip_prefix('=') else {
-            continue;
-        };
-        if table != wanted {
-            continue;
-        }
-        // The array may span lines, each with a comment.
-        let uncomment = |l: &str| l.split('#').next().unwrap_or("").trim().to_string();
-        let mut v = uncomment(value);
-        while !v.contains(']') {
-            match lines.next() {
-                Some(more) => v.push_str(&uncomment(more)),
-                None => break,
-            }
-        }
-        let inner = v.trim().strip_prefix('[')?.split(']').next()?;
-        return Some(
-            inner
-                .split(',')
-                .map(|s| {
-                    s.split('#')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .trim_matches('"')
-                        .to_string()
-                })
-                .filter(|s| !s.is_empty())
-                .collect(),
-        );
+    let doc: toml_edit::DocumentMut = text.parse().ok()?;
+    let mut item = doc.as_item();
+    for key in table.split('.') {
+        item = item.get(key)?;
     }
-    None
+    let dirs = item.get("hooks_dir")?.as_array()?;
+    Some(
+        dirs.iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+    )
 }
 
 /// The OCI hooks file for podman and CRI-O, naming this binary, its
@@ -957,6 +926,14 @@ mod tests {
             hooks_dir_of(crio, "crio.runtime").unwrap(),
             ["/etc/crio/hooks.d"]
         );
+        // What a line reader got wrong: `#` inside quotes, single quotes.
+        let quoted = "[engine]\nhooks_dir = [\"/etc/h#1\", '/opt/hooks']\n";
+        assert_eq!(
+            hooks_dir_of(quoted, "engine").unwrap(),
+            ["/etc/h#1", "/opt/hooks"]
+        );
+        let dotted = "crio.runtime.hooks_dir = ['/d']\n";
+        assert_eq!(hooks_dir_of(dotted, "crio.runtime").unwrap(), ["/d"]);
     }
 
     #[test]

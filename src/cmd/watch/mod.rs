@@ -680,15 +680,18 @@ impl<'a> Watcher<'a> {
                     ..Default::default()
                 }]);
             }
+            // Watched from here on (a container first seen through an
+            // update's record, too: its first read may come before the
+            // runtime has made the update).
+            if let Ok(dir) = cgroup::open_path(cg) {
+                self.add(cg.to_string(), who, dir);
+            }
             if let Some(w) = self.containers.get_mut(cg) {
                 // cglimit's own change: what it decided is the new reference.
                 w.limits = decided_limits(&v, &w.dir.hierarchy);
                 w.settling = Some(Instant::now() + SETTLING);
                 // What was held was this decision on its way.
                 w.held = None;
-            }
-            if let Ok(dir) = cgroup::open_path(cg) {
-                self.add(cg.to_string(), who, dir);
             }
         }
     }
