@@ -20,9 +20,9 @@ pub struct ContainerEvent {
     pub action: String,
     #[serde(rename = "id", default)]
     pub id: String,
-    /// When it happened, in seconds since the epoch.
-    #[serde(default)]
-    pub time: i64,
+    /// When it happened, in nanoseconds since the epoch.
+    #[serde(rename = "timeNano", default)]
+    pub time_nano: i64,
 }
 
 /// Follows container `start` events from `socket` until `on_event` says

@@ -51,14 +51,23 @@ fn follow_podman(args: &ApplyArgs) {
     struct PodmanEvent {
         #[serde(rename = "ID", default)]
         id: String,
+        /// RFC 3339 with nanoseconds.
+        #[serde(rename = "Time", default)]
+        time: String,
     }
-    let mut since = now();
+    let nanos = |t: &str| {
+        ::time::OffsetDateTime::parse(t, &::time::format_description::well_known::Rfc3339)
+            .map_or(0, |t| t.unix_timestamp_nanos() as i64)
+    };
+    // As for Docker: replayed from the second of the last start handled,
+    // what came before it left out by its time.
+    let mut last = now_ns();
     let mut said = false;
     loop {
         let child = discover::podman_command(&args.sources)
             .args(["events", "--format", "json", "--filter", "type=container"])
             .args(["--filter", "event=start", "--since"])
-            .arg(since.to_string())
+            .arg((last / 1_000_000_000).to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -68,8 +77,12 @@ fn follow_podman(args: &ApplyArgs) {
                 if let Some(out) = child.stdout.take() {
                     for line in std::io::BufReader::new(out).lines() {
                         let Ok(line) = line else { break };
-                        since = now();
-                        if let Ok(e) = serde_json::from_str::<PodmanEvent>(&line) {
+                        let Ok(e) = serde_json::from_str::<PodmanEvent>(&line) else {
+                            continue;
+                        };
+                        let at = nanos(&e.time);
+                        if at > last {
+                            last = at;
                             podman_started(args, &e.id);
                         }
                     }
@@ -135,19 +148,16 @@ fn podman_started(args: &ApplyArgs, id: &str) {
 
 fn follow(args: &ApplyArgs, socket: &Path) {
     let mut said = false;
-    // Replayed from here on each (re)connect; a start seen twice (the
-    // engine's time has whole seconds) is only checked twice.
-    let mut since = now();
-    let mut seen = std::collections::HashSet::new();
+    // Each (re)connect replays from the second of the last start handled;
+    // what that replays again, or what happened before this process
+    // started following, is left out by its time in nanoseconds.
+    let mut last = now_ns();
     loop {
-        let r = events::follow_starts(socket, since, |e| {
+        let r = events::follow_starts(socket, last / 1_000_000_000, |e| {
             said = false;
-            since = since.max(e.time);
-            if seen.insert((e.id.clone(), e.time)) {
+            if e.time_nano > last {
+                last = e.time_nano;
                 started(args, socket, &e.id);
-            }
-            if seen.len() > 10_000 {
-                seen.clear();
             }
             true
         });
@@ -160,10 +170,10 @@ fn follow(args: &ApplyArgs, socket: &Path) {
     }
 }
 
-fn now() -> i64 {
+fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Whether a runtime's path is cglimit's own (the wrapper as `cglimit
