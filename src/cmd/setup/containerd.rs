@@ -9,6 +9,9 @@
 //! starts, so the handler exists after a restart (running containers,
 //! which belong to their shims, keep running).
 
+use super::plan::{Step, read_config};
+use super::{DEFAULT_CONFIG, wrapper_steps};
+use crate::cli::SetupArgs;
 use std::path::{Path, PathBuf};
 
 use toml_edit::{DocumentMut, Item, Table, value};
@@ -247,6 +250,68 @@ pub fn wiring(text: &str) -> Result<Wiring, String> {
         }
     }
     Ok(w)
+}
+
+/// containerd reads its configuration only when it starts.
+pub(super) fn restart_containerd(restart: bool) -> Result<(), String> {
+    if !restart {
+        println!(
+            "restart containerd to load the handler (running containers keep running): systemctl restart containerd"
+        );
+        return Ok(());
+    }
+    let st = std::process::Command::new("systemctl")
+        .args(["restart", "containerd"])
+        .status()
+        .map_err(|e| format!("cannot run systemctl restart containerd: {e}"))?;
+    if !st.success() {
+        return Err(format!(
+            "systemctl restart containerd failed ({st}): see journalctl -u containerd"
+        ));
+    }
+    println!("containerd restarted");
+    Ok(())
+}
+
+pub(super) fn containerd_steps(
+    args: &SetupArgs,
+    exe: &Path,
+    steps: &mut Vec<Step>,
+) -> Result<(), String> {
+    let link = wrapper_steps(args, exe, steps)?;
+    if args.config != Path::new(DEFAULT_CONFIG) {
+        eprintln!(
+            "note: containerd passes the wrapper no arguments: it reads {DEFAULT_CONFIG}, or the file {} names in containerd's environment, not {}",
+            crate::cmd::runtime::config::ENV,
+            args.config.display()
+        );
+    }
+    let path = &args.containerd_config;
+    let before = read_config(path)?;
+    let text = match &before {
+        Some(b) => Some(
+            std::str::from_utf8(b).map_err(|_| format!("{}: not UTF-8 text", path.display()))?,
+        ),
+        None => None,
+    };
+    let merged = merge_config(text, &args.handler, &link, args.default, args.force)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for w in &merged.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    if let Some(after) = merged.text {
+        steps.push(Step::Edit {
+            path: path.clone(),
+            before,
+            after,
+            then: if args.restart {
+                "restart containerd"
+            } else {
+                "containerd needs a restart"
+            },
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,8 +11,13 @@
 
 pub mod journal;
 pub mod leak;
+mod limits;
 mod metrics;
+mod notify;
 pub mod stats;
+
+use limits::{decided_limits, limit_changes, release_held};
+use notify::{psi_trigger, register_oom};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -803,138 +808,6 @@ fn oom_total(w: &Watched, baselines: &HashMap<(String, String), u64>) -> u64 {
     }
 }
 
-/// v1: an eventfd that the kernel signals on OOM in this cgroup (and on its
-/// removal), registered by writing "<eventfd> <fd of memory.oom_control>"
-/// to `cgroup.event_control`.
-fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), String> {
-    let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-        .map_err(|e| e.to_string())?;
-    let f = File::open(dir.path().join("memory.oom_control")).map_err(|e| e.to_string())?;
-    dir.write(
-        "cgroup.event_control",
-        &format!("{} {}", efd.as_fd().as_raw_fd(), f.as_raw_fd()),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok((efd, f))
-}
-
-/// v2: a PSI trigger: the kernel signals POLLPRI when tasks of the cgroup
-/// stall on memory for `stall` within a one-second window ("some").
-fn psi_trigger(dir: &CgroupDir, stall: Duration) -> std::io::Result<File> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(dir.path().join("memory.pressure"))?;
-    f.write_all(format!("some {} 1000000", stall.as_micros()).as_bytes())?;
-    Ok(f)
-}
-
-/// The held `limit_changed` events once no decision claimed them within
-/// [`SETTLING`] (or at once with `now`), counted.
-fn release_held(w: &mut Watched, now: bool) -> Vec<Event> {
-    match &w.held {
-        Some((seen, _)) if now || seen.elapsed() >= SETTLING => {
-            let (_, events) = w
-                .held
-                .take()
-                .unwrap_or_else(|| (Instant::now(), Vec::new()));
-            w.limit_changes += events.len() as u64;
-            events
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// `limit_changed` events: each of memory, swap and high that differs from
-/// what was known of it, with the file, both values, and who likely
-/// changed it.
-fn limit_changes(w: &Watched, s: &stats::Sample, now: [Option<u64>; 3]) -> Vec<Event> {
-    let files = match w.dir.hierarchy {
-        Hierarchy::V1 => [
-            "memory.limit_in_bytes",
-            "memory.memsw.limit_in_bytes",
-            "memory.soft_limit_in_bytes",
-        ],
-        Hierarchy::V2 => ["memory.max", "memory.swap.max", "memory.high"],
-    };
-    // Without swap accounting there is no swap file to compare.
-    let accounted = |i: usize| i != 1 || s.swap_usage.is_some();
-    let changed: Vec<(usize, Option<u64>)> = (0..3)
-        .filter(|&i| accounted(i))
-        .filter_map(|i| w.limits[i].filter(|b| *b != now[i]).map(|b| (i, b)))
-        .collect();
-    if changed.is_empty() {
-        return Vec::new();
-    }
-    let value = |v: Option<u64>| match v {
-        Some(b) => serde_json::Value::from(b),
-        None => "max".into(),
-    };
-    let unit = crate::sys::systemd::unit_of(&w.cgroup);
-    let lifted = changed
-        .iter()
-        .any(|(i, b)| now[*i].is_none() && b.is_some());
-    let likely = match (unit, lifted) {
-        (Some(u), true) => format!(
-            "likely systemd re-applying {u}'s own properties (daemon-reload, daemon-reexec) or an engine update"
-        ),
-        (Some(u), false) => format!("likely an engine update or systemctl set-property on {u}"),
-        (None, _) => "likely an engine update without cglimit, or a direct write".to_string(),
-    };
-    changed
-        .into_iter()
-        .map(|(i, before)| Event {
-            counter: Some(files[i].to_string()),
-            before: Some(value(before)),
-            after: Some(value(now[i])),
-            detail: Some(likely.clone()),
-            ..w.event("limit_changed", s)
-        })
-        .collect()
-}
-
-/// What a decision record says a cgroup holds now, in the terms of
-/// [`stats::Sample`]: its `applied.after` (read back from the cgroup), or,
-/// for a decision the runtime writes (wrapper create and update), its
-/// limits as the runtime writes them. A value it cannot tell (v1's soft
-/// limit under `high: off` stays as the creator set it) is taken from the
-/// next reading.
-fn decided_limits(record: &serde_json::Value, h: &Hierarchy) -> [Option<Option<u64>>; 3] {
-    let limit = |v: &serde_json::Value| -> Option<Option<u64>> {
-        match v {
-            serde_json::Value::Number(n) => n.as_u64().map(Some),
-            serde_json::Value::String(s) if s == "max" => Some(None),
-            _ => None,
-        }
-    };
-    let after = &record["applied"]["after"];
-    if after.is_object() {
-        return [
-            limit(&after["memory"]),
-            limit(&after["swap_file"]),
-            limit(&after["high"]),
-        ];
-    }
-    let l = &record["decision"]["limits"];
-    let (Some(memory), Some(swap)) = (limit(&l["memory"]), limit(&l["swap"])) else {
-        return [None; 3];
-    };
-    let swap_file = match h {
-        // memory+swap
-        Hierarchy::V1 => memory.zip(swap).map(|(m, s)| m.saturating_add(s)),
-        // swap on top; none without a memory limit
-        Hierarchy::V2 => memory.and(swap),
-    };
-    let high = match (limit(&l["high"]), h) {
-        (Some(h), _) => Some(h),
-        (None, Hierarchy::V2) => Some(None),
-        (None, Hierarchy::V1) => None,
-    };
-    [Some(memory), Some(swap_file), high]
-}
-
 /// Counter rises since the last reading (or since the log's baseline, for a
 /// cgroup first seen after a restart), as events.
 fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u64>) -> Vec<Event> {
@@ -971,43 +844,4 @@ fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u
         });
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_a_decision_says_the_cgroup_holds() {
-        let m = 64u64 << 20;
-        // Read back by the hook or apply: as written.
-        let r = serde_json::json!({"applied": {"after": {"memory": m, "swap_file": "max", "high": m / 2}}});
-        assert_eq!(
-            decided_limits(&r, &Hierarchy::V2),
-            [Some(Some(m)), Some(None), Some(Some(m / 2))]
-        );
-        // Written by the runtime (wrapper): in each hierarchy's terms.
-        let r = serde_json::json!({"decision": {"limits": {"memory": m, "swap": 0, "high": null}}});
-        assert_eq!(
-            decided_limits(&r, &Hierarchy::V1),
-            [Some(Some(m)), Some(Some(m)), None],
-            "v1: memory+swap; the soft limit under high: off is the creator's"
-        );
-        assert_eq!(
-            decided_limits(&r, &Hierarchy::V2),
-            [Some(Some(m)), Some(Some(0)), Some(None)]
-        );
-        let r =
-            serde_json::json!({"decision": {"limits": {"memory": "max", "swap": 0, "high": null}}});
-        assert_eq!(
-            decided_limits(&r, &Hierarchy::V2),
-            [Some(None), Some(None), Some(None)],
-            "no swap limit without a memory limit"
-        );
-        // A refusal or an error: nothing known.
-        assert_eq!(
-            decided_limits(&serde_json::json!({}), &Hierarchy::V2),
-            [None; 3]
-        );
-    }
 }
