@@ -51,6 +51,26 @@ fn bypass(d: &Dockerd, name: &str, flags: &[&str], want: u64) -> Duration {
     }
 }
 
+/// `apply --all --watch` on the lab's policies, its periodic pass a
+/// minute away, so that only the followed starts act; killed on drop.
+fn apply_watch(lab: &Lab, flags: &[&str], env: &[(&str, std::path::PathBuf)]) -> Watcher {
+    Watcher(
+        Command::new(BIN)
+            .arg("--log-file")
+            .arg(lab.dir.join("apply.log"))
+            .args(["apply", "--all", "--watch", "--interval", "60s"])
+            .args(flags)
+            .arg("--policy-dir")
+            .arg(&lab.policy_dir)
+            .arg("--state-dir")
+            .arg(&lab.state_dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn bypass_records(lab: &Lab) -> Vec<serde_json::Value> {
     lab.decisions()
         .into_iter()
@@ -63,28 +83,7 @@ fn a_container_started_through_another_runtime_is_brought_under_policy() {
     let lab = Lab::new("bypass");
     let d = Dockerd::start(&lab, &runtime_args(&lab));
     let docker_host = format!("unix://{}", d.sock.display());
-    // apply --watch, its periodic pass a minute away: the start events act.
-    let apply = Watcher(
-        Command::new(BIN)
-            .arg("--log-file")
-            .arg(lab.dir.join("apply.log"))
-            .args([
-                "apply",
-                "--all",
-                "--watch",
-                "--interval",
-                "60s",
-                "--no-podman",
-            ])
-            .arg("--policy-dir")
-            .arg(&lab.policy_dir)
-            .arg("--state-dir")
-            .arg(&lab.state_dir)
-            .args(["--docker-host", &docker_host])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let apply = apply_watch(&lab, &["--no-podman", "--docker-host", &docker_host], &[]);
     std::thread::sleep(Duration::from_millis(500));
     let big = bypass(&d, "byp-big", &["-m", "3g", "--memory-swap", "3g"], 256 * M);
     let none = bypass(&d, "byp-none", &[], 64 * M);
@@ -136,22 +135,7 @@ fn a_container_started_through_another_runtime_is_brought_under_policy() {
 #[test]
 fn a_podman_container_started_without_the_hook_is_brought_under_policy() {
     let mut lab = Lab::new("bypasspod");
-    let conf = lab.dir.join("containers.conf");
-    std::fs::write(
-        &conf,
-        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-    )
-    .unwrap();
-    let storage = lab.dir.join("storage.conf");
-    std::fs::write(
-        &storage,
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-            lab.dir.join("root").display(),
-            lab.dir.join("runroot").display()
-        ),
-    )
-    .unwrap();
+    let (conf, storage) = podman_lab(&mut lab);
     let env = [
         ("CONTAINERS_CONF", conf.clone()),
         ("CONTAINERS_STORAGE_CONF", storage.clone()),
@@ -163,16 +147,6 @@ fn a_podman_container_started_without_the_hook_is_brought_under_policy() {
             .stdin(Stdio::null());
         c.output().unwrap()
     };
-    let (c2, s2) = (conf.clone(), storage.clone());
-    lab.on_drop(move || {
-        let _ = Command::new("podman")
-            .env("CONTAINERS_CONF", &c2)
-            .env("CONTAINERS_STORAGE_CONF", &s2)
-            .args(["rm", "-af", "-t", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    });
     let rootfs = lab.dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
@@ -194,27 +168,7 @@ fn a_podman_container_started_without_the_hook_is_brought_under_policy() {
     assert!(out.status.success(), "{}", stderr(&out));
     let empty = lab.dir.join("no-hooks");
     std::fs::create_dir_all(&empty).unwrap();
-    let _apply = Watcher(
-        Command::new(BIN)
-            .arg("--log-file")
-            .arg(lab.dir.join("apply.log"))
-            .args([
-                "apply",
-                "--all",
-                "--watch",
-                "--interval",
-                "60s",
-                "--no-docker",
-            ])
-            .arg("--policy-dir")
-            .arg(&lab.policy_dir)
-            .arg("--state-dir")
-            .arg(&lab.state_dir)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _apply = apply_watch(&lab, &["--no-docker"], &env);
     std::thread::sleep(Duration::from_millis(1500));
     let out = podman(&[
         "--hooks-dir",

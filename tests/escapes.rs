@@ -29,22 +29,6 @@ fn v1_limits(cgroup: &str) -> (u64, u64, u64) {
     )
 }
 
-/// `cglimit runtime` with the lab's policies, in front of runc.
-fn wrapper(lab: &Lab) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["runtime", "--policy-dir"])
-        .arg(&lab.policy_dir)
-        .arg("--state-dir")
-        .arg(&lab.state_dir)
-        .arg("--no-cache")
-        .arg("--docker-host")
-        .arg(format!(
-            "unix://{}",
-            lab.dir.join("no-engine.sock").display()
-        ));
-    c
-}
-
 /// A running runc container created with the hook (64M by the default
 /// policy); its id and cgroup.
 fn running(lab: &mut Lab, name: &str) -> (String, String) {

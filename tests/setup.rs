@@ -220,32 +220,7 @@ fn setup_podman_and_doctor_find_a_misplaced_hook() {
     // podman as this host runs it for tests (runc, cgroupfs, vfs in the
     // lab), through its own configuration files: doctor runs plain
     // `podman`, as a user would.
-    let conf = lab.dir.join("containers.conf");
-    std::fs::write(
-        &conf,
-        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-    )
-    .unwrap();
-    let storage = lab.dir.join("storage.conf");
-    std::fs::write(
-        &storage,
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-            lab.dir.join("root").display(),
-            lab.dir.join("runroot").display()
-        ),
-    )
-    .unwrap();
-    let (c2, s2) = (conf.clone(), storage.clone());
-    lab.on_drop(move || {
-        let _ = Command::new("podman")
-            .env("CONTAINERS_CONF", &c2)
-            .env("CONTAINERS_STORAGE_CONF", &s2)
-            .args(["rm", "-af"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    });
+    let (conf, storage) = podman_lab(&mut lab);
     let doctor = || {
         Command::new(BIN)
             .args(["doctor", "--engine", "podman", "--hooks-dir"])

@@ -30,18 +30,9 @@ fn limit(cgroup: &str) -> u64 {
 }
 
 /// `cglimit runtime` with the lab's policies in front of `runtime`.
-fn wrapper(lab: &Lab, runtime: &str) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(["runtime", "--runtime", runtime, "--policy-dir"])
-        .arg(&lab.policy_dir)
-        .arg("--state-dir")
-        .arg(&lab.state_dir)
-        .arg("--no-cache")
-        .arg("--docker-host")
-        .arg(format!(
-            "unix://{}",
-            lab.dir.join("no-engine.sock").display()
-        ));
+fn wrapper_for(lab: &Lab, runtime: &str) -> Command {
+    let mut c = wrapper(lab);
+    c.args(["--runtime", runtime]);
     c
 }
 
@@ -138,11 +129,11 @@ fn runc_update_of_other_fields_keeps_memory() {
     );
     let cgroup = format!("{}/k1", lab.cgroup_parent);
     assert_eq!(limit(&cgroup), 200 * M);
-    ok(wrapper(&lab, "runc")
+    ok(wrapper_for(&lab, "runc")
         .args(["update", "--pids-limit", "40", &id])
         .output()
         .unwrap());
-    let mut c = wrapper(&lab, "runc");
+    let mut c = wrapper_for(&lab, "runc");
     c.args(["update", "-r", "-", &id]);
     ok(with_stdin(
         c,
@@ -163,7 +154,7 @@ fn no_spelling_of_an_update_escapes_the_policy() {
     let id = lab.detached("s1", None, "sleep 600");
     let cgroup = format!("{}/s1", lab.cgroup_parent);
     let reset = |lab: &Lab| {
-        ok(wrapper(lab, "runc")
+        ok(wrapper_for(lab, "runc")
             .args(["update", "--memory", "32m", "--memory-swap", "32m", &id])
             .output()
             .unwrap());
@@ -184,7 +175,7 @@ fn no_spelling_of_an_update_escapes_the_policy() {
 
     // Flags after the container id: runc reorders them.
     reset(&lab);
-    ok(wrapper(&lab, "runc")
+    ok(wrapper_for(&lab, "runc")
         .args(["update", &id, "--memory", "1g", "--memory-swap", "1g"])
         .output()
         .unwrap());
@@ -192,7 +183,7 @@ fn no_spelling_of_an_update_escapes_the_policy() {
 
     // Go's JSON matches keys whatever their case.
     reset(&lab);
-    let mut c = wrapper(&lab, "runc");
+    let mut c = wrapper_for(&lab, "runc");
     c.args(["update", "-r", "-", &id]);
     ok(with_stdin(
         c,
@@ -202,7 +193,7 @@ fn no_spelling_of_an_update_escapes_the_policy() {
 
     // One key twice, in two spellings: Go takes the last.
     reset(&lab);
-    let mut c = wrapper(&lab, "runc");
+    let mut c = wrapper_for(&lab, "runc");
     c.args(["update", "--resources", "-", &id]);
     ok(with_stdin(
         c,
@@ -221,7 +212,7 @@ fn no_spelling_of_an_update_escapes_the_policy() {
         r#"{"memory":{"limit":1073741824,"swap":1073741824}}"#,
     )
     .unwrap();
-    ok(wrapper(&lab, "crun")
+    ok(wrapper_for(&lab, "crun")
         .args(["update", "--reso"])
         .arg(&file)
         .arg(&cid)
@@ -230,7 +221,7 @@ fn no_spelling_of_an_update_escapes_the_policy() {
     assert_eq!(limit(&format!("{}/s2", lab.cgroup_parent)), 256 * M);
 
     // What the runtime would refuse, the wrapper refuses, naming it.
-    let out = wrapper(&lab, "runc")
+    let out = wrapper_for(&lab, "runc")
         .args(["update", "--mem", "1g", &id])
         .output()
         .unwrap();

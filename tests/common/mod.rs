@@ -568,3 +568,54 @@ impl HeldOpens {
         }
     }
 }
+
+/// `cglimit runtime` with the lab's policies and state, in front of runc,
+/// asking no engine; the caller adds runc's arguments (or `--runtime`).
+pub fn wrapper(lab: &Lab) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["runtime", "--policy-dir"])
+        .arg(&lab.policy_dir)
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .arg("--no-cache")
+        .arg("--docker-host")
+        .arg(format!(
+            "unix://{}",
+            lab.dir.join("no-engine.sock").display()
+        ));
+    c
+}
+
+/// podman as this host runs it for tests (runc, cgroupfs, vfs in the lab,
+/// events in a file), through its own configuration files: the paths for
+/// `CONTAINERS_CONF` and `CONTAINERS_STORAGE_CONF`. Its containers are
+/// removed with the lab.
+pub fn podman_lab(lab: &mut Lab) -> (PathBuf, PathBuf) {
+    let conf = lab.dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
+    .unwrap();
+    let storage = lab.dir.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            lab.dir.join("root").display(),
+            lab.dir.join("runroot").display()
+        ),
+    )
+    .unwrap();
+    let (c2, s2) = (conf.clone(), storage.clone());
+    lab.on_drop(move || {
+        let _ = Command::new("podman")
+            .env("CONTAINERS_CONF", &c2)
+            .env("CONTAINERS_STORAGE_CONF", &s2)
+            .args(["rm", "-af", "-t", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    (conf, storage)
+}

@@ -2,7 +2,7 @@
 //! (found in their TOML configuration), and for podman the wrapper as its
 //! runtime, so that `podman update` is decided too.
 
-use super::plan::Step;
+use super::plan::{Step, write_step};
 use super::*;
 
 /// podman's hooks directory when `containers.conf` names none (podman 4.x
@@ -30,16 +30,7 @@ pub(super) fn podman_runtime_steps(
     }
     let path = args.containers_conf_dir.join("50-cglimit.conf");
     let text = podman_drop_in(&link);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if t == text => {}
-        Ok(_) if !args.force => {
-            return Err(format!(
-                "{} exists with other contents (--force replaces it)",
-                path.display()
-            ));
-        }
-        _ => steps.push(Step::Write { path, text }),
-    }
+    write_step(path, text, args.force, steps)?;
     Ok(())
 }
 

@@ -87,16 +87,7 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
             let path = dir.join("cglimit.json");
             let cri = args.engine == Engine::Crio;
             let text = hook_file(&exe, &args.policy_dir, &args.state_dir, cri);
-            match std::fs::read_to_string(&path) {
-                Ok(t) if t == text => {}
-                Ok(_) if !args.force => {
-                    return Err(format!(
-                        "{} exists with other contents (--force replaces it)",
-                        path.display()
-                    ));
-                }
-                _ => steps.push(Step::Write { path, text }),
-            }
+            write_step(path, text, args.force, &mut steps)?;
             if args.engine == Engine::Podman {
                 podman_runtime_steps(args, &exe, &mut steps)?;
             }

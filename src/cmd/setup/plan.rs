@@ -37,6 +37,28 @@ pub(super) enum Step {
     },
 }
 
+/// Writes `text` to `path` unless it holds exactly that already; a file
+/// with other contents is someone else's and is replaced only with
+/// `force`.
+pub(super) fn write_step(
+    path: PathBuf,
+    text: String,
+    force: bool,
+    steps: &mut Vec<Step>,
+) -> Result<(), String> {
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t == text => {}
+        Ok(_) if !force => {
+            return Err(format!(
+                "{} exists with other contents (--force replaces it)",
+                path.display()
+            ));
+        }
+        _ => steps.push(Step::Write { path, text }),
+    }
+    Ok(())
+}
+
 pub(super) fn read_config(path: &Path) -> Result<Option<Vec<u8>>, String> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
