@@ -93,48 +93,31 @@ pub fn human(b: u64) -> String {
 }
 
 /// Why a size string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
+    #[error("empty size")]
     Empty,
+    #[error(
+        "invalid size {0:?}: expected a number with an optional unit (k, m, g, t, p), e.g. 512m or 1.5g"
+    )]
     Invalid(String),
-    UnknownUnit {
-        input: String,
-        unit: String,
-    },
+    #[error(
+        "invalid size {input:?}: unknown unit {unit:?} (use k, m, g, t or p, optionally with i/b: 512m, 1G, 2GiB)"
+    )]
+    UnknownUnit { input: String, unit: String },
+    #[error("invalid size {0:?}: sizes cannot be negative")]
     Negative(String),
+    #[error("invalid size {0:?}: larger than 2^63 bytes")]
     TooLarge(String),
+    #[error("{0:?} is not allowed here: this bound must be a size")]
     UnlimitedNotAllowed(String),
     /// A number form YAML or a programming language reads, but Docker does
     /// not: `0x10`, `0o10`, `1_000`, `1e9`.
+    #[error(
+        "invalid size {0:?}: sizes are decimal, as docker --memory reads them (no 0x, 0o, 0b, _ or exponent): write e.g. 512m, 1g or 1073741824"
+    )]
     NumberForm(String),
 }
-
-impl fmt::Display for SizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SizeError::Empty => write!(f, "empty size"),
-            SizeError::Invalid(s) => write!(
-                f,
-                "invalid size {s:?}: expected a number with an optional unit (k, m, g, t, p), e.g. 512m or 1.5g"
-            ),
-            SizeError::UnknownUnit { input, unit } => write!(
-                f,
-                "invalid size {input:?}: unknown unit {unit:?} (use k, m, g, t or p, optionally with i/b: 512m, 1G, 2GiB)"
-            ),
-            SizeError::Negative(s) => write!(f, "invalid size {s:?}: sizes cannot be negative"),
-            SizeError::TooLarge(s) => write!(f, "invalid size {s:?}: larger than 2^63 bytes"),
-            SizeError::UnlimitedNotAllowed(s) => {
-                write!(f, "{s:?} is not allowed here: this bound must be a size")
-            }
-            SizeError::NumberForm(s) => write!(
-                f,
-                "invalid size {s:?}: sizes are decimal, as docker --memory reads them (no 0x, 0o, 0b, _ or exponent): write e.g. 512m, 1g or 1073741824"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SizeError {}
 
 /// Parses a size (`512m`, `1.5G`, `0`, `1024`), or `max` / `unlimited` / `-1`
 /// for no bound.
@@ -261,17 +244,17 @@ impl Limits {
         format!("{}:{}:{high}", v(self.memory), v(self.swap))
     }
 
-    pub fn from_arg(s: &str) -> Result<Limits, String> {
+    pub fn from_arg(s: &str) -> Result<Limits, LimitsArgError> {
         let v = |t: &str| match t {
             "max" => Ok(Limit::Unlimited),
             t => t
                 .parse::<u64>()
                 .map(Limit::Bytes)
-                .map_err(|_| format!("{t:?} is not a byte count or max")),
+                .map_err(|_| LimitsArgError::Value(t.to_string())),
         };
         let parts: Vec<&str> = s.split(':').collect();
         let [memory, swap, high] = parts[..] else {
-            return Err(format!("{s:?}: expected MEMORY:SWAP:HIGH"));
+            return Err(LimitsArgError::Form(s.to_string()));
         };
         Ok(Limits {
             memory: v(memory)?,
@@ -282,6 +265,15 @@ impl Limits {
             },
         })
     }
+}
+
+/// A `--decided` argument that is not `MEMORY:SWAP:HIGH`.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsArgError {
+    #[error("{0:?}: expected MEMORY:SWAP:HIGH")]
+    Form(String),
+    #[error("{0:?} is not a byte count or max")]
+    Value(String),
 }
 
 #[cfg(test)]

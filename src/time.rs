@@ -33,9 +33,26 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
+/// A duration or a point in time that does not read as one.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error("invalid duration {0:?}: use e.g. 500ms, 2s, 1m, 1h or 2d")]
+    Duration(String),
+    #[error("invalid duration {0:?}: must be positive")]
+    NotPositive(String),
+    #[error(
+        "{input:?} is neither a duration (90s, 30m, 1h, 2d) nor an RFC 3339 time (2026-11-30T18:00:00Z): {source}"
+    )]
+    When {
+        input: String,
+        #[source]
+        source: ::time::error::Parse,
+    },
+}
+
 /// A point in time as `events` compares it (RFC 3339 UTC with ns, as
 /// records are written): a duration ago, or an RFC 3339 time.
-pub fn parse_when(s: &str) -> Result<String, String> {
+pub fn parse_when(s: &str) -> Result<String, TimeError> {
     if let Ok(d) = parse_duration(s) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -43,9 +60,11 @@ pub fn parse_when(s: &str) -> Result<String, String> {
         let t = now.saturating_sub(d);
         return Ok(rfc3339(t.as_secs() as i64, t.subsec_nanos()));
     }
-    let t = ::time::OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
-            format!("{s:?} is neither a duration (90s, 30m, 1h, 2d) nor an RFC 3339 time (2026-11-30T18:00:00Z): {e}")
+    let t =
+        ::time::OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339)
+            .map_err(|source| TimeError::When {
+            input: s.to_string(),
+            source,
         })?;
     let ns = t.unix_timestamp_nanos();
     Ok(rfc3339(
@@ -55,7 +74,7 @@ pub fn parse_when(s: &str) -> Result<String, String> {
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h`, `2d` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, TimeError> {
     let s = s.trim();
     let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
         (n, 1.0)
@@ -73,9 +92,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 2s, 1m, 1h or 2d"))?;
+        .map_err(|_| TimeError::Duration(s.to_string()))?;
     if !(v.is_finite() && v > 0.0) {
-        return Err(format!("invalid duration {s:?}: must be positive"));
+        return Err(TimeError::NotPositive(s.to_string()));
     }
     Ok(std::time::Duration::from_micros(
         (v * mult_ms * 1000.0) as u64,
@@ -100,21 +119,30 @@ mod tests {
     #[test]
     fn durations_and_times() {
         assert_eq!(
-            parse_duration("500ms"),
-            Ok(std::time::Duration::from_millis(500))
+            parse_duration("500ms").ok(),
+            Some(std::time::Duration::from_millis(500))
         );
-        assert_eq!(parse_duration("2s"), Ok(std::time::Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(std::time::Duration::from_secs(60)));
-        assert_eq!(parse_duration("3"), Ok(std::time::Duration::from_secs(3)));
+        assert_eq!(
+            parse_duration("2s").ok(),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_duration("1m").ok(),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_duration("3").ok(),
+            Some(std::time::Duration::from_secs(3))
+        );
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
         assert_eq!(
-            parse_duration("1h"),
-            Ok(std::time::Duration::from_secs(3600))
+            parse_duration("1h").ok(),
+            Some(std::time::Duration::from_secs(3600))
         );
         assert_eq!(
-            parse_duration("2d"),
-            Ok(std::time::Duration::from_secs(172_800))
+            parse_duration("2d").ok(),
+            Some(std::time::Duration::from_secs(172_800))
         );
         assert_eq!(
             parse_when("2026-11-30T19:00:00+01:00").unwrap(),
@@ -124,7 +152,7 @@ mod tests {
             parse_when("2026-11-30T18:00:00.5Z").unwrap(),
             "2026-11-30T18:00:00.500000000Z"
         );
-        let e = parse_when("yesterday").unwrap_err();
+        let e = parse_when("yesterday").unwrap_err().to_string();
         assert!(e.contains("neither a duration"), "{e}");
         assert!(parse_when("1h").unwrap() < now_rfc3339());
     }

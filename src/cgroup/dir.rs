@@ -129,7 +129,17 @@ impl fmt::Display for CgroupError {
     }
 }
 
-impl std::error::Error for CgroupError {}
+impl std::error::Error for CgroupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CgroupError::Io { errno, .. } => Some(errno),
+            CgroupError::RolledBack { cause, .. } | CgroupError::RollbackFailed { cause, .. } => {
+                Some(cause.as_ref())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// An open cgroup directory.
 #[derive(Debug)]

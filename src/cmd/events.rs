@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::{EventsArgs, Output};
-use crate::cmd::watch::journal::{self, Event};
+use crate::record::journal::{self, Event};
 use crate::size::Limit;
 
 pub fn run(args: &EventsArgs) -> ExitCode {

@@ -35,3 +35,24 @@ pub fn print_table<R: AsRef<[String]>>(rows: &[R]) {
         println!("{}", cells.join("  ").trim_end());
     }
 }
+
+/// The policies the `--policy-dir` and `--insecure-policy-perms` flags
+/// name, for the commands that take them.
+impl crate::cli::PolicyArgs {
+    /// Refuses policies others could have written, unless told not to.
+    pub fn check_perms(&self) -> Result<(), crate::policy::perms::Unsafe> {
+        if self.insecure_policy_perms {
+            return Ok(());
+        }
+        crate::policy::files::check_policies(&self.policy_dir)
+    }
+
+    /// The policy set these flags name, through the cache in `cache_dir`
+    /// when one is given.
+    pub fn open(
+        &self,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<crate::policy::PolicySet, crate::policy::LoadError> {
+        crate::policy::open(&self.policy_dir, cache_dir, !self.insecure_policy_perms)
+    }
+}

@@ -65,15 +65,13 @@ pub fn run(args: &SyncArgs) -> ExitCode {
 
 /// The policy files of `from` by name, when together they validate as a
 /// policy directory does.
-fn read_valid(from: &Path) -> Result<BTreeMap<String, String>, Vec<String>> {
-    let strings = |e: Vec<policy::PolicyError>| e.iter().map(ToString::to_string).collect();
-    let opened = policy::files::open(from, false)
-        .map_err(|e| vec![policy::PolicyError::from(e).to_string()])?;
+fn read_valid(from: &Path) -> Result<BTreeMap<String, String>, Vec<policy::PolicyError>> {
+    let opened = policy::files::open(from, false).map_err(|e| vec![e.into()])?;
     let mut set = BTreeMap::new();
     let mut policies = Vec::new();
     let mut errors = Vec::new();
     for f in &opened.files {
-        let text = f.text().map_err(|e| vec![e.to_string()])?;
+        let text = f.text().map_err(|e| vec![e])?;
         match policy::parse_file(&f.path, &text) {
             Ok(mut p) => policies.append(&mut p),
             Err(mut e) => errors.append(&mut e),
@@ -87,13 +85,16 @@ fn read_valid(from: &Path) -> Result<BTreeMap<String, String>, Vec<String>> {
         errors.append(&mut e);
     }
     if !errors.is_empty() {
-        return Err(strings(errors));
+        return Err(errors);
     }
     if policies.is_empty() {
-        return Err(vec![format!(
-            "{}: no policy: a node without one refuses every container",
-            from.display()
-        )]);
+        return Err(vec![policy::PolicyError {
+            file: from.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: "no policy: a node without one refuses every container".into(),
+        }]);
     }
     Ok(set)
 }

@@ -7,8 +7,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::stats;
 use crate::cli::TopArgs;
-use crate::cmd::watch::stats;
 use crate::size::Limit;
 
 pub fn run(args: &TopArgs) -> ExitCode {

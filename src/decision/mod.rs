@@ -249,7 +249,7 @@ pub fn decide_with(policy: &Policy, facts: &Facts, why: String) -> Decision {
         &mut findings,
     ) {
         Ok(m) => m,
-        Err(m) => return denied(policy, why, m, findings),
+        Err(Refusal(m)) => return denied(policy, why, m, findings),
     };
     let mut swap = match bound(
         "swap",
@@ -259,7 +259,7 @@ pub fn decide_with(policy: &Policy, facts: &Facts, why: String) -> Decision {
         &mut findings,
     ) {
         Ok(s) => s,
-        Err(m) => return denied(policy, why, m, findings),
+        Err(Refusal(m)) => return denied(policy, why, m, findings),
     };
     if memory == Limit::Unlimited && swap != Limit::Unlimited {
         notes.push(format!(
@@ -293,6 +293,9 @@ fn denied(policy: &Policy, why: String, detail: String, findings: Vec<Finding>) 
     d
 }
 
+/// Why `deny` refuses a request: the sentence shown to whoever asked.
+struct Refusal(String);
+
 /// Resolves one quantity against its bounds. `Err` carries the refusal.
 fn bound(
     field: &'static str,
@@ -300,7 +303,7 @@ fn bound(
     b: &Bounds,
     action: Action,
     findings: &mut Vec<Finding>,
-) -> Result<Limit, String> {
+) -> Result<Limit, Refusal> {
     let Some(asked) = ask else {
         return Ok(b.default.unwrap_or(b.max));
     };
@@ -325,7 +328,9 @@ fn bound(
         result,
     });
     match action {
-        Action::Deny => Err(format!("{field} {asked} is {side} the policy's {crossed}")),
+        Action::Deny => Err(Refusal(format!(
+            "{field} {asked} is {side} the policy's {crossed}"
+        ))),
         _ => Ok(result),
     }
 }

@@ -9,7 +9,6 @@
 
 pub mod spec;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{Applied, CgroupError};
@@ -32,50 +31,53 @@ pub enum OnError {
 }
 
 /// Why a container's limits were not put in place.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// What the container is could not be learned (runtime state, bundle).
-    Facts(FactsError),
+    #[error(transparent)]
+    Facts(#[from] FactsError),
     /// The policy directory could be changed by someone other than root or
     /// this user.
-    Perms(Unsafe),
+    #[error("untrusted policy: {0}")]
+    Perms(#[source] Unsafe),
     /// A policy file does not parse or does not make sense.
-    Policy(PolicyErrors),
+    #[error("invalid policy:\n{0}")]
+    Policy(#[source] PolicyErrors),
     /// A cgroup file could not be read or written (nothing was left half
     /// written: see [`crate::cgroup::apply`]).
-    Cgroup(CgroupError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     /// The bundle's `config.json` could not be rewritten.
-    Bundle { path: PathBuf, message: String },
+    #[error("{}: {problem}", path.display())]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        problem: spec::BundleProblem,
+    },
     /// The engine refused a change, or could not be asked.
-    Engine(String),
+    #[error(transparent)]
+    Engine(#[from] EngineFailure),
     /// A limit below what the container uses now would be an OOM kill;
     /// `apply` lowers it only when forced.
+    #[error(
+        "uses {}, more than the wanted limit {}; not lowered (--force reclaims and lowers, accepting an OOM kill)",
+        Limit::Bytes(*used),
+        Limit::Bytes(*wanted)
+    )]
     InUse { used: u64, wanted: u64 },
     /// The policy refuses the container.
+    #[error("refused by {by}: {message}")]
     Denied { by: String, message: String },
 }
 
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Facts(e) => e.fmt(f),
-            Failure::Perms(e) => write!(f, "untrusted policy: {e}"),
-            Failure::Policy(e) => write!(f, "invalid policy:\n{e}"),
-            Failure::Cgroup(e) => e.fmt(f),
-            Failure::Bundle { path, message } => write!(f, "{}: {message}", path.display()),
-            Failure::Engine(e) => f.write_str(e),
-            Failure::InUse { used, wanted } => write!(
-                f,
-                "uses {}, more than the wanted limit {}; not lowered (--force reclaims and lowers, accepting an OOM kill)",
-                Limit::Bytes(*used),
-                Limit::Bytes(*wanted)
-            ),
-            Failure::Denied { by, message } => write!(f, "refused by {by}: {message}"),
-        }
-    }
+/// What the engine did not do for `apply`.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineFailure {
+    #[error("the engine cannot remove a memory limit through an update; left as is")]
+    CannotUnlimit,
+    #[error("the engine refused the update: {0}")]
+    Refused(#[source] crate::sys::engine::EngineError),
 }
-
-impl std::error::Error for Failure {}
 
 impl From<LoadError> for Failure {
     fn from(e: LoadError) -> Self {
@@ -83,18 +85,6 @@ impl From<LoadError> for Failure {
             LoadError::Untrusted(e) => Failure::Perms(e),
             LoadError::Invalid(e) => Failure::Policy(e),
         }
-    }
-}
-
-impl From<FactsError> for Failure {
-    fn from(e: FactsError) -> Self {
-        Failure::Facts(e)
-    }
-}
-
-impl From<CgroupError> for Failure {
-    fn from(e: CgroupError) -> Self {
-        Failure::Cgroup(e)
     }
 }
 

@@ -283,19 +283,27 @@ pub fn own_shared_shm(config: &Value, id: &str) -> Vec<String> {
 }
 
 /// A field on the way to the limits holds something other than an object.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} is not an object; refusing to replace it")]
 pub struct NotAnObject {
     /// Dotted path, e.g. `linux.resources.unified`.
     pub field: String,
 }
 
-impl std::fmt::Display for NotAnObject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is not an object; refusing to replace it", self.field)
-    }
+/// Why a bundle's `config.json` was not rewritten with the decided limits.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleProblem {
+    #[error(transparent)]
+    Config(#[from] crate::facts::oci::ConfigProblem),
+    #[error(transparent)]
+    NotAnObject(#[from] NotAnObject),
+    #[error(transparent)]
+    Shm(#[from] crate::sys::shm::ShmError),
+    #[error("cannot serialize: {0}")]
+    Serialize(#[source] serde_json::Error),
+    #[error("cannot write: {0}")]
+    Write(#[source] std::io::Error),
 }
-
-impl std::error::Error for NotAnObject {}
 
 fn check_objects(v: &Value, path: &[&str]) -> Result<(), NotAnObject> {
     let mut cur = v;

@@ -10,6 +10,7 @@
 pub mod discover;
 pub mod oci;
 pub mod pod;
+pub mod update;
 
 use std::collections::BTreeMap;
 
@@ -71,35 +72,18 @@ impl Requested {
 }
 
 /// Why the facts an entry point needs could not be learned.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FactsError {
     /// The runtime's state on stdin, or the bundle's `config.json`.
-    Oci(oci::OciError),
+    #[error(transparent)]
+    Oci(#[from] oci::OciError),
     /// The state names no process: the hook ran at the wrong stage.
+    #[error("the container state has no \"pid\": run cglimit as a createRuntime or prestart hook")]
     NoPid,
     /// The wrapper was given no `--bundle` and has no working directory.
-    NoBundle(std::io::Error),
+    #[error("no bundle: {0}")]
+    NoBundle(#[source] std::io::Error),
     /// An `update`'s request, or the container it names, could not be read.
-    Update(String),
-}
-
-impl std::fmt::Display for FactsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FactsError::Oci(e) => e.fmt(f),
-            FactsError::NoPid => f.write_str(
-                "the container state has no \"pid\": run cglimit as a createRuntime or prestart hook",
-            ),
-            FactsError::NoBundle(e) => write!(f, "no bundle: {e}"),
-            FactsError::Update(m) => write!(f, "update: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for FactsError {}
-
-impl From<oci::OciError> for FactsError {
-    fn from(e: oci::OciError) -> Self {
-        FactsError::Oci(e)
-    }
+    #[error("update: {0}")]
+    Update(#[from] update::UpdateError),
 }

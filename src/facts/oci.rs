@@ -7,7 +7,6 @@
 //! its runtime is newer than this crate.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -20,22 +19,38 @@ use crate::facts::{Facts, Requested};
 const MAX_STATE: u64 = 1 << 20;
 const MAX_CONFIG: u64 = 16 << 20;
 
-#[derive(Debug)]
+/// Why the runtime's state or the bundle's configuration could not be read.
+#[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    State(String),
-    Config { path: PathBuf, message: String },
+    #[error("malformed container state on stdin: {0}")]
+    State(&'static str),
+    #[error("malformed container state on stdin: {0}")]
+    StateRead(#[source] std::io::Error),
+    #[error("malformed container state on stdin: {0}")]
+    StateJson(#[source] serde_json::Error),
+    #[error("{}: {problem}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        problem: ConfigProblem,
+    },
 }
 
-impl fmt::Display for OciError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OciError::State(m) => write!(f, "malformed container state on stdin: {m}"),
-            OciError::Config { path, message } => write!(f, "{}: {message}", path.display()),
-        }
-    }
+/// What is wrong with a `config.json` (or another JSON document a runtime
+/// is given as a file).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("cannot open: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("larger than 16 MiB")]
+    TooLarge,
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("invalid config: {0}")]
+    Invalid(#[source] serde_json::Error),
 }
-
-impl std::error::Error for OciError {}
 
 /// Reads the state JSON a runtime writes to a hook's stdin.
 pub fn read_state(input: impl Read) -> Result<State, OciError> {
@@ -43,21 +58,21 @@ pub fn read_state(input: impl Read) -> Result<State, OciError> {
     input
         .take(MAX_STATE + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| OciError::State(e.to_string()))?;
+        .map_err(OciError::StateRead)?;
     if buf.len() as u64 > MAX_STATE {
-        return Err(OciError::State("larger than 1 MiB".into()));
+        return Err(OciError::State("larger than 1 MiB"));
     }
     if buf.iter().all(u8::is_ascii_whitespace) {
         return Err(OciError::State(
-            "empty input (a runtime passes the state JSON on stdin)".into(),
+            "empty input (a runtime passes the state JSON on stdin)",
         ));
     }
-    let state: State = serde_json::from_slice(&buf).map_err(|e| OciError::State(e.to_string()))?;
+    let state: State = serde_json::from_slice(&buf).map_err(OciError::StateJson)?;
     if state.id().is_empty() {
-        return Err(OciError::State("no \"id\"".into()));
+        return Err(OciError::State("no \"id\""));
     }
     if state.bundle().as_os_str().is_empty() {
-        return Err(OciError::State("no \"bundle\"".into()));
+        return Err(OciError::State("no \"bundle\""));
     }
     Ok(state)
 }
@@ -106,26 +121,26 @@ impl Config {
 /// Reads `BUNDLE/config.json`.
 pub fn read_config(bundle: &Path) -> Result<Config, OciError> {
     let path = bundle.join("config.json");
-    let err = |message: String| OciError::Config {
+    let err = |problem| OciError::Config {
         path: path.clone(),
-        message,
+        problem,
     };
     let buf = read_config_bytes(&path).map_err(err)?;
-    serde_json::from_slice(&buf).map_err(|e| err(format!("invalid JSON: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| err(ConfigProblem::Json(e)))
 }
 
 /// The bytes of a `config.json`, refusing one larger than 16 MiB (it is
 /// the container creator's input, and real ones are a few KiB).
-pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, ConfigProblem> {
+    let f = std::fs::File::open(path).map_err(ConfigProblem::Open)?;
     // Sized from the file's length: one read instead of a dozen doubling ones.
     let len = f.metadata().map(|m| m.len()).unwrap_or(0).min(MAX_CONFIG);
     let mut buf = Vec::with_capacity(len as usize + 1);
     f.take(MAX_CONFIG + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(ConfigProblem::Read)?;
     if buf.len() as u64 > MAX_CONFIG {
-        return Err("larger than 16 MiB".into());
+        return Err(ConfigProblem::TooLarge);
     }
     Ok(buf)
 }
@@ -206,6 +221,32 @@ pub fn bundle_facts(id: &str, config: &Config, cri: bool) -> Facts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_config_keeps_its_cause() {
+        use std::error::Error;
+        let dir = std::env::temp_dir().join(format!("cglimit-oci-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{\"ociVersion\": 1,").unwrap();
+        let e = read_config(&dir).unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "{}: invalid JSON: ",
+                dir.join("config.json").display()
+            )),
+            "{message}"
+        );
+        // The chain: the file's problem, then the parser's own error.
+        let problem = e.source().expect("the problem");
+        assert!(matches!(
+            problem.downcast_ref::<ConfigProblem>(),
+            Some(ConfigProblem::Json(_))
+        ));
+        let parser = problem.source().expect("the parser's error");
+        assert!(parser.downcast_ref::<serde_json::Error>().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn state_errors_are_clear() {

@@ -36,24 +36,15 @@ pub struct PolicySet {
 }
 
 /// Why no policy set could be had.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The files, or a directory on the way to them, could be changed by
     /// someone other than root or this user.
-    Untrusted(perms::Unsafe),
-    Invalid(PolicyErrors),
+    #[error("untrusted policy: {0}")]
+    Untrusted(#[source] perms::Unsafe),
+    #[error("invalid policy:\n{0}")]
+    Invalid(#[source] PolicyErrors),
 }
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Untrusted(e) => write!(f, "untrusted policy: {e}"),
-            LoadError::Invalid(e) => write!(f, "invalid policy:\n{e}"),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 impl From<files::OpenError> for LoadError {
     fn from(e: files::OpenError) -> Self {
@@ -255,4 +246,9 @@ impl fmt::Display for PolicyErrors {
     }
 }
 
-impl std::error::Error for PolicyErrors {}
+impl std::error::Error for PolicyErrors {
+    /// The first mistake; the message lists them all.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.first().map(|e| e as _)
+    }
+}

@@ -18,48 +18,40 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Why the engine could not be asked, or what it answered instead.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// `DOCKER_HOST` names something other than a unix socket.
+    #[error("DOCKER_HOST {0:?} is not a unix:// socket")]
     NotUnix(String),
+    #[error("cannot connect to {}: {source}", socket.display())]
     Connect {
         socket: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     /// Writing the request or reading the answer failed.
+    #[error("cannot {doing}: {source}")]
     Io {
         doing: &'static str,
+        #[source]
         source: std::io::Error,
     },
     /// No whole answer within the timeout.
+    #[error("the engine did not answer within {0:?}")]
     Late(Duration),
     /// The engine answered with an HTTP error.
+    #[error("the engine answered {status}: {body}")]
     Status { status: u16, body: String },
-    /// The answer is not HTTP or not the JSON expected.
+    /// The answer is not HTTP.
+    #[error("{0}")]
     Malformed(String),
+    /// The answer is not the JSON expected.
+    #[error("unexpected answer from the engine: {0}")]
+    Unexpected(#[source] serde_json::Error),
 }
-
-impl std::fmt::Display for EngineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EngineError::NotUnix(h) => write!(f, "DOCKER_HOST {h:?} is not a unix:// socket"),
-            EngineError::Connect { socket, source } => {
-                write!(f, "cannot connect to {}: {source}", socket.display())
-            }
-            EngineError::Io { doing, source } => write!(f, "cannot {doing}: {source}"),
-            EngineError::Late(t) => write!(f, "the engine did not answer within {t:?}"),
-            EngineError::Status { status, body } => {
-                write!(f, "the engine answered {status}: {body}")
-            }
-            EngineError::Malformed(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for EngineError {}
 
 fn unexpected(e: serde_json::Error) -> EngineError {
-    EngineError::Malformed(format!("unexpected answer from the engine: {e}"))
+    EngineError::Unexpected(e)
 }
 
 /// What the engine knows of a container.

@@ -19,12 +19,16 @@ use nix::sys::statvfs::FsFlags;
 /// is larger; returns the size it had when it was lowered. Remounting
 /// needs `CAP_SYS_ADMIN`, which the wrapper raises in its effective set for
 /// this one call (it is in the permitted set: [`super::privilege`]).
-pub fn hold_size(path: &Path, limit: u64) -> Result<Option<u64>, String> {
-    let fs = nix::sys::statfs::statfs(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn hold_size(path: &Path, limit: u64) -> Result<Option<u64>, ShmError> {
+    let stat = |source| ShmError::Stat {
+        path: path.to_path_buf(),
+        source,
+    };
+    let fs = nix::sys::statfs::statfs(path).map_err(stat)?;
     if fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC {
         return Ok(None);
     }
-    let v = nix::sys::statvfs::statvfs(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v = nix::sys::statvfs::statvfs(path).map_err(stat)?;
     let size = v.blocks() * v.fragment_size();
     if size <= limit {
         return Ok(None);
@@ -56,6 +60,28 @@ pub fn hold_size(path: &Path, limit: u64) -> Result<Option<u64>, String> {
             caps::Capability::CAP_SYS_ADMIN,
         );
     }
-    r.map_err(|e| format!("cannot lower {} to {limit} bytes: {e}", path.display()))?;
+    r.map_err(|source| ShmError::Remount {
+        path: path.to_path_buf(),
+        limit,
+        source,
+    })?;
     Ok(Some(size))
+}
+
+/// Why a shared memory mount could not be held to a limit.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    #[error("{}: {source}", path.display())]
+    Stat {
+        path: std::path::PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot lower {} to {limit} bytes: {source}", path.display())]
+    Remount {
+        path: std::path::PathBuf,
+        limit: u64,
+        #[source]
+        source: nix::Error,
+    },
 }

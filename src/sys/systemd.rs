@@ -58,36 +58,25 @@ pub fn properties(limits: &Limits, unified: bool, swap: bool) -> Vec<(&'static s
 }
 
 /// Why the limits could not be made the unit's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// The system bus or systemd could not be reached.
-    Unreachable(String),
+    #[error("cannot reach systemd: {0}")]
+    Unreachable(#[source] zbus::Error),
+    /// No thread to wait on systemd with.
+    #[error("cannot reach systemd: {0}")]
+    NoThread(#[source] std::io::Error),
     /// systemd puts the process in another unit (or none): the cgroup only
     /// looks like a unit's.
+    #[error("systemd does not place the container in {unit} ({found})")]
     OtherUnit { unit: String, found: String },
     /// systemd refused the properties.
-    Refused(String),
+    #[error("systemd refused the unit's properties: {0}")]
+    Refused(#[source] zbus::Error),
     /// No answer within the bound.
+    #[error("systemd did not answer within {0:?}")]
     Timeout(Duration),
 }
-
-impl std::fmt::Display for PersistError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PersistError::Unreachable(e) => write!(f, "cannot reach systemd: {e}"),
-            PersistError::OtherUnit { unit, found } => {
-                write!(
-                    f,
-                    "systemd does not place the container in {unit} ({found})"
-                )
-            }
-            PersistError::Refused(e) => write!(f, "systemd refused the unit's properties: {e}"),
-            PersistError::Timeout(t) => write!(f, "systemd did not answer within {t:?}"),
-        }
-    }
-}
-
-impl std::error::Error for PersistError {}
 
 /// Makes `properties` the runtime properties of `unit`, after systemd
 /// confirmed that `pid` is in it; gives up after `timeout`.
@@ -106,7 +95,7 @@ pub fn persist(
         .spawn(move || {
             let _ = tx.send(exchange(&unit_owned, pid, &properties, timeout));
         })
-        .map_err(|e| PersistError::Unreachable(e.to_string()))?;
+        .map_err(PersistError::NoThread)?;
     rx.recv_timeout(timeout)
         .unwrap_or(Err(PersistError::Timeout(timeout)))
 }
@@ -121,7 +110,7 @@ fn exchange(
     properties: &[(&'static str, u64)],
     timeout: Duration,
 ) -> Result<(), PersistError> {
-    let unreachable = |e: zbus::Error| PersistError::Unreachable(e.to_string());
+    let unreachable = PersistError::Unreachable;
     let conn = zbus::blocking::connection::Builder::system()
         .and_then(|b| b.method_timeout(timeout).build())
         .map_err(unreachable)?;
@@ -155,7 +144,7 @@ fn exchange(
         "SetUnitProperties",
         &(unit, true, props),
     )
-    .map_err(|e| PersistError::Refused(e.to_string()))?;
+    .map_err(PersistError::Refused)?;
     Ok(())
 }
 

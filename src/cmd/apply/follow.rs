@@ -185,9 +185,13 @@ pub fn is_cglimit(path: &str) -> bool {
 }
 
 /// The runtime a container started with when that is not cglimit's.
-fn bypassed(socket: &Path, id: &str, timeout: Duration) -> Result<Option<String>, String> {
-    let runtime = engine::runtime_of(socket, id, timeout).map_err(|e| e.to_string())?;
-    let (runtimes, default) = engine::runtimes(socket, timeout).map_err(|e| e.to_string())?;
+fn bypassed(
+    socket: &Path,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<String>, engine::EngineError> {
+    let runtime = engine::runtime_of(socket, id, timeout)?;
+    let (runtimes, default) = engine::runtimes(socket, timeout)?;
     let name = if runtime.is_empty() { default } else { runtime };
     // dockerd's built-in runtimes are not in its list with a path.
     let path = runtimes.get(&name).map(PathBuf::from).unwrap_or_default();

@@ -14,14 +14,14 @@ use serde::Serialize;
 
 use crate::cgroup::{self, Hierarchy, Snapshot};
 use crate::cli::ApplyArgs;
-use crate::cmd::watch::journal::{self, Event, Who};
 use crate::decision::{Decision, Limits, Verdict};
 use crate::enforce::OnError;
-use crate::enforce::{Failure, InCgroup, Run, Written};
+use crate::enforce::{EngineFailure, Failure, InCgroup, Run, Written};
 use crate::facts::discover::{self, Problem, Source, Target};
 use crate::policy::{LoadError, PolicySet};
 use crate::record;
 use crate::record::Source as RecordSource;
+use crate::record::journal::{self, Event, Who};
 use crate::size::Limit;
 use crate::sys::engine;
 
@@ -415,9 +415,7 @@ fn write(args: &ApplyArgs, t: &Target, l: &Limits, engine: bool) -> Result<Writt
         && engine
     {
         if l.memory == Limit::Unlimited {
-            return Err(Failure::Engine(
-                "the engine cannot remove a memory limit through an update; left as is".into(),
-            ));
+            return Err(EngineFailure::CannotUnlimit.into());
         }
         // v1: the engine's reservation is the soft limit, i.e. `high`.
         let reservation = match (&t.dir.hierarchy, l.high) {
@@ -432,7 +430,7 @@ fn write(args: &ApplyArgs, t: &Target, l: &Limits, engine: bool) -> Result<Writt
             reservation,
             std::time::Duration::from_secs(10),
         )
-        .map_err(|e| Failure::Engine(format!("the engine refused the update: {e}")))?;
+        .map_err(|e| Failure::from(EngineFailure::Refused(e)))?;
     }
     // The rest (memory.high on v2; everything for non-engine containers).
     InCgroup {

@@ -7,6 +7,8 @@
 //! id, so the flags that take a value are listed here; any other flag is
 //! taken as a switch.
 
+use crate::facts::update::ArgumentError;
+
 /// runc's and crun's global options that take a value.
 const GLOBAL_VALUED: &[&str] = &[
     "log",
@@ -134,7 +136,7 @@ pub struct UpdateArgs {
     pub help: bool,
     /// What the runtime would refuse (an unknown or ambiguous option, a
     /// missing value, a second container id).
-    pub error: Option<String>,
+    pub error: Option<ArgumentError>,
     /// Where the verb's arguments start in the runtime's argv.
     pub flags_start: usize,
 }
@@ -319,7 +321,7 @@ fn create_option(name: &str) -> Option<&'static str> {
 
 /// The long option `name` abbreviates: itself, or the one option it is a
 /// unique prefix of.
-fn long_option(name: &str) -> Result<&'static str, String> {
+fn long_option(name: &str) -> Result<&'static str, ArgumentError> {
     let all = UPDATE_FLAGS.iter().chain(UPDATE_HELP);
     if let Some(f) = all.clone().find(|f| **f == name) {
         return Ok(f);
@@ -327,8 +329,8 @@ fn long_option(name: &str) -> Result<&'static str, String> {
     let mut matches = all.filter(|f| f.starts_with(name));
     match (matches.next(), matches.next()) {
         (Some(f), None) => Ok(f),
-        (Some(_), Some(_)) => Err(format!("option --{name} is ambiguous")),
-        _ => Err(format!("unknown option --{name}")),
+        (Some(_), Some(_)) => Err(ArgumentError::Ambiguous(name.to_string())),
+        _ => Err(ArgumentError::Unknown(format!("--{name}"))),
     }
 }
 
@@ -343,7 +345,7 @@ fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs 
     };
     let mut ids = Vec::new();
     let mut options_end = false;
-    let fail = |u: &mut UpdateArgs, m: String| {
+    let fail = |u: &mut UpdateArgs, m: ArgumentError| {
         u.error.get_or_insert(m);
     };
     while i < args.len() {
@@ -381,7 +383,7 @@ fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs 
                     (!rest.is_empty()).then(|| rest.to_string()),
                 )
             } else {
-                (Err(format!("unknown option {a}")), None)
+                (Err(ArgumentError::Unknown(a.clone())), None)
             }
         };
         let name = match name {
@@ -403,7 +405,7 @@ fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs 
                     v.clone()
                 }
                 None => {
-                    fail(&mut u, format!("option --{name} needs a value"));
+                    fail(&mut u, ArgumentError::NoValue(name));
                     continue;
                 }
             },
@@ -411,10 +413,7 @@ fn update(args: &[String], mut i: usize, id: &mut Option<String>) -> UpdateArgs 
         u.flags.push((name, value));
     }
     if ids.len() > 1 {
-        fail(
-            &mut u,
-            format!("one container id expected, got {}: {ids:?}", ids.len()),
-        );
+        fail(&mut u, ArgumentError::Ids(ids.clone()));
     }
     *id = ids.into_iter().next();
     u

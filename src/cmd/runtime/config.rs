@@ -47,11 +47,37 @@ pub struct FileConfig {
     pub creates_by_hook: Option<bool>,
 }
 
+/// Why the wrapper's configuration could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("untrusted config: {0}")]
+    Untrusted(#[source] crate::policy::perms::Unsafe),
+    /// Where the YAML is wrong (`:LINE:COLUMN`), and what the parser said.
+    #[error("{}{at}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        at: String,
+        message: String,
+    },
+    #[error("{0} needs a value")]
+    NoValue(String),
+    #[error("--on-error {0:?}: use deny or allow")]
+    OnError(String),
+    #[error(transparent)]
+    Duration(#[from] crate::time::TimeError),
+}
+
 /// Reads the file; a missing default file is an empty configuration, a
 /// missing explicit one is an error. The file names the binary the wrapper
 /// runs as root, so one that others could change is refused unless
 /// `insecure` (`--insecure-policy-perms`) says otherwise.
-pub fn load(path: Option<&Path>, insecure: bool) -> Result<FileConfig, String> {
+pub fn load(path: Option<&Path>, insecure: bool) -> Result<FileConfig, ConfigError> {
     let from_env = std::env::var_os(ENV).map(PathBuf::from);
     let (path, explicit) = match (path, &from_env) {
         (Some(p), _) => (p, true),
@@ -63,21 +89,27 @@ pub fn load(path: Option<&Path>, insecure: bool) -> Result<FileConfig, String> {
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(FileConfig::default());
         }
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     if !insecure {
-        crate::policy::perms::check_file(path).map_err(|e| format!("untrusted config: {e}"))?;
+        crate::policy::perms::check_file(path).map_err(ConfigError::Untrusted)?;
     }
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
     let options = serde_saphyr::options! { strict_booleans: true };
-    serde_saphyr::from_str_with_options(&text, options).map_err(|e| {
-        let loc = e
+    serde_saphyr::from_str_with_options(&text, options).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        at: e
             .location()
             .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        format!("{}{loc}: {}", path.display(), e.without_snippet())
+            .unwrap_or_default(),
+        message: e.without_snippet().to_string(),
     })
 }
 
@@ -127,7 +159,7 @@ mod tests {
         assert_eq!(c.on_error, Some(OnError::Allow));
         assert_eq!(c.engine_timeout.as_deref(), Some("100ms"));
         std::fs::write(&p, "policyDir: /p\nruntme: runc\n").unwrap();
-        let e = load(Some(&p), false).unwrap_err();
+        let e = load(Some(&p), false).unwrap_err().to_string();
         assert!(e.contains(":2:") && e.contains("runtme"), "{e}");
         assert!(load(Some(&dir.join("missing.yaml")), false).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -197,10 +197,10 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
     });
     // crun reads `--config` instead of config.json when it is given.
     let path = bundle.join(r.config.as_deref().unwrap_or("config.json"));
-    let bundle_err = |message: String| {
+    let bundle_err = |problem| {
         Failure::Facts(FactsError::Oci(oci::OciError::Config {
             path: path.clone(),
-            message,
+            problem,
         }))
     };
     // The engine's answer is the longest wait of a create: ask first, and
@@ -214,11 +214,11 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         }
     };
     let parsed = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .map_err(|e| bundle_err(format!("invalid JSON: {e}")))
+        .map_err(|e| bundle_err(oci::ConfigProblem::Json(e)))
         .and_then(|tree| {
             <oci::Config as serde::Deserialize>::deserialize(&tree)
                 .map(|narrow| (tree, narrow))
-                .map_err(|e| bundle_err(format!("invalid config: {e}")))
+                .map_err(|e| bundle_err(oci::ConfigProblem::Invalid(e)))
         });
     let (mut tree, narrow) = match parsed {
         Ok(x) => x,
@@ -247,9 +247,9 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
     let id = run.facts.id.clone();
     let mut notes = Vec::new();
     run.enforce(&policies, |limits: &Limits| {
-        let err = |message: String| Failure::Bundle {
+        let err = |problem: spec::BundleProblem| Failure::Bundle {
             path: path.clone(),
-            message,
+            problem,
         };
         if let Limit::Bytes(limit) = limits.memory {
             for c in spec::hold_tmpfs(&mut tree, limit, host_memory) {
@@ -263,7 +263,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
             }
             for src in spec::own_shared_shm(&tree, &id) {
                 if let Some(was) =
-                    crate::sys::shm::hold_size(Path::new(&src), limit).map_err(err)?
+                    crate::sys::shm::hold_size(Path::new(&src), limit).map_err(|e| err(e.into()))?
                 {
                     notes.push(format!(
                         "shared /dev/shm held to the memory limit (size was {})",
@@ -276,7 +276,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         if !host.swap {
             log::info!("no swap accounting in this kernel: swap not limited");
         }
-        spec::set_limits(&mut tree, limits, host).map_err(|e| err(e.to_string()))?;
+        spec::set_limits(&mut tree, limits, host).map_err(|e| err(e.into()))?;
         if let Ok(exe) = std::env::current_exe() {
             spec::add_unit_hook(
                 &mut tree,
@@ -286,12 +286,13 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
                 o.log_file.as_deref(),
                 o.state_dir.as_deref(),
             )
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         }
         // Sized as the file read: no regrowth while serializing.
         let mut out = Vec::with_capacity(bytes.len() + 512);
-        serde_json::to_writer(&mut out, &tree).map_err(|e| err(e.to_string()))?;
-        spec::write_atomically(&path, &out).map_err(|e| err(format!("cannot write: {e}")))?;
+        serde_json::to_writer(&mut out, &tree)
+            .map_err(|e| err(spec::BundleProblem::Serialize(e)))?;
+        spec::write_atomically(&path, &out).map_err(|e| err(spec::BundleProblem::Write(e)))?;
         Ok(Written::default())
     });
     if let Some(d) = run.decision.as_mut() {

@@ -101,10 +101,10 @@ pub fn fallback(flags: &[(&str, Option<&str>)]) -> Options {
     }
 }
 
-pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
+pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, config::ConfigError> {
     let takes_value = |name: &str| FLAGS.iter().any(|(n, v)| *n == name && *v);
     if let Some((name, _)) = flags.iter().find(|(n, v)| v.is_none() && takes_value(n)) {
-        return Err(format!("{name} needs a value"));
+        return Err(config::ConfigError::NoValue(name.to_string()));
     }
     let config_path = flags
         .iter()
@@ -144,7 +144,7 @@ pub fn options(flags: &[(&str, Option<&str>)]) -> Result<Options, String> {
                 o.on_error = match v {
                     "deny" => OnError::Deny,
                     "allow" => OnError::Allow,
-                    _ => return Err(format!("--on-error {v:?}: use deny or allow")),
+                    _ => return Err(config::ConfigError::OnError(v.to_string())),
                 }
             }
             "--log-file" => o.log_file = Some(v.into()),
@@ -199,6 +199,7 @@ mod tests {
         assert!(
             options(&f)
                 .unwrap_err()
+                .to_string()
                 .contains("--policy-dir needs a value")
         );
     }

@@ -21,6 +21,7 @@
 //! the decision. What runc and crun apply is then what was decided and
 //! recorded, whatever spelling the caller chose.
 
+use crate::facts::update::ResourcesError;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -238,22 +239,22 @@ fn field<'a>(fields: &'a [Field], key: &str) -> Option<&'a Field> {
 /// object with exact field names, each once. An error where runc's
 /// decoder fails (a type that does not fit, a number out of range); the
 /// first such error, as Go reports the earliest.
-pub fn decode(bytes: &[u8]) -> Result<Value, String> {
+pub fn decode(bytes: &[u8]) -> Result<Value, ResourcesError> {
     let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Raw>();
     let raw = match stream.next() {
         Some(Ok(r)) => r,
-        Some(Err(e)) => return Err(format!("the resources are not JSON: {e}")),
-        None => return Err("the resources are empty".into()),
+        Some(Err(e)) => return Err(ResourcesError::NotJson(e)),
+        None => return Err(ResourcesError::Empty),
     };
     let mut out = Value::Object(Map::new());
     let mut first_error = None;
     match &raw {
         Raw::Null => {}
         Raw::Object(_) => into_struct(&raw, RESOURCES, &mut out, "", &mut first_error),
-        _ => return Err("the resources are not a JSON object".into()),
+        _ => return Err(ResourcesError::NotObject),
     }
     match first_error {
-        Some(e) => Err(e),
+        Some(e) => Err(ResourcesError::Decode(e)),
         None => Ok(out),
     }
 }
@@ -474,7 +475,9 @@ mod tests {
         ] {
             assert!(decode(bad.as_bytes()).is_err(), "{bad}");
         }
-        let e = decode(br#"{"memory":{"limit":"1g"}}"#).unwrap_err();
+        let e = decode(br#"{"memory":{"limit":"1g"}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("memory.limit"), "{e}");
     }
 

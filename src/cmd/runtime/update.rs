@@ -15,6 +15,7 @@
 //! current limits are the request, held within the policy's bounds, and
 //! the memory fields are sent only when the policy changes them.
 
+use crate::facts::update::{ResourcesError, UpdateError};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -112,13 +113,13 @@ pub fn decide(o: &Options, r: &RuncArgs, raw: &[OsString]) -> Option<Decided> {
     }
     let mut run = Run::new(Source::Update, Default::default());
     run.facts.id = r.id.clone().unwrap_or_default();
-    let bad = |m: String| Failure::Facts(FactsError::Update(m));
+    let bad = |e: UpdateError| Failure::Facts(FactsError::Update(e));
     if let Some(e) = &u.error {
-        run.fail(bad(e.clone()));
+        run.fail(bad(e.clone().into()));
         return Some((Some(run), None));
     }
     if r.id.is_none() {
-        run.fail(bad("no container id".into()));
+        run.fail(bad(UpdateError::NoId));
         return Some((Some(run), None));
     }
     let mut request = match read_input(u) {
@@ -241,7 +242,7 @@ fn current_request(dir: &crate::cgroup::CgroupDir) -> Result<crate::facts::Reque
 
 /// Reads the request from stdin, its file, or the flags.
 fn read_input(u: &UpdateArgs) -> Result<Request, Failure> {
-    let bad = |message: String| Failure::Facts(FactsError::Update(message));
+    let bad = |e: UpdateError| Failure::Facts(FactsError::Update(e));
     let bytes = match u.get("resources") {
         None => None,
         Some("-") => {
@@ -250,14 +251,17 @@ fn read_input(u: &UpdateArgs) -> Result<Request, Failure> {
                 .lock()
                 .take(1 << 20)
                 .read_to_end(&mut b)
-                .map_err(|e| bad(format!("cannot read the resources on stdin: {e}")))?;
+                .map_err(|e| bad(UpdateError::Stdin(e)))?;
             Some(b)
         }
-        Some(file) => {
-            Some(oci::read_config_bytes(Path::new(file)).map_err(|e| bad(format!("{file}: {e}")))?)
-        }
+        Some(file) => Some(oci::read_config_bytes(Path::new(file)).map_err(|problem| {
+            bad(UpdateError::File {
+                file: file.to_string(),
+                problem,
+            })
+        })?),
     };
-    request(u, bytes.as_deref()).map_err(bad)
+    request(u, bytes.as_deref()).map_err(|e| bad(e.into()))
 }
 
 /// Options that `--resources` does not replace: runc reads them beside it.
@@ -265,7 +269,7 @@ const BESIDE_RESOURCES: &[&str] = &["l3-cache-schema", "mem-bw-schema"];
 
 /// The request of an update, from its `--resources` document (`resources`
 /// holds its bytes) or its flags, as the runtime reads them.
-pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Request, String> {
+pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Request, ResourcesError> {
     let extra: Vec<(&'static str, String)> = u
         .flags
         .iter()
@@ -292,21 +296,22 @@ pub fn request(u: &UpdateArgs, resources: Option<&[u8]>) -> Result<Request, Stri
 }
 
 /// The resources document that runc builds from `update`'s flags.
-fn from_flags(u: &UpdateArgs) -> Result<serde_json::Value, String> {
+fn from_flags(u: &UpdateArgs) -> Result<serde_json::Value, ResourcesError> {
     use serde_json::{Value, json};
     let mut doc = json!({});
     let mut put = |obj: &str, key: &str, v: Value| {
         doc[obj][key] = v;
     };
-    let uint = |flag: &str, v: &str| -> Result<Value, String> {
+    let number = |flag, source| ResourcesError::Number { flag, source };
+    let uint = |flag: &'static str, v: &str| -> Result<Value, ResourcesError> {
         v.parse::<u64>()
             .map(Value::from)
-            .map_err(|e| format!("invalid value for {flag}: {e}"))
+            .map_err(|e| number(flag, e))
     };
-    let int = |flag: &str, v: &str| -> Result<Value, String> {
+    let int = |flag: &'static str, v: &str| -> Result<Value, ResourcesError> {
         v.parse::<i64>()
             .map(Value::from)
-            .map_err(|e| format!("invalid value for {flag}: {e}"))
+            .map_err(|e| number(flag, e))
     };
     for (flag, obj, key) in [
         ("cpu-burst", "cpu", "burst"),
@@ -333,9 +338,7 @@ fn from_flags(u: &UpdateArgs) -> Result<serde_json::Value, String> {
         }
     }
     if let Some(v) = u.get("blkio-weight") {
-        let w = v
-            .parse::<u16>()
-            .map_err(|e| format!("invalid value for blkio-weight: {e}"))?;
+        let w = v.parse::<u16>().map_err(|e| number("blkio-weight", e))?;
         if w != 0 {
             put("blockIO", "weight", w.into());
         }
@@ -349,9 +352,14 @@ fn from_flags(u: &UpdateArgs) -> Result<serde_json::Value, String> {
         ("memory-reservation", "reservation"),
     ] {
         if let Some(v) = u.get(flag) {
-            let bytes = size::parse_limit(v)
-                .map(Limit::to_oci)
-                .map_err(|e| format!("--{flag} {v:?}: {e}"))?;
+            let bytes =
+                size::parse_limit(v)
+                    .map(Limit::to_oci)
+                    .map_err(|source| ResourcesError::Size {
+                        flag,
+                        value: v.to_string(),
+                        source,
+                    })?;
             put("memory", key, bytes.into());
         }
     }
@@ -386,7 +394,8 @@ fn bundle_of(
     root: Option<&str>,
     id: &str,
 ) -> Result<(PathBuf, Option<i32>), Failure> {
-    let bad = |message: String| Failure::Facts(FactsError::Update(message));
+    let bad = |e: UpdateError| Failure::Facts(FactsError::Update(e));
+    let (name, id_) = (runtime.to_string(), id.to_string());
     let mut c = std::process::Command::new(runtime);
     if let Some(root) = root {
         c.args(["--root", root]);
@@ -395,15 +404,26 @@ fn bundle_of(
         .args(["state", "--", id])
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| bad(format!("cannot run {runtime} state: {e}")))?;
+        .map_err(|source| {
+            bad(UpdateError::RunState {
+                runtime: name.clone(),
+                source,
+            })
+        })?;
     if !out.status.success() {
-        return Err(bad(format!(
-            "{runtime} state {id}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(bad(UpdateError::StateFailed {
+            runtime: name,
+            id: id_,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }));
     }
-    let state: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| bad(format!("{runtime} state {id}: {e}")))?;
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|source| {
+        bad(UpdateError::StateJson {
+            runtime: name.clone(),
+            id: id_.clone(),
+            source,
+        })
+    })?;
     let pid = state["pid"]
         .as_i64()
         .and_then(|p| i32::try_from(p).ok())
@@ -411,7 +431,12 @@ fn bundle_of(
     state["bundle"]
         .as_str()
         .map(|b| (PathBuf::from(b), pid))
-        .ok_or_else(|| bad(format!("{runtime} state {id} names no bundle")))
+        .ok_or_else(|| {
+            bad(UpdateError::NoBundle {
+                runtime: name,
+                id: id_,
+            })
+        })
 }
 
 /// The update the runtime gets: `GLOBALS update --resources - [RDT

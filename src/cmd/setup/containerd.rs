@@ -10,7 +10,7 @@
 //! which belong to their shims, keep running).
 
 use super::plan::{Step, read_config};
-use super::{DEFAULT_CONFIG, wrapper_steps};
+use super::{ConfigProblem, DEFAULT_CONFIG, SetupError, wrapper_steps};
 use crate::cli::SetupArgs;
 use std::path::{Path, PathBuf};
 
@@ -31,29 +31,29 @@ pub struct Merged {
 /// The CRI plugin's table for a configuration version: version 2 (containerd
 /// 1.x) keeps the runtimes under the gRPC plugin, version 3 (2.x) under the
 /// runtime plugin.
-fn cri_plugin(version: i64) -> Result<&'static str, String> {
+fn cri_plugin(version: i64) -> Result<&'static str, ConfigProblem> {
     match version {
         2 => Ok("io.containerd.grpc.v1.cri"),
         3 => Ok("io.containerd.cri.v1.runtime"),
-        v => Err(format!(
+        v => Err(ConfigProblem::Layout(format!(
             "`version = {v}`: setup edits version 2 (containerd 1.x) and 3 (2.x) configurations"
-        )),
+        ))),
     }
 }
 
-fn parse(text: &str) -> Result<(DocumentMut, i64), String> {
-    let doc: DocumentMut = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+fn parse(text: &str) -> Result<(DocumentMut, i64), ConfigProblem> {
+    let doc: DocumentMut = text.parse().map_err(ConfigProblem::Toml)?;
     let version = match doc.get("version") {
         Some(v) => v
             .as_integer()
-            .ok_or_else(|| "`version` is not a number".to_string())?,
+            .ok_or_else(|| ConfigProblem::Layout("`version` is not a number".into()))?,
         None if doc.is_empty() => 2,
         None => {
-            return Err(
+            return Err(ConfigProblem::Layout(
                 "no `version` key: a version 1 configuration, which setup does not edit; \
                  convert it to version 2 (`containerd config default` shows the layout)"
                     .into(),
-            );
+            ));
         }
     };
     cri_plugin(version)?;
@@ -86,7 +86,7 @@ fn default_runtime(containerd: &Table) -> String {
 
 /// `plugins.<CRI>.containerd`, created (as implicit tables, so no empty
 /// headers appear) where missing.
-fn containerd_table(doc: &mut DocumentMut, version: i64) -> Result<&mut Table, String> {
+fn containerd_table(doc: &mut DocumentMut, version: i64) -> Result<&mut Table, ConfigProblem> {
     let plugin = cri_plugin(version)?;
     let mut t = doc.as_table_mut();
     for key in ["plugins", plugin, "containerd"] {
@@ -97,7 +97,7 @@ fn containerd_table(doc: &mut DocumentMut, version: i64) -> Result<&mut Table, S
         }
         t = t[key]
             .as_table_mut()
-            .ok_or_else(|| format!("`{key}` is not a table"))?;
+            .ok_or_else(|| ConfigProblem::Layout(format!("`{key}` is not a table")))?;
     }
     Ok(t)
 }
@@ -113,7 +113,7 @@ pub fn merge_config(
     binary: &Path,
     make_default: bool,
     force: bool,
-) -> Result<Merged, String> {
+) -> Result<Merged, ConfigProblem> {
     let text = before.unwrap_or("");
     let (mut doc, version) = parse(text)?;
     let mut changed = false;
@@ -144,7 +144,7 @@ pub fn merge_config(
     }
     let runtimes = ctd["runtimes"]
         .as_table_mut()
-        .ok_or("`runtimes` is not a table")?;
+        .ok_or_else(|| ConfigProblem::Layout("`runtimes` is not a table".into()))?;
     let binary_str = binary.display().to_string();
     let current = runtimes.get(handler).map(|h| {
         (
@@ -168,10 +168,10 @@ pub fn merge_config(
     match current {
         Some(c) if c == wanted => {}
         Some((_, bin, _)) if !force => {
-            return Err(format!(
+            return Err(ConfigProblem::Layout(format!(
                 "runtime handler {handler:?} already exists (BinaryName {}); --force replaces it",
                 bin.as_deref().unwrap_or("unset")
-            ));
+            )));
         }
         _ => {
             let mut h = Table::new();
@@ -189,9 +189,9 @@ pub fn merge_config(
     if make_default && default_name != handler {
         let explicit = ctd.get("default_runtime_name").is_some();
         if explicit && default_name != "runc" && !force {
-            return Err(format!(
+            return Err(ConfigProblem::Layout(format!(
                 "`default_runtime_name` is already {default_name:?} (--force makes it {handler:?})"
-            ));
+            )));
         }
         ctd.insert("default_runtime_name", value(handler));
         changed = true;
@@ -213,7 +213,7 @@ pub struct Wiring {
     pub cri_disabled: bool,
 }
 
-pub fn wiring(text: &str) -> Result<Wiring, String> {
+pub fn wiring(text: &str) -> Result<Wiring, ConfigProblem> {
     let (mut doc, version) = parse(text)?;
     let mut w = Wiring {
         cri_disabled: cri_disabled(&doc),
@@ -253,7 +253,7 @@ pub fn wiring(text: &str) -> Result<Wiring, String> {
 }
 
 /// containerd reads its configuration only when it starts.
-pub(super) fn restart_containerd(restart: bool) -> Result<(), String> {
+pub(super) fn restart_containerd(restart: bool) -> Result<(), SetupError> {
     if !restart {
         println!(
             "restart containerd to load the handler (running containers keep running): systemctl restart containerd"
@@ -263,11 +263,16 @@ pub(super) fn restart_containerd(restart: bool) -> Result<(), String> {
     let st = std::process::Command::new("systemctl")
         .args(["restart", "containerd"])
         .status()
-        .map_err(|e| format!("cannot run systemctl restart containerd: {e}"))?;
+        .map_err(|source| SetupError::Spawn {
+            command: "systemctl restart containerd",
+            source,
+        })?;
     if !st.success() {
-        return Err(format!(
-            "systemctl restart containerd failed ({st}): see journalctl -u containerd"
-        ));
+        return Err(SetupError::Failed {
+            command: "systemctl restart containerd",
+            status: st,
+            hint: "see journalctl -u containerd",
+        });
     }
     println!("containerd restarted");
     Ok(())
@@ -277,7 +282,7 @@ pub(super) fn containerd_steps(
     args: &SetupArgs,
     exe: &Path,
     steps: &mut Vec<Step>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let link = wrapper_steps(args, exe, steps)?;
     if args.config != Path::new(DEFAULT_CONFIG) {
         eprintln!(
@@ -290,12 +295,12 @@ pub(super) fn containerd_steps(
     let before = read_config(path)?;
     let text = match &before {
         Some(b) => Some(
-            std::str::from_utf8(b).map_err(|_| format!("{}: not UTF-8 text", path.display()))?,
+            std::str::from_utf8(b).map_err(|_| SetupError::config(path)(ConfigProblem::Utf8))?,
         ),
         None => None,
     };
     let merged = merge_config(text, &args.handler, &link, args.default, args.force)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(SetupError::config(path))?;
     for w in &merged.warnings {
         eprintln!("warning: {}: {w}", path.display());
     }
@@ -365,7 +370,9 @@ mod tests {
     #[test]
     fn conflicts_and_bad_files_are_refused() {
         let theirs = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.cglimit.options]\n  BinaryName = \"/opt/other\"\n";
-        let e = merge_config(Some(theirs), "cglimit", Path::new("/b"), false, false).unwrap_err();
+        let e = merge_config(Some(theirs), "cglimit", Path::new("/b"), false, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already exists (BinaryName /opt/other)"), "{e}");
         assert!(
             merge_config(Some(theirs), "cglimit", Path::new("/b"), false, true)
@@ -374,13 +381,16 @@ mod tests {
                 .is_some()
         );
         let nvidia = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"nvidia\"\n";
-        let e = merge_config(Some(nvidia), "cglimit", Path::new("/b"), true, false).unwrap_err();
+        let e = merge_config(Some(nvidia), "cglimit", Path::new("/b"), true, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`default_runtime_name` is already \"nvidia\""),
             "{e}"
         );
-        let e =
-            merge_config(Some("root = \"/x\"\n"), "c", Path::new("/b"), false, false).unwrap_err();
+        let e = merge_config(Some("root = \"/x\"\n"), "c", Path::new("/b"), false, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("version 1"), "{e}");
         let e = merge_config(
             Some("version = 2\n[plugins\n"),
@@ -389,7 +399,8 @@ mod tests {
             false,
             false,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("not TOML") && e.contains("line 2"), "{e}");
         let w = merge_config(
             Some("version = 2\ndisabled_plugins = [\"cri\"]\n"),

@@ -34,12 +34,12 @@ pub(super) fn docker_steps(
     args: &SetupArgs,
     exe: &Path,
     steps: &mut Vec<Step>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let link = wrapper_steps(args, exe, steps)?;
     let before = read_config(&args.daemon_json)?;
     let config = (args.config != Path::new(DEFAULT_CONFIG)).then_some(args.config.as_path());
     let after = merge_daemon_json(before.as_deref(), &link, config, args.force)
-        .map_err(|e| format!("{}: {e}", args.daemon_json.display()))?;
+        .map_err(SetupError::config(&args.daemon_json))?;
     if let Some(after) = after {
         steps.push(Step::Edit {
             path: args.daemon_json.clone(),
@@ -59,15 +59,16 @@ pub fn merge_daemon_json(
     runtime: &Path,
     config: Option<&Path>,
     force: bool,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ConfigProblem> {
+    let layout = |m: String| ConfigProblem::Layout(m);
     let mut v: Value = match before {
         Some(b) if !b.iter().all(u8::is_ascii_whitespace) => {
-            serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))?
+            serde_json::from_slice(b).map_err(ConfigProblem::Json)?
         }
         _ => Value::Object(Default::default()),
     };
     let Some(top) = v.as_object_mut() else {
-        return Err("not a JSON object".into());
+        return Err(layout("not a JSON object".into()));
     };
     let mut entry = serde_json::json!({"path": runtime.display().to_string()});
     if let Some(c) = config {
@@ -77,15 +78,15 @@ pub fn merge_daemon_json(
         .entry("runtimes")
         .or_insert_with(|| Value::Object(Default::default()));
     let Some(runtimes) = runtimes.as_object_mut() else {
-        return Err("`runtimes` is not an object".into());
+        return Err(layout("`runtimes` is not an object".into()));
     };
     let mut changed = false;
     match runtimes.get("cglimit") {
         Some(old) if *old == entry => {}
         Some(old) if !force => {
-            return Err(format!(
+            return Err(layout(format!(
                 "`runtimes.cglimit` is already {old} (--force replaces it)"
-            ));
+            )));
         }
         _ => {
             runtimes.insert("cglimit".into(), entry);
@@ -95,9 +96,9 @@ pub fn merge_daemon_json(
     match top.get("default-runtime").and_then(Value::as_str) {
         Some("cglimit") => {}
         Some(other) if !force => {
-            return Err(format!(
+            return Err(layout(format!(
                 "`default-runtime` is already {other:?} (--force makes it cglimit)"
-            ));
+            )));
         }
         _ => {
             top.insert("default-runtime".into(), "cglimit".into());
@@ -113,20 +114,20 @@ pub(super) fn reload_docker(
     docker_host: Option<&str>,
     daemon_json: &Path,
     expect_cglimit: bool,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     use crate::sys::engine;
-    let socket = engine::socket_path(docker_host).map_err(|e| e.to_string())?;
+    let socket = engine::socket_path(docker_host)?;
     let pid = dockerd_pid(&socket, daemon_json).ok_or_else(|| {
-        format!(
+        SetupError::NoDockerd(format!(
             "cannot find dockerd's pid (neither the process answering on {} nor a pidfile is dockerd); reload it yourself: kill -HUP $(pidof dockerd)",
             socket.display()
-        )
+        ))
     })?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGHUP,
     )
-    .map_err(|e| format!("cannot signal dockerd (pid {pid}): {e}"))?;
+    .map_err(|source| SetupError::Signal { pid, source })?;
     let t = Instant::now();
     loop {
         let (registered, default) = docker_runtime(&socket)?;
@@ -134,9 +135,11 @@ pub(super) fn reload_docker(
             return Ok(());
         }
         if t.elapsed() > Duration::from_secs(10) {
-            return Err(format!(
-                "dockerd (pid {pid}) does not list the runtime after a reload (registered: {registered}, default: {default}); see its log"
-            ));
+            return Err(SetupError::NotReloaded {
+                pid,
+                registered,
+                default,
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -144,10 +147,10 @@ pub(super) fn reload_docker(
 
 /// Whether dockerd lists the runtime `cglimit`, and whether it is its
 /// default (`GET /info`).
-pub fn docker_runtime(socket: &Path) -> Result<(bool, bool), String> {
-    let body = crate::sys::engine::get(socket, "/info", Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let info: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+pub fn docker_runtime(socket: &Path) -> Result<(bool, bool), crate::sys::engine::EngineError> {
+    use crate::sys::engine;
+    let body = engine::get(socket, "/info", Duration::from_secs(5))?;
+    let info: Value = serde_json::from_slice(&body).map_err(engine::EngineError::Unexpected)?;
     Ok((
         info["Runtimes"].get("cglimit").is_some(),
         info["DefaultRuntime"] == "cglimit",
@@ -238,7 +241,9 @@ mod tests {
     #[test]
     fn daemon_json_conflicts_are_refused_unless_forced() {
         let other = br#"{"default-runtime": "nvidia"}"#;
-        let e = merge_daemon_json(Some(other), Path::new("/x"), None, false).unwrap_err();
+        let e = merge_daemon_json(Some(other), Path::new("/x"), None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`default-runtime` is already \"nvidia\""), "{e}");
         assert!(
             merge_daemon_json(Some(other), Path::new("/x"), None, true)
@@ -251,6 +256,7 @@ mod tests {
         assert!(
             merge_daemon_json(Some(b"{"), Path::new("/x"), None, false)
                 .unwrap_err()
+                .to_string()
                 .starts_with("not JSON")
         );
         // Missing or empty: created; a config path other than the default

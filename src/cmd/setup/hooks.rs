@@ -18,7 +18,7 @@ pub(super) fn podman_runtime_steps(
     args: &SetupArgs,
     exe: &Path,
     steps: &mut Vec<Step>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     use crate::cmd::runtime::config::PODMAN_LINK;
     let link = link_step(args, exe, PODMAN_LINK, steps)?;
     let config = args.config.with_file_name("podman.yaml");

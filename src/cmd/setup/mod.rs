@@ -14,12 +14,14 @@
 
 pub mod containerd;
 mod docker;
+pub mod error;
 mod hooks;
 mod plan;
 
 use containerd::{containerd_steps, restart_containerd};
 use docker::*;
 pub use docker::{docker_runtime, peer_pid};
+pub use error::{ConfigProblem, SetupError};
 use hooks::*;
 pub use hooks::{PODMAN_HOOKS_DIR, crio_hooks_dir, podman_hooks_dir};
 use plan::*;
@@ -64,8 +66,8 @@ fn record_path(args: &SetupArgs) -> PathBuf {
         .join(format!("setup-{}.json", args.engine.name()))
 }
 
-fn setup(args: &SetupArgs) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+fn setup(args: &SetupArgs) -> Result<(), SetupError> {
+    let exe = std::env::current_exe().map_err(SetupError::Exe)?;
     let mut steps = Vec::new();
     if !holds_policies(&args.policy_dir) {
         for (name, text) in SHIPPED_POLICIES {
@@ -114,7 +116,7 @@ fn setup(args: &SetupArgs) -> Result<(), String> {
                 serde_json::to_vec_pretty(&done).unwrap_or_default(),
             )
         })
-        .map_err(|e| format!("{}: {e}", record_path(args).display()))?;
+        .map_err(SetupError::file(&record_path(args)))?;
     match args.engine {
         Engine::Docker => {
             reload_docker(args.docker_host.as_deref(), &args.daemon_json, true)?;
@@ -138,7 +140,11 @@ fn holds_policies(dir: &Path) -> bool {
 
 /// The `cglimit-runtime` symlink beside this binary and the wrapper's
 /// configuration file where missing; returns the symlink's path.
-fn wrapper_steps(args: &SetupArgs, exe: &Path, steps: &mut Vec<Step>) -> Result<PathBuf, String> {
+fn wrapper_steps(
+    args: &SetupArgs,
+    exe: &Path,
+    steps: &mut Vec<Step>,
+) -> Result<PathBuf, SetupError> {
     let link = link_step(args, exe, "cglimit-runtime", steps)?;
     if !args.config.exists() {
         steps.push(Step::Write {
@@ -163,22 +169,22 @@ fn link_step(
     exe: &Path,
     name: &str,
     steps: &mut Vec<Step>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, SetupError> {
     let link = exe.with_file_name(name);
     match std::fs::read_link(&link) {
         Ok(t) if t == Path::new("cglimit") || t == exe => {}
         Ok(t) if !args.force => {
-            return Err(format!(
+            return Err(SetupError::Taken(format!(
                 "{} already points to {} (--force replaces it)",
                 link.display(),
                 t.display()
-            ));
+            )));
         }
         Err(_) if link.exists() && !args.force => {
-            return Err(format!(
+            return Err(SetupError::Taken(format!(
                 "{} exists and is not a symlink (--force replaces it)",
                 link.display()
-            ));
+            )));
         }
         _ => steps.push(Step::Symlink {
             path: link.clone(),

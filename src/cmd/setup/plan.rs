@@ -45,25 +45,25 @@ pub(super) fn write_step(
     text: String,
     force: bool,
     steps: &mut Vec<Step>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     match std::fs::read_to_string(&path) {
         Ok(t) if t == text => {}
         Ok(_) if !force => {
-            return Err(format!(
+            return Err(SetupError::Taken(format!(
                 "{} exists with other contents (--force replaces it)",
                 path.display()
-            ));
+            )));
         }
         _ => steps.push(Step::Write { path, text }),
     }
     Ok(())
 }
 
-pub(super) fn read_config(path: &Path) -> Result<Option<Vec<u8>>, String> {
+pub(super) fn read_config(path: &Path) -> Result<Option<Vec<u8>>, SetupError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(SetupError::file(path)(e)),
     }
 }
 
@@ -120,8 +120,8 @@ pub(super) fn backup_of(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-pub(super) fn perform(s: &Step, done: &mut Done) -> Result<(), String> {
-    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+pub(super) fn perform(s: &Step, done: &mut Done) -> Result<(), SetupError> {
+    let err = |p: &Path, e| SetupError::file(p)(e);
     match s {
         Step::Write { path, text } => {
             if let Some(dir) = path.parent() {
@@ -162,11 +162,16 @@ pub(super) fn perform(s: &Step, done: &mut Done) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn undo(args: &SetupArgs) -> Result<(), String> {
+pub(super) fn undo(args: &SetupArgs) -> Result<(), SetupError> {
     let rp = record_path(args);
-    let text =
-        std::fs::read(&rp).map_err(|e| format!("{}: {e} (nothing to undo)", rp.display()))?;
-    let done: Done = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", rp.display()))?;
+    let text = std::fs::read(&rp).map_err(|source| SetupError::NoRecord {
+        path: rp.clone(),
+        source,
+    })?;
+    let done: Done = serde_json::from_slice(&text).map_err(|source| SetupError::Record {
+        path: rp.clone(),
+        source,
+    })?;
     if args.dry_run {
         if let Some((p, _)) = &done.edited {
             println!("would restore {}", p.display());
@@ -179,9 +184,9 @@ pub(super) fn undo(args: &SetupArgs) -> Result<(), String> {
     if let Some((path, backup)) = &done.edited {
         match backup {
             Some(b) => {
-                let bytes = std::fs::read(b).map_err(|e| format!("{}: {e}", b.display()))?;
+                let bytes = std::fs::read(b).map_err(SetupError::file(b))?;
                 crate::enforce::spec::write_atomically(path, &bytes)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(SetupError::file(path))?;
                 let _ = std::fs::remove_file(b);
                 println!("restored {}", path.display());
             }

@@ -75,26 +75,21 @@ pub(super) fn limit_changes(w: &Watched, s: &stats::Sample, now: [Option<u64>; 3
 /// limit under `high: off` stays as the creator set it) is taken from the
 /// next reading.
 pub(super) fn decided_limits(
-    record: &serde_json::Value,
+    record: &record::DecisionEntry,
     h: &Hierarchy,
 ) -> [Option<Option<u64>>; 3] {
-    let limit = |v: &serde_json::Value| -> Option<Option<u64>> {
-        match v {
-            serde_json::Value::Number(n) => n.as_u64().map(Some),
-            serde_json::Value::String(s) if s == "max" => Some(None),
-            _ => None,
-        }
-    };
-    let after = &record["applied"]["after"];
-    if after.is_object() {
+    let limit = |v: &Option<record::Written>| v.as_ref().and_then(record::Written::limit);
+    if let Some(after) = record.applied.as_ref().and_then(|a| a.after.as_ref()) {
         return [
-            limit(&after["memory"]),
-            limit(&after["swap_file"]),
-            limit(&after["high"]),
+            limit(&after.memory),
+            limit(&after.swap_file),
+            limit(&after.high),
         ];
     }
-    let l = &record["decision"]["limits"];
-    let (Some(memory), Some(swap)) = (limit(&l["memory"]), limit(&l["swap"])) else {
+    let Some(l) = record.decision.as_ref().and_then(|d| d.limits.as_ref()) else {
+        return [None; 3];
+    };
+    let (Some(memory), Some(swap)) = (limit(&l.memory), limit(&l.swap)) else {
         return [None; 3];
     };
     let swap_file = match h {
@@ -103,7 +98,7 @@ pub(super) fn decided_limits(
         // swap on top; none without a memory limit
         Hierarchy::V2 => memory.and(swap),
     };
-    let high = match (limit(&l["high"]), h) {
+    let high = match (limit(&l.high), h) {
         (Some(h), _) => Some(h),
         (None, Hierarchy::V2) => Some(None),
         (None, Hierarchy::V1) => None,
@@ -115,17 +110,25 @@ pub(super) fn decided_limits(
 mod tests {
     use super::*;
 
+    fn entry(v: serde_json::Value) -> record::DecisionEntry {
+        record::DecisionEntry::parse(&v.to_string()).unwrap()
+    }
+
     #[test]
     fn what_a_decision_says_the_cgroup_holds() {
         let m = 64u64 << 20;
         // Read back by the hook or apply: as written.
-        let r = serde_json::json!({"applied": {"after": {"memory": m, "swap_file": "max", "high": m / 2}}});
+        let r = entry(
+            serde_json::json!({"applied": {"after": {"memory": m, "swap_file": "max", "high": m / 2}}}),
+        );
         assert_eq!(
             decided_limits(&r, &Hierarchy::V2),
             [Some(Some(m)), Some(None), Some(Some(m / 2))]
         );
         // Written by the runtime (wrapper): in each hierarchy's terms.
-        let r = serde_json::json!({"decision": {"limits": {"memory": m, "swap": 0, "high": null}}});
+        let r = entry(
+            serde_json::json!({"decision": {"limits": {"memory": m, "swap": 0, "high": null}}}),
+        );
         assert_eq!(
             decided_limits(&r, &Hierarchy::V1),
             [Some(Some(m)), Some(Some(m)), None],
@@ -135,8 +138,9 @@ mod tests {
             decided_limits(&r, &Hierarchy::V2),
             [Some(Some(m)), Some(Some(0)), Some(None)]
         );
-        let r =
-            serde_json::json!({"decision": {"limits": {"memory": "max", "swap": 0, "high": null}}});
+        let r = entry(
+            serde_json::json!({"decision": {"limits": {"memory": "max", "swap": 0, "high": null}}}),
+        );
         assert_eq!(
             decided_limits(&r, &Hierarchy::V2),
             [Some(None), Some(None), Some(None)],
@@ -144,8 +148,12 @@ mod tests {
         );
         // A refusal or an error: nothing known.
         assert_eq!(
-            decided_limits(&serde_json::json!({}), &Hierarchy::V2),
+            decided_limits(&entry(serde_json::json!({})), &Hierarchy::V2),
             [None; 3]
         );
+        // A value of another kind is not a limit, and the rest still reads.
+        let r =
+            entry(serde_json::json!({"applied": {"after": {"memory": -1, "swap_file": "max"}}}));
+        assert_eq!(decided_limits(&r, &Hierarchy::V2), [None, Some(None), None]);
     }
 }

@@ -9,13 +9,14 @@
 //! picked up from `decisions.jsonl` as the hook writes it (inotify), and
 //! from the engines and runtime state directories every few ticks.
 
-pub mod journal;
+mod container;
+mod decisions;
 pub mod leak;
 mod limits;
 mod metrics;
 mod notify;
-pub mod stats;
 
+use container::{Gone, Watched, oom_total, rises};
 use limits::{decided_limits, limit_changes, release_held};
 use notify::{psi_trigger, register_oom};
 
@@ -32,64 +33,11 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
+use crate::cgroup::stats;
 use crate::cgroup::{self, CgroupDir, Hierarchy};
 use crate::cli::WatchArgs;
-use crate::record;
+use crate::record::{self, journal};
 use journal::{Event, EventLog, Who};
-
-struct Watched {
-    who: Who,
-    cgroup: String,
-    dir: CgroupDir,
-    /// v1: the OOM eventfd, and the `memory.oom_control` it is tied to.
-    oom: Option<(EventFd, File)>,
-    /// v2: the inotify watch on `memory.events`.
-    wd: Option<WatchDescriptor>,
-    last: BTreeMap<String, u64>,
-    sample: stats::Sample,
-    oom_seen: u64,
-    leak: leak::Detector,
-    recheck_at: Option<Instant>,
-    probe: Option<stats::Probe>,
-    /// Ticks since every file was last read.
-    stale: u32,
-    /// v2: a PSI trigger on `memory.pressure` (POLLPRI when it fires).
-    psi: Option<File>,
-    /// Sustained pressure fires every window: one event per minute is enough.
-    last_pressure: Option<Instant>,
-    /// This container's key in the epoll set (see [`Watcher::epoll`]).
-    token: u64,
-    /// The limits as last read or as last decided (memory, swap, high, in
-    /// the cgroup's own terms; `Some(None)` for no limit): a read that
-    /// differs is a `limit_changed` event. `None` where not known yet.
-    limits: [Option<Option<u64>>; 3],
-    /// `limit_changed` events so far.
-    limit_changes: u64,
-    /// Until then a difference is cglimit's own change still under way
-    /// (the wrapper records an update before the runtime makes it): taken
-    /// as the new reference, not reported.
-    settling: Option<Instant>,
-    /// Changes seen but not yet recorded: cglimit writes a cgroup before it
-    /// records the decision (the hook also tells systemd in between), so a
-    /// change is held for [`SETTLING`] and dropped if a decision for this
-    /// cgroup arrives meanwhile.
-    held: Option<(Instant, Vec<Event>)>,
-}
-
-impl Watched {
-    /// An event of this container, with its usage and limit from `sample`.
-    fn event(&self, kind: &str, sample: &stats::Sample) -> Event {
-        Event {
-            time: crate::time::now_rfc3339(),
-            kind: kind.into(),
-            container: self.who.clone(),
-            cgroup: self.cgroup.clone(),
-            usage: sample.usage,
-            limit: sample.limit,
-            ..Default::default()
-        }
-    }
-}
 
 /// Epoll data of the watcher's own descriptors; a container's descriptors
 /// carry its token shifted left by one, plus [`OOM`] or [`PSI`].
@@ -142,16 +90,23 @@ pub fn run(args: &WatchArgs) -> ExitCode {
     }
 }
 
-/// A container whose cgroup is gone, kept for the metrics until `until`.
-struct Gone {
-    who: Who,
-    cgroup: String,
-    sample: stats::Sample,
-    oom_total: u64,
-    limit_changes: u64,
-    /// When it was found gone, in seconds since the epoch.
-    at: f64,
-    until: Instant,
+/// Why the watcher could not start.
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    #[error("{}: {source}", path.display())]
+    StateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: {1}")]
+    Kernel(&'static str, #[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 struct Watcher<'a> {
@@ -173,11 +128,8 @@ struct Watcher<'a> {
     epoll: Epoll,
     tokens: HashMap<u64, String>,
     next_token: u64,
-    decisions_wd: Option<WatchDescriptor>,
-    decisions_read: u64,
-    /// The records in decisions.jsonl before the watcher started have been
-    /// read: what they report happened before, and is not an event again.
-    decisions_caught_up: bool,
+    /// Where the watcher is in decisions.jsonl.
+    tail: decisions::Tail,
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
@@ -192,14 +144,18 @@ struct Watcher<'a> {
 const MAX_UNWRITTEN: usize = 100_000;
 
 impl<'a> Watcher<'a> {
-    fn new(args: &'a WatchArgs) -> Result<Self, String> {
-        let log = EventLog::new(&args.state_dir, args.rotate_bytes)
-            .map_err(|e| format!("{}: {e}", args.state_dir.display()))?;
+    fn new(args: &'a WatchArgs) -> Result<Self, WatchError> {
+        let log = EventLog::new(&args.state_dir, args.rotate_bytes).map_err(|source| {
+            WatchError::StateDir {
+                path: args.state_dir.clone(),
+                source,
+            }
+        })?;
         let baselines = log.baselines();
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| format!("inotify: {e}"))?;
+            .map_err(|e| WatchError::Kernel("inotify", e.into()))?;
         let metrics = Arc::new(Mutex::new(String::new()));
-        let demand = metrics::Demand::new().map_err(|e| format!("eventfd: {e}"))?;
+        let demand = metrics::Demand::new().map_err(|e| WatchError::Kernel("eventfd", e))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .and_then(|ep| {
                 ep.add(
@@ -212,10 +168,12 @@ impl<'a> Watcher<'a> {
                 )?;
                 Ok(ep)
             })
-            .map_err(|e| format!("epoll: {e}"))?;
+            .map_err(|e| WatchError::Kernel("epoll", e.into()))?;
         if let Some(addr) = &args.listen {
-            let l = std::net::TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let l = std::net::TcpListener::bind(addr).map_err(|source| WatchError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
             metrics::serve(l, Arc::clone(&metrics), Arc::clone(&demand));
         }
         Ok(Watcher {
@@ -233,9 +191,7 @@ impl<'a> Watcher<'a> {
             epoll,
             tokens: HashMap::new(),
             next_token: 1,
-            decisions_wd: None,
-            decisions_read: 0,
-            decisions_caught_up: false,
+            tail: decisions::Tail::default(),
             metrics,
             demand,
             started: Instant::now(),
@@ -243,7 +199,7 @@ impl<'a> Watcher<'a> {
         })
     }
 
-    fn run(&mut self) -> Result<(), String> {
+    fn run(&mut self) -> Result<(), WatchError> {
         let mut next_tick = Instant::now();
         let mut tick_no: u64 = 0;
         loop {
@@ -276,137 +232,6 @@ impl<'a> Watcher<'a> {
             }
             self.wait(wake.saturating_duration_since(Instant::now()));
         }
-    }
-
-    /// Sleeps until `timeout`, an OOM eventfd, a PSI trigger, an inotify
-    /// event or a metrics scrape.
-    fn wait(&mut self, timeout: Duration) {
-        let mut events = [EpollEvent::empty(); 64];
-        let ms = timeout.as_millis().min(60_000) as u16;
-        let n = self
-            .epoll
-            .wait(&mut events, PollTimeout::from(ms))
-            .unwrap_or(0);
-        for data in events[..n].iter().map(EpollEvent::data) {
-            match data {
-                INOTIFY => self.inotify_ready(),
-                DEMAND => {
-                    let _ = self.demand.wake.read();
-                    self.render();
-                    self.demand.done();
-                }
-                d => {
-                    let Some(k) = self.tokens.get(&(d >> 1)).cloned() else {
-                        continue;
-                    };
-                    if d & 1 == PSI {
-                        self.pressure(&k);
-                    } else {
-                        self.oom_fired(&k);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The OOM eventfd of `k` fired: an OOM, or the cgroup's removal.
-    fn oom_fired(&mut self, k: &str) {
-        let Some(w) = self.containers.get(k) else {
-            return;
-        };
-        let n = w.oom.as_ref().and_then(|(e, _)| e.read().ok()).unwrap_or(0);
-        // The eventfd also fires when the cgroup is removed: then there was
-        // no OOM, the container is just gone.
-        if !w.dir.path().exists() {
-            self.read_one(k, false);
-            return;
-        }
-        if let Some(w) = self.containers.get_mut(k) {
-            w.oom_seen += n;
-        }
-        self.oom_notified(k, n);
-    }
-
-    fn inotify_ready(&mut self) {
-        let Ok(events) = self.inotify.read_events() else {
-            return;
-        };
-        let mut decisions = false;
-        let mut touched = Vec::new();
-        for e in events {
-            if Some(e.wd) == self.decisions_wd {
-                decisions = true;
-            } else if let Some((k, _)) = self.containers.iter().find(|(_, w)| w.wd == Some(e.wd)) {
-                touched.push(k.clone());
-            }
-        }
-        if decisions {
-            self.ingest_decisions();
-        }
-        for k in touched {
-            self.read_one(&k, false);
-        }
-    }
-
-    /// v1 OOM notification (or the cgroup's removal): read the counters at
-    /// once, and again shortly, since `oom_kill` rises after the kill.
-    fn oom_notified(&mut self, key: &str, n: u64) {
-        let Some(w) = self.containers.get_mut(key) else {
-            return;
-        };
-        let ev = Event {
-            counter: Some("memory.oom_control:notifications".into()),
-            old: Some(w.oom_seen - n),
-            new: Some(w.oom_seen),
-            ..w.event("oom", &w.sample)
-        };
-        self.record(vec![ev]);
-        // The notification comes as the OOM starts; `oom_kill` rises when the
-        // victim is chosen, and the cgroup may vanish soon after the kill:
-        // read again at once, for a short while, until the counter moves.
-        let before = self
-            .containers
-            .get(key)
-            .and_then(|w| w.last.get("oom_kill").copied());
-        let until = Instant::now() + Duration::from_millis(50);
-        loop {
-            self.read_one(key, true);
-            let now = self
-                .containers
-                .get(key)
-                .and_then(|w| w.last.get("oom_kill").copied());
-            if now != before || now.is_none() || Instant::now() >= until {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if let Some(w) = self.containers.get_mut(key) {
-            w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
-        }
-    }
-
-    /// v2 PSI trigger fired: memory stall above the threshold in the window.
-    fn pressure(&mut self, key: &str) {
-        let Some(w) = self.containers.get_mut(key) else {
-            return;
-        };
-        if w.last_pressure
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-        {
-            return;
-        }
-        w.last_pressure = Some(Instant::now());
-        let detail = w
-            .dir
-            .read("memory.pressure")
-            .ok()
-            .and_then(|t| t.lines().next().map(String::from));
-        let ev = Event {
-            counter: Some("memory.pressure".into()),
-            detail,
-            ..w.event("pressure", &w.sample)
-        };
-        self.record(vec![ev]);
     }
 
     fn record(&self, events: Vec<Event>) {
@@ -621,86 +446,6 @@ impl<'a> Watcher<'a> {
         }
     }
 
-    /// New cgroups from the hook's, wrapper's and apply's decision records.
-    fn ingest_decisions(&mut self) {
-        let path = self.args.state_dir.join(record::DECISIONS);
-        if self.decisions_wd.is_none() && path.exists() {
-            self.decisions_wd = self.inotify.add_watch(&path, AddWatchFlags::IN_MODIFY).ok();
-        }
-        let Ok(mut f) = File::open(&path) else {
-            // Nothing from before the start: every record to come is new.
-            self.decisions_caught_up = true;
-            return;
-        };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < self.decisions_read {
-            self.decisions_read = 0; // replaced
-        }
-        use std::io::{Read, Seek, SeekFrom};
-        if f.seek(SeekFrom::Start(self.decisions_read)).is_err() {
-            return;
-        }
-        let mut text = String::new();
-        if f.read_to_string(&mut text).is_err() {
-            return;
-        }
-        let complete = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        self.decisions_read += complete as u64;
-        let replayed = !std::mem::replace(&mut self.decisions_caught_up, true);
-        for line in text[..complete].lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if let (Some(s), Some(o)) = (v["source"].as_str(), v["outcome"].as_str()) {
-                *self
-                    .decisions
-                    .entry((s.to_string(), o.to_string()))
-                    .or_insert(0) += 1;
-            }
-            let c = &v["container"];
-            let Some(cg) = c["cgroup"].as_str() else {
-                continue;
-            };
-            let who = Who {
-                id: c["id"].as_str().unwrap_or_default().to_string(),
-                name: c["name"].as_str().map(String::from),
-                image: c["image"].as_str().map(String::from),
-            };
-            if let Some(runtime) = v["bypassed_runtime"].as_str()
-                && !replayed
-            {
-                self.record(vec![Event {
-                    time: crate::time::now_rfc3339(),
-                    kind: "runtime_bypassed".into(),
-                    container: who.clone(),
-                    cgroup: cg.to_string(),
-                    detail: Some(format!(
-                        "started through runtime {runtime:?}, which skips cglimit; {}",
-                        match v["outcome"].as_str() {
-                            Some("applied") => "brought under its policy",
-                            _ => "NOT brought under its policy",
-                        }
-                    )),
-                    policy: v["decision"]["policy"].as_str().map(String::from),
-                    ..Default::default()
-                }]);
-            }
-            // Watched from here on (a container first seen through an
-            // update's record, too: its first read may come before the
-            // runtime has made the update).
-            if let Ok(dir) = cgroup::open_path(cg) {
-                self.add(cg.to_string(), who, dir);
-            }
-            if let Some(w) = self.containers.get_mut(cg) {
-                // cglimit's own change: what it decided is the new reference.
-                w.limits = decided_limits(&v, &w.dir.hierarchy);
-                w.settling = Some(Instant::now() + SETTLING);
-                // What was held was this decision on its way.
-                w.held = None;
-            }
-        }
-    }
-
     /// Containers of the engines and runtimes, as `apply` finds them.
     fn discover(&mut self) {
         let mut problems = Vec::new();
@@ -790,58 +535,4 @@ impl<'a> Watcher<'a> {
         self.containers.insert(cgroup.clone(), w);
         self.read_one(&cgroup, false);
     }
-}
-
-/// OOM conditions of a container: v2's own counter; on v1 the
-/// notifications the watcher saw, or the log's count when it saw fewer
-/// (it restarted).
-fn oom_total(w: &Watched, baselines: &HashMap<(String, String), u64>) -> u64 {
-    if w.dir.hierarchy == Hierarchy::V2 {
-        w.sample.counters.get("oom").copied().unwrap_or(0)
-    } else {
-        w.oom_seen.max(
-            baselines
-                .get(&(w.cgroup.clone(), "memory.oom_control:notifications".into()))
-                .copied()
-                .unwrap_or(0),
-        )
-    }
-}
-
-/// Counter rises since the last reading (or since the log's baseline, for a
-/// cgroup first seen after a restart), as events.
-fn rises(w: &Watched, s: &stats::Sample, baselines: &HashMap<(String, String), u64>) -> Vec<Event> {
-    let mut out = Vec::new();
-    for (k, &new) in &s.counters {
-        let counter = match (&w.dir.hierarchy, k.as_str()) {
-            (Hierarchy::V1, "failcnt") => "memory.failcnt".to_string(),
-            (Hierarchy::V1, "memsw_failcnt") => "memory.memsw.failcnt".to_string(),
-            (Hierarchy::V1, "oom_kill") => "memory.oom_control:oom_kill".to_string(),
-            (Hierarchy::V2, k) => format!("memory.events:{k}"),
-            _ => continue,
-        };
-        let old = w
-            .last
-            .get(k)
-            .copied()
-            .or_else(|| baselines.get(&(w.cgroup.clone(), counter.clone())).copied())
-            .unwrap_or(0);
-        if new <= old {
-            continue;
-        }
-        let kind = match k.as_str() {
-            "memsw_failcnt" => "failcnt",
-            other => other,
-        };
-        if kind == "low" {
-            continue;
-        }
-        out.push(Event {
-            counter: Some(counter),
-            old: Some(old),
-            new: Some(new),
-            ..w.event(kind, s)
-        });
-    }
-    out
 }

@@ -6,16 +6,26 @@ use super::*;
 /// v1: an eventfd that the kernel signals on OOM in this cgroup (and on its
 /// removal), registered by writing "<eventfd> <fd of memory.oom_control>"
 /// to `cgroup.event_control`.
-pub(super) fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), String> {
+pub(super) fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), NotifyError> {
     let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-        .map_err(|e| e.to_string())?;
-    let f = File::open(dir.path().join("memory.oom_control")).map_err(|e| e.to_string())?;
+        .map_err(NotifyError::EventFd)?;
+    let f = File::open(dir.path().join("memory.oom_control")).map_err(NotifyError::Open)?;
     dir.write(
         "cgroup.event_control",
         &format!("{} {}", efd.as_fd().as_raw_fd(), f.as_raw_fd()),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok((efd, f))
+}
+
+/// Why the kernel could not be asked to notify.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotifyError {
+    #[error("eventfd: {0}")]
+    EventFd(#[source] nix::Error),
+    #[error("{0}")]
+    Open(#[source] std::io::Error),
+    #[error(transparent)]
+    Register(#[from] cgroup::CgroupError),
 }
 
 /// v2: a PSI trigger: the kernel signals POLLPRI when tasks of the cgroup
@@ -29,4 +39,137 @@ pub(super) fn psi_trigger(dir: &CgroupDir, stall: Duration) -> std::io::Result<F
         .open(dir.path().join("memory.pressure"))?;
     f.write_all(format!("some {} 1000000", stall.as_micros()).as_bytes())?;
     Ok(f)
+}
+
+impl Watcher<'_> {
+    /// Sleeps until `timeout`, an OOM eventfd, a PSI trigger, an inotify
+    /// event or a metrics scrape.
+    pub(super) fn wait(&mut self, timeout: Duration) {
+        let mut events = [EpollEvent::empty(); 64];
+        let ms = timeout.as_millis().min(60_000) as u16;
+        let n = self
+            .epoll
+            .wait(&mut events, PollTimeout::from(ms))
+            .unwrap_or(0);
+        for data in events[..n].iter().map(EpollEvent::data) {
+            match data {
+                INOTIFY => self.inotify_ready(),
+                DEMAND => {
+                    let _ = self.demand.wake.read();
+                    self.render();
+                    self.demand.done();
+                }
+                d => {
+                    let Some(k) = self.tokens.get(&(d >> 1)).cloned() else {
+                        continue;
+                    };
+                    if d & 1 == PSI {
+                        self.pressure(&k);
+                    } else {
+                        self.oom_fired(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The OOM eventfd of `k` fired: an OOM, or the cgroup's removal.
+    fn oom_fired(&mut self, k: &str) {
+        let Some(w) = self.containers.get(k) else {
+            return;
+        };
+        let n = w.oom.as_ref().and_then(|(e, _)| e.read().ok()).unwrap_or(0);
+        // The eventfd also fires when the cgroup is removed: then there was
+        // no OOM, the container is just gone.
+        if !w.dir.path().exists() {
+            self.read_one(k, false);
+            return;
+        }
+        if let Some(w) = self.containers.get_mut(k) {
+            w.oom_seen += n;
+        }
+        self.oom_notified(k, n);
+    }
+
+    fn inotify_ready(&mut self) {
+        let Ok(events) = self.inotify.read_events() else {
+            return;
+        };
+        let mut decisions = false;
+        let mut touched = Vec::new();
+        for e in events {
+            if self.tail.is(e.wd) {
+                decisions = true;
+            } else if let Some((k, _)) = self.containers.iter().find(|(_, w)| w.wd == Some(e.wd)) {
+                touched.push(k.clone());
+            }
+        }
+        if decisions {
+            self.ingest_decisions();
+        }
+        for k in touched {
+            self.read_one(&k, false);
+        }
+    }
+
+    /// v1 OOM notification (or the cgroup's removal): read the counters at
+    /// once, and again shortly, since `oom_kill` rises after the kill.
+    fn oom_notified(&mut self, key: &str, n: u64) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        let ev = Event {
+            counter: Some("memory.oom_control:notifications".into()),
+            old: Some(w.oom_seen - n),
+            new: Some(w.oom_seen),
+            ..w.event("oom", &w.sample)
+        };
+        self.record(vec![ev]);
+        // The notification comes as the OOM starts; `oom_kill` rises when the
+        // victim is chosen, and the cgroup may vanish soon after the kill:
+        // read again at once, for a short while, until the counter moves.
+        let before = self
+            .containers
+            .get(key)
+            .and_then(|w| w.last.get("oom_kill").copied());
+        let until = Instant::now() + Duration::from_millis(50);
+        loop {
+            self.read_one(key, true);
+            let now = self
+                .containers
+                .get(key)
+                .and_then(|w| w.last.get("oom_kill").copied());
+            if now != before || now.is_none() || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(w) = self.containers.get_mut(key) {
+            w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
+        }
+    }
+
+    /// v2 PSI trigger fired: memory stall above the threshold in the window.
+    fn pressure(&mut self, key: &str) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        if w.last_pressure
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        w.last_pressure = Some(Instant::now());
+        let detail = w
+            .dir
+            .read("memory.pressure")
+            .ok()
+            .and_then(|t| t.lines().next().map(String::from));
+        let ev = Event {
+            counter: Some("memory.pressure".into()),
+            detail,
+            ..w.event("pressure", &w.sample)
+        };
+        self.record(vec![ev]);
+    }
 }

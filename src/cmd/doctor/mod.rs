@@ -11,10 +11,16 @@
 //! containers only for the kubelet: its hooks file is checked, no probe
 //! is started.
 
+mod containerd;
+mod error;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use serde::Serialize;
+
+use containerd::{containerd_user, containerd_wiring, ctr_probe};
+use error::DoctorError;
 
 use crate::cli::{DoctorArgs, Engine};
 use crate::facts::Facts;
@@ -162,37 +168,6 @@ pub fn run(args: &DoctorArgs) -> ExitCode {
     }
 }
 
-/// A containerd namespace other than Docker's that holds containers (the
-/// CRI's `k8s.io`, or anyone's through `ctr`): `None` when only Docker's
-/// `moby` does.
-fn containerd_user(args: &DoctorArgs) -> Result<Option<String>, String> {
-    let ctr = |a: &[&str]| -> Result<String, String> {
-        let out = std::process::Command::new("ctr")
-            .arg("--address")
-            .arg(&args.containerd_address)
-            .args(a)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run ctr: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    for ns in ctr(&["namespaces", "list", "-q"])?.lines().map(str::trim) {
-        if ns.is_empty() || ns == "moby" {
-            continue;
-        }
-        if !ctr(&["-n", ns, "containers", "list", "-q"])?
-            .trim()
-            .is_empty()
-        {
-            return Ok(Some(ns.to_string()));
-        }
-    }
-    Ok(None)
-}
-
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
@@ -251,7 +226,7 @@ fn check(args: &DoctorArgs, engine: Engine) -> Report {
                     report.wired = true;
                     report.detail = "hooks file in the directory CRI-O reads (not probed: CRI-O starts containers only for the kubelet)".into();
                 }
-                Err(why) => report.detail = why,
+                Err(why) => report.detail = why.to_string(),
             }
             return report;
         }
@@ -267,7 +242,7 @@ fn check(args: &DoctorArgs, engine: Engine) -> Report {
                 return judge(report, seen, expected, &Ok(()), &w.note);
             }
             Err(why) => {
-                report.detail = why;
+                report.detail = why.to_string();
                 return report;
             }
         },
@@ -321,7 +296,7 @@ fn judge(
     mut report: Report,
     seen: Seen,
     expected: Seen,
-    wiring: &Result<(), String>,
+    wiring: &Result<(), DoctorError>,
     note: &str,
 ) -> Report {
     report.seen = Some(seen);
@@ -353,24 +328,23 @@ fn judge(
     report
 }
 
-fn hint(wiring: &Result<(), String>) -> String {
+fn hint(wiring: &Result<(), DoctorError>) -> String {
     match wiring {
         Ok(()) => String::new(),
         Err(why) => format!(" ({why})"),
     }
 }
 
-fn docker_wiring(args: &DoctorArgs) -> Result<(), String> {
-    let socket =
-        crate::sys::engine::socket_path(args.docker_host.as_deref()).map_err(|e| e.to_string())?;
+fn docker_wiring(args: &DoctorArgs) -> Result<(), DoctorError> {
+    let socket = crate::sys::engine::socket_path(args.docker_host.as_deref())?;
     match super::setup::docker_runtime(&socket)? {
         (true, true) => Ok(()),
-        (true, false) => Err("the cglimit runtime is registered but not the default: `cglimit setup docker`".into()),
-        (false, _) => Err("dockerd lists no cglimit runtime (not in daemon.json, or dockerd not reloaded): `cglimit setup docker`".into()),
+        (true, false) => Err(DoctorError::Unwired("the cglimit runtime is registered but not the default: `cglimit setup docker`".into())),
+        (false, _) => Err(DoctorError::Unwired("dockerd lists no cglimit runtime (not in daemon.json, or dockerd not reloaded): `cglimit setup docker`".into())),
     }
 }
 
-fn hooks_wiring(args: &DoctorArgs, engine: Engine) -> Result<(), String> {
+fn hooks_wiring(args: &DoctorArgs, engine: Engine) -> Result<(), DoctorError> {
     let name = engine.name();
     let dir = args.hooks_dir.clone().unwrap_or_else(|| match engine {
         Engine::Crio => super::setup::crio_hooks_dir(),
@@ -387,7 +361,7 @@ fn hooks_wiring(args: &DoctorArgs, engine: Engine) -> Result<(), String> {
     .iter()
     .map(|d| Path::new(d).join("cglimit.json"))
     .find(|p| p.exists() && *p != file);
-    Err(match elsewhere {
+    Err(DoctorError::Unwired(match elsewhere {
         Some(p) => format!(
             "{} is in a directory {name} does not read; it reads {}: `cglimit setup {name}`",
             p.display(),
@@ -397,146 +371,7 @@ fn hooks_wiring(args: &DoctorArgs, engine: Engine) -> Result<(), String> {
             "no cglimit hook in {}: `cglimit setup {name}`",
             dir.display()
         ),
-    })
-}
-
-/// The handler containerd runs cglimit through, as its configuration and
-/// the running daemon have it.
-struct ContainerdWiring {
-    binary: PathBuf,
-    systemd_cgroup: bool,
-    /// How pods reach it, for the report.
-    note: String,
-}
-
-fn containerd_wiring(args: &DoctorArgs) -> Result<ContainerdWiring, String> {
-    use super::setup::containerd;
-    let path = &args.containerd_config;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}: `cglimit setup containerd`",
-            path.display()
-        )
-    })?;
-    let w = containerd::wiring(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let Some((name, binary)) = w
-        .handlers
-        .iter()
-        .find(|(n, _)| Some(n) == w.default.as_ref())
-        .or(w.handlers.first())
-        .cloned()
-    else {
-        return Err(format!(
-            "no runtime handler in {} runs cglimit-runtime: `cglimit setup containerd`",
-            path.display()
-        ));
-    };
-    if w.cri_disabled {
-        return Err(format!(
-            "the CRI plugin is disabled in {} (`disabled_plugins`): Kubernetes cannot reach handler {name:?}",
-            path.display()
-        ));
-    }
-    if let (Some(started), Ok(changed)) = (
-        containerd_started(&args.containerd_address),
-        std::fs::metadata(path).and_then(|m| m.modified()),
-    ) && changed > started + std::time::Duration::from_secs(1)
-    {
-        return Err(format!(
-            "{} changed after containerd started: restart it to load handler {name:?} (systemctl restart containerd)",
-            path.display()
-        ));
-    }
-    let systemd_cgroup = w.systemd_cgroup.contains(&name);
-    let note = if w.default.is_some() {
-        format!(" (handler {name:?}, the CRI's default)")
-    } else {
-        format!(
-            " (handler {name:?} is not the CRI's default: only pods of a RuntimeClass with handler {name:?} use it; `setup containerd --default` makes it every pod's)"
-        )
-    };
-    Ok(ContainerdWiring {
-        binary,
-        systemd_cgroup,
-        note,
-    })
-}
-
-/// When the containerd answering on `socket` started.
-fn containerd_started(socket: &Path) -> Option<std::time::SystemTime> {
-    let pid = super::setup::peer_pid(socket).ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    if comm.trim() != "containerd" {
-        return None;
-    }
-    start_time(pid)
-}
-
-/// A process's start (`/proc/PID/stat` field 22, clock ticks after boot,
-/// plus the boot time of `/proc/stat`), to the tick.
-fn start_time(pid: i32) -> Option<std::time::SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold ')') start at field 3.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
-    let btime: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|h| *h > 0)? as u64;
-    Some(
-        std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(btime)
-            + std::time::Duration::from_millis(ticks * 1000 / hz),
-    )
-}
-
-/// The container's own cgroups at `/sys/fs/cgroup`, read-only.
-const CGROUP_MOUNT: &str =
-    "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev";
-
-/// Runs the probe through containerd's runc shim with the handler's
-/// binary, from a root filesystem holding only this binary.
-fn ctr_probe(args: &DoctorArgs, w: &ContainerdWiring, container: &str) -> Result<Seen, String> {
-    let dir = std::env::temp_dir().join(format!("cglimit-probe-rootfs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let result = (|| {
-        std::fs::copy("/proc/self/exe", dir.join("cglimit")).map_err(|e| e.to_string())?;
-        let mut c = Command::new("ctr");
-        c.arg("-a")
-            .arg(&args.containerd_address)
-            .args(["-n", "cglimit-doctor", "run", "--rm", "--rootfs"])
-            // ctr's default spec mounts no cgroup filesystem, the CRI's does.
-            .args(["--mount", CGROUP_MOUNT])
-            .args(["--runtime", super::setup::containerd::RUNC_SHIM])
-            .arg("--runc-binary")
-            .arg(&w.binary);
-        if w.systemd_cgroup {
-            // ctr needs the unit spelled out on the systemd driver.
-            c.arg("--runc-systemd-cgroup")
-                .arg("--cgroup")
-                .arg(format!("system.slice:cglimit-doctor:{container}"));
-        }
-        let out = c
-            .arg(&dir)
-            .args([container, "/cglimit", "probe"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run ctr: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.trim()).map_err(|e| format!("the probe said {text:?}: {e}"))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    }))
 }
 
 /// Imports the probe image when missing and runs it once, as a user would.
@@ -545,7 +380,7 @@ fn run_probe(
     args: &DoctorArgs,
     image: &str,
     container: &str,
-) -> Result<Seen, String> {
+) -> Result<Seen, DoctorError> {
     let cli = engine.name();
     let base = |c: &mut Command| {
         if engine == Engine::Docker
@@ -586,40 +421,45 @@ fn run_probe(
         ])
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {cli}: {e}"))?;
+        .map_err(DoctorError::spawn(cli))?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        return Err(DoctorError::said(&out.stderr));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).map_err(|e| format!("the probe said {text:?}: {e}"))
+    DoctorError::probe(&out.stdout)
 }
 
 /// An image holding only this binary, as `/cglimit`.
-fn import(cli: &str, base: &dyn Fn(&mut Command), image: &str) -> Result<(), String> {
+fn import(cli: &'static str, base: &dyn Fn(&mut Command), image: &str) -> Result<(), DoctorError> {
     let dir = std::env::temp_dir().join(format!("cglimit-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(DoctorError::file(&dir))?;
     let result = (|| {
-        std::fs::copy("/proc/self/exe", dir.join("cglimit")).map_err(|e| e.to_string())?;
+        let copy = dir.join("cglimit");
+        std::fs::copy("/proc/self/exe", &copy).map_err(DoctorError::file(&copy))?;
         let tar = Command::new("tar")
             .arg("-C")
             .arg(&dir)
             .args(["-c", "cglimit"])
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run tar: {e}"))?;
+            .map_err(DoctorError::spawn("tar"))?;
         let mut c = Command::new(cli);
         base(&mut c);
         let st = c
             .args(["import", "-", image])
-            .stdin(tar.stdout.ok_or("no tar output")?)
+            .stdin(
+                tar.stdout
+                    .ok_or(DoctorError::Said("no tar output".into()))?,
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .map_err(|e| format!("cannot run {cli} import: {e}"))?;
+            .map_err(DoctorError::spawn(cli))?;
         if st.success() {
             Ok(())
         } else {
-            Err(format!("{cli} import of the probe image failed"))
+            Err(DoctorError::Said(format!(
+                "{cli} import of the probe image failed"
+            )))
         }
     })();
     let _ = std::fs::remove_dir_all(&dir);

@@ -5,6 +5,8 @@
 //! `flock` (see [`append_lines`]), so concurrent hooks never interleave
 //! lines and no fault leaves a partial one behind.
 
+pub mod journal;
+
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -90,24 +92,13 @@ fn cut_torn_tail(f: &std::fs::File) -> std::io::Result<u64> {
     Ok(0)
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot append to {}: {source}", path.display())]
 pub struct RecordError {
     pub path: PathBuf,
+    #[source]
     pub source: std::io::Error,
 }
-
-impl std::fmt::Display for RecordError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "cannot append to {}: {}",
-            self.path.display(),
-            self.source
-        )
-    }
-}
-
-impl std::error::Error for RecordError {}
 
 #[cfg(test)]
 mod tests {
@@ -204,4 +195,88 @@ pub struct DecisionRecord<'a> {
     pub bypassed_runtime: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A line of `decisions.jsonl` as its readers (the watcher) take it back:
+/// the fields they use, each optional, so that a record of another
+/// version, or of a refusal or an error, still reads.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct DecisionEntry {
+    pub source: Option<String>,
+    pub outcome: Option<String>,
+    pub container: EntryContainer,
+    pub decision: Option<EntryDecision>,
+    pub applied: Option<EntryApplied>,
+    pub bypassed_runtime: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct EntryContainer {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub cgroup: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct EntryDecision {
+    pub policy: Option<String>,
+    pub limits: Option<EntryLimits>,
+}
+
+/// Decided limits as [`crate::size::Limits`] writes them (swap on top of
+/// memory).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct EntryLimits {
+    pub memory: Option<Written>,
+    pub swap: Option<Written>,
+    pub high: Option<Written>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct EntryApplied {
+    pub after: Option<EntryAfter>,
+}
+
+/// What the cgroup held after the write, read back, in its own terms.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct EntryAfter {
+    pub memory: Option<Written>,
+    pub swap_file: Option<Written>,
+    pub high: Option<Written>,
+}
+
+/// A limit as records write it: bytes, or `"max"`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Written {
+    Bytes(u64),
+    Word(String),
+    /// Anything else (a record of another version): not a limit.
+    Other(serde::de::IgnoredAny),
+}
+
+impl Written {
+    /// `Some(Some(bytes))`, `Some(None)` for no limit, `None` for a value
+    /// that is neither.
+    pub fn limit(&self) -> Option<Option<u64>> {
+        match self {
+            Written::Bytes(b) => Some(Some(*b)),
+            Written::Word(w) if w == "max" => Some(None),
+            Written::Word(_) | Written::Other(_) => None,
+        }
+    }
+}
+
+impl DecisionEntry {
+    /// Reads one line; `None` for one that is not a record.
+    pub fn parse(line: &str) -> Option<DecisionEntry> {
+        serde_json::from_str(line).ok()
+    }
 }

@@ -1,0 +1,128 @@
+//! A watched container: its cgroup, its notifications, what was last read
+//! of it, and the events its counters' rises make.
+
+use super::*;
+
+pub(super) struct Watched {
+    pub(super) who: Who,
+    pub(super) cgroup: String,
+    pub(super) dir: CgroupDir,
+    /// v1: the OOM eventfd, and the `memory.oom_control` it is tied to.
+    pub(super) oom: Option<(EventFd, File)>,
+    /// v2: the inotify watch on `memory.events`.
+    pub(super) wd: Option<WatchDescriptor>,
+    pub(super) last: BTreeMap<String, u64>,
+    pub(super) sample: stats::Sample,
+    pub(super) oom_seen: u64,
+    pub(super) leak: leak::Detector,
+    pub(super) recheck_at: Option<Instant>,
+    pub(super) probe: Option<stats::Probe>,
+    /// Ticks since every file was last read.
+    pub(super) stale: u32,
+    /// v2: a PSI trigger on `memory.pressure` (POLLPRI when it fires).
+    pub(super) psi: Option<File>,
+    /// Sustained pressure fires every window: one event per minute is enough.
+    pub(super) last_pressure: Option<Instant>,
+    /// This container's key in the epoll set (see [`Watcher::epoll`]).
+    pub(super) token: u64,
+    /// The limits as last read or as last decided (memory, swap, high, in
+    /// the cgroup's own terms; `Some(None)` for no limit): a read that
+    /// differs is a `limit_changed` event. `None` where not known yet.
+    pub(super) limits: [Option<Option<u64>>; 3],
+    /// `limit_changed` events so far.
+    pub(super) limit_changes: u64,
+    /// Until then a difference is cglimit's own change still under way
+    /// (the wrapper records an update before the runtime makes it): taken
+    /// as the new reference, not reported.
+    pub(super) settling: Option<Instant>,
+    /// Changes seen but not yet recorded: cglimit writes a cgroup before it
+    /// records the decision (the hook also tells systemd in between), so a
+    /// change is held for [`SETTLING`] and dropped if a decision for this
+    /// cgroup arrives meanwhile.
+    pub(super) held: Option<(Instant, Vec<Event>)>,
+}
+
+impl Watched {
+    /// An event of this container, with its usage and limit from `sample`.
+    pub(super) fn event(&self, kind: &str, sample: &stats::Sample) -> Event {
+        Event {
+            time: crate::time::now_rfc3339(),
+            kind: kind.into(),
+            container: self.who.clone(),
+            cgroup: self.cgroup.clone(),
+            usage: sample.usage,
+            limit: sample.limit,
+            ..Default::default()
+        }
+    }
+}
+
+/// A container whose cgroup is gone, kept for the metrics until `until`.
+pub(super) struct Gone {
+    pub(super) who: Who,
+    pub(super) cgroup: String,
+    pub(super) sample: stats::Sample,
+    pub(super) oom_total: u64,
+    pub(super) limit_changes: u64,
+    /// When it was found gone, in seconds since the epoch.
+    pub(super) at: f64,
+    pub(super) until: Instant,
+}
+
+/// OOM conditions of a container: v2's own counter; on v1 the
+/// notifications the watcher saw, or the log's count when it saw fewer
+/// (it restarted).
+pub(super) fn oom_total(w: &Watched, baselines: &HashMap<(String, String), u64>) -> u64 {
+    if w.dir.hierarchy == Hierarchy::V2 {
+        w.sample.counters.get("oom").copied().unwrap_or(0)
+    } else {
+        w.oom_seen.max(
+            baselines
+                .get(&(w.cgroup.clone(), "memory.oom_control:notifications".into()))
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+}
+
+/// Counter rises since the last reading (or since the log's baseline, for a
+/// cgroup first seen after a restart), as events.
+pub(super) fn rises(
+    w: &Watched,
+    s: &stats::Sample,
+    baselines: &HashMap<(String, String), u64>,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (k, &new) in &s.counters {
+        let counter = match (&w.dir.hierarchy, k.as_str()) {
+            (Hierarchy::V1, "failcnt") => "memory.failcnt".to_string(),
+            (Hierarchy::V1, "memsw_failcnt") => "memory.memsw.failcnt".to_string(),
+            (Hierarchy::V1, "oom_kill") => "memory.oom_control:oom_kill".to_string(),
+            (Hierarchy::V2, k) => format!("memory.events:{k}"),
+            _ => continue,
+        };
+        let old = w
+            .last
+            .get(k)
+            .copied()
+            .or_else(|| baselines.get(&(w.cgroup.clone(), counter.clone())).copied())
+            .unwrap_or(0);
+        if new <= old {
+            continue;
+        }
+        let kind = match k.as_str() {
+            "memsw_failcnt" => "failcnt",
+            other => other,
+        };
+        if kind == "low" {
+            continue;
+        }
+        out.push(Event {
+            counter: Some(counter),
+            old: Some(old),
+            new: Some(new),
+            ..w.event(kind, s)
+        });
+    }
+    out
+}
