@@ -105,7 +105,7 @@ fn main() {
         a
     };
     let hook = |dir: &Path, cached: bool| hook_in(dir, cached, &cache);
-    let cases: Vec<(&str, String, Vec<String>)> = vec![
+    let mut cases: Vec<(&str, String, Vec<String>)> = vec![
         ("/bin/true (baseline)", "/bin/true".into(), vec![]),
         ("hook, 1 policy", BIN.into(), hook(&p1, true)),
         ("hook, 1,000 policies", BIN.into(), hook(&p1000, true)),
@@ -115,6 +115,20 @@ fn main() {
             hook(&p1000, false),
         ),
     ];
+    // The baseline build alone too, so that its instructions stand beside
+    // this build's.
+    if let Ok(old) = std::env::var("BASELINE_BIN") {
+        cases.push((
+            "the baseline build's hook, 1 policy",
+            old.clone(),
+            hook_in(&p1, true, &baseline_cache),
+        ));
+        cases.push((
+            "the baseline build's hook, 1,000 policies",
+            old,
+            hook_in(&p1000, true, &baseline_cache),
+        ));
+    }
     // Warm the cache and check the hook succeeds before timing it.
     for (_, prog, args) in &cases[1..] {
         let st = Command::new(prog)
