@@ -79,6 +79,11 @@ pub enum Command {
     /// Memory of every container, like `docker stats`: usage / limit, swap,
     /// failcnt, OOM kills and the growth trend.
     Top(TopArgs),
+    /// What a container's memory is, who holds it, whether it grows, and
+    /// what the kernel reported at its OOM kills: one screen with a
+    /// verdict (a running container, or the last one of that id or name
+    /// in the records when it is gone).
+    Diagnose(DiagnoseArgs),
     /// Wire cglimit into an engine: docker (the runtime wrapper in
     /// daemon.json, then a reload of dockerd), containerd (a runtime handler
     /// running the wrapper in config.toml), podman or crio (the hook file in
@@ -305,7 +310,8 @@ pub struct WatchArgs {
     #[arg(long, default_value = "45", value_name = "N")]
     pub leak_window: usize,
 
-    /// Growth of anonymous memory, in bytes per second, above which a leak is suspected.
+    /// Growth, in bytes per second, of memory that does not go back by
+    /// itself (anon, shmem, kernel) above which a leak is suspected.
     #[arg(long, default_value = "262144", value_name = "BYTES")]
     pub leak_threshold: u64,
 
@@ -500,6 +506,29 @@ pub struct DoctorArgs {
     /// `table` (one line per engine) or `json`.
     #[arg(long, short = 'o', default_value = "table")]
     pub output: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// The container: its id (or a unique prefix) or its name.
+    #[arg(value_name = "ID|NAME")]
+    pub container: String,
+    /// Where the hook, the wrapper and the watcher record.
+    #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Read the container twice, this far apart, and measure what grows
+    /// and in which process. Without it the growth is the watcher's (its
+    /// last leak warning), and nothing is waited for.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub window: Option<std::time::Duration>,
+    /// Growth, in bytes per second, above which memory that does not go
+    /// back by itself (anon, shmem, kernel) counts as growing.
+    #[arg(long, default_value = "262144", value_name = "BYTES")]
+    pub leak_threshold: u64,
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Output,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Args, Debug)]

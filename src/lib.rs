@@ -28,6 +28,7 @@ pub mod decision;
 pub mod enforce;
 pub mod facts;
 pub mod glob;
+pub mod leak;
 pub mod policy;
 pub mod record;
 pub mod size;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use cglimit::cli;
 use cglimit::cmd::{
-    apply, doctor, events, explain, hook, runtime, setup, sync, top, validate, watch,
+    apply, diagnose, doctor, events, explain, hook, runtime, setup, sync, top, validate, watch,
 };
 use cglimit::sys::logger;
 
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         cli::Command::Watch(a) => watch::run(a),
         cli::Command::Events(a) => events::run(a),
         cli::Command::Top(a) => top::run(a),
+        cli::Command::Diagnose(a) => diagnose::run(a),
         cli::Command::Setup(a) => setup::run(a),
         cli::Command::Doctor(a) => doctor::run(a),
         cli::Command::SyncPolicies(a) => sync::run(a),

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use common::watch::*;
 use common::*;
 
-fn events(lab: &Lab) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(lab.state_dir.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every event line is JSON"))
-        .collect()
-}
-
 #[test]
 fn oom_kills_are_recorded_counted_and_not_repeated() {
     let mut lab = Lab::new("watchoom");

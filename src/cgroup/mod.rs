@@ -7,6 +7,7 @@
 
 mod dir;
 pub mod procfs;
+pub mod procs;
 pub mod stats;
 mod v1;
 mod v2;

@@ -1,6 +1,9 @@
-//! Reading a memory cgroup's counters and usage, v1 and v2.
+//! Reading a memory cgroup's counters and usage, v1 and v2, and what its
+//! memory is ([`Breakdown`]: one vocabulary for both hierarchies).
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupDir, CgroupError, Hierarchy};
 
@@ -27,6 +30,8 @@ pub struct Sample {
     pub counters: BTreeMap<String, u64>,
     /// v1 `under_oom` from `memory.oom_control`.
     pub under_oom: bool,
+    /// What the memory is.
+    pub memory: Breakdown,
     /// Read from a cgroup v2 hierarchy.
     pub v2: bool,
 }
@@ -54,6 +59,107 @@ impl Sample {
             self.limit?.checked_add(self.swap_limit?)
         } else {
             self.swap_limit
+        }
+    }
+}
+
+/// What a container's memory is, in bytes, in the same terms on v1 and v2
+/// (docs/watch.md#what-the-memory-is). `anon + file + shmem + kernel +
+/// sock` is close to the cgroup's usage; swap is outside it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// Processes' own memory (heaps, stacks, anonymous mappings): leaves
+    /// only when they free it, or to swap. v2 `anon`; v1 `total_rss`.
+    pub anon: u64,
+    /// Page cache of files, tmpfs left out: the kernel takes it back under
+    /// pressure. v2 `file - shmem`; v1 `total_cache - total_shmem`.
+    pub file: u64,
+    /// Of `file`, recently used (reclaimed last). v2 `active_file`; v1
+    /// `total_active_file`.
+    pub file_active: u64,
+    /// Of `file`, not recently used (reclaimed first; the working set
+    /// leaves it out). v2 `inactive_file`; v1 `total_inactive_file`.
+    pub file_inactive: u64,
+    /// Files in tmpfs (`/dev/shm`, `--tmpfs`) and shared anonymous memory:
+    /// counted against the limit, never reclaimed without swap. v2
+    /// `shmem`; v1 `total_shmem`.
+    pub shmem: u64,
+    /// The kernel's memory for the container (slab, stacks, page tables).
+    /// v2 `kernel` (before 5.18 the sum of `slab`, `kernel_stack`,
+    /// `pagetables`, `percpu`); v1 `memory.kmem.usage_in_bytes`, 0 where
+    /// kernel memory is not accounted.
+    pub kernel: u64,
+    /// Socket buffers. v2 `sock`; v1 `memory.kmem.tcp.usage_in_bytes` (TCP
+    /// only, and only once a TCP limit is set: cglimit sets one).
+    pub sock: u64,
+    /// Swapped out (outside the usage). v2 `memory.swap.current`; v1
+    /// `memory.memsw.usage_in_bytes - memory.usage_in_bytes`.
+    pub swap: u64,
+}
+
+impl Breakdown {
+    /// The kinds by name, in a fixed order (metrics, `top`, `diagnose`).
+    pub fn kinds(&self) -> [(&'static str, u64); 6] {
+        [
+            ("anon", self.anon),
+            ("file", self.file),
+            ("shmem", self.shmem),
+            ("kernel", self.kernel),
+            ("sock", self.sock),
+            ("swap", self.swap),
+        ]
+    }
+
+    /// From v2's `memory.stat`.
+    pub fn from_v2(stat: &BTreeMap<String, u64>, swap: u64) -> Breakdown {
+        let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+        let shmem = get("shmem");
+        let kernel = match stat.get("kernel") {
+            Some(k) => *k,
+            None => {
+                let slab = stat
+                    .get("slab")
+                    .copied()
+                    .unwrap_or_else(|| get("slab_reclaimable") + get("slab_unreclaimable"));
+                slab + get("kernel_stack") + get("pagetables") + get("percpu")
+            }
+        };
+        Breakdown {
+            anon: get("anon"),
+            file: get("file").saturating_sub(shmem),
+            file_active: get("active_file"),
+            file_inactive: get("inactive_file"),
+            shmem,
+            kernel,
+            sock: get("sock"),
+            swap,
+        }
+    }
+
+    /// From v1's `memory.stat` (hierarchical `total_` keys) and the kmem
+    /// counters.
+    pub fn from_v1(
+        stat: &BTreeMap<String, u64>,
+        kmem: Option<u64>,
+        tcp: Option<u64>,
+        swap: u64,
+    ) -> Breakdown {
+        let get = |k: &str| {
+            stat.get(&format!("total_{k}"))
+                .or(stat.get(k))
+                .copied()
+                .unwrap_or(0)
+        };
+        let shmem = get("shmem");
+        Breakdown {
+            anon: get("rss"),
+            file: get("cache").saturating_sub(shmem),
+            file_active: get("active_file"),
+            file_inactive: get("inactive_file"),
+            shmem,
+            kernel: kmem.unwrap_or(0),
+            sock: tcp.unwrap_or(0),
+            swap,
         }
     }
 }
@@ -108,6 +214,15 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
             s.under_oom = oom.get("under_oom").copied().unwrap_or(0) > 0;
             s.counters
                 .insert("oom_kill".into(), oom.get("oom_kill").copied().unwrap_or(0));
+            let kmem = |f: &str| -> Result<Option<u64>, CgroupError> {
+                if dir.has(f) { num(dir, f) } else { Ok(None) }
+            };
+            s.memory = Breakdown::from_v1(
+                &stat,
+                kmem("memory.kmem.usage_in_bytes")?,
+                kmem("memory.kmem.tcp.usage_in_bytes")?,
+                s.swap_usage.unwrap_or(0),
+            );
         }
         Hierarchy::V2 => {
             s.usage = num(dir, "memory.current")?.unwrap_or(0);
@@ -128,6 +243,7 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
                 dir.read("memory.events")?
             };
             s.counters = parse_kv(&events);
+            s.memory = Breakdown::from_v2(&stat, s.swap_usage.unwrap_or(0));
         }
     }
     Ok(s)
@@ -199,5 +315,30 @@ mod tests {
         let s = parse_kv("cache 8192\nrss 4096\ntotal_rss 1048576\nbad line\nx y\n");
         assert_eq!(s["total_rss"], 1048576);
         assert!(!s.contains_key("x"));
+    }
+
+    #[test]
+    fn one_vocabulary_for_both_hierarchies() {
+        // v2: file includes tmpfs; kernel summed before 5.18.
+        let v2 = parse_kv(
+            "anon 100\nfile 300\nshmem 120\nactive_file 50\ninactive_file 130\nslab 7\nkernel_stack 2\npagetables 1\npercpu 0\nsock 4\n",
+        );
+        let b = Breakdown::from_v2(&v2, 9);
+        assert_eq!(
+            (b.anon, b.file, b.shmem, b.kernel, b.sock, b.swap),
+            (100, 180, 120, 10, 4, 9)
+        );
+        assert_eq!((b.file_active, b.file_inactive), (50, 130));
+        let v2k = parse_kv("kernel 33\nslab 7\n");
+        assert_eq!(Breakdown::from_v2(&v2k, 0).kernel, 33);
+        // v1: cache includes tmpfs; the hierarchical totals win.
+        let v1 = parse_kv(
+            "cache 1\nrss 1\nshmem 1\ntotal_cache 300\ntotal_rss 100\ntotal_shmem 120\ntotal_active_file 50\ntotal_inactive_file 130\n",
+        );
+        let b = Breakdown::from_v1(&v1, Some(10), Some(4), 9);
+        assert_eq!(
+            (b.anon, b.file, b.shmem, b.kernel, b.sock, b.swap),
+            (100, 180, 120, 10, 4, 9)
+        );
     }
 }

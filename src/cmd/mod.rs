@@ -2,6 +2,7 @@
 //! gathers facts its own way, calls the core, and prints.
 
 pub mod apply;
+pub mod diagnose;
 pub mod doctor;
 pub mod events;
 pub mod explain;
@@ -16,6 +17,13 @@ pub mod watch;
 /// Prints rows as left-aligned columns two spaces apart, as `docker ps`
 /// does; the first row is the header.
 pub fn print_table<R: AsRef<[String]>>(rows: &[R]) {
+    for line in table_lines(rows) {
+        println!("{line}");
+    }
+}
+
+/// The lines [`print_table`] prints.
+pub fn table_lines<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         for (i, cell) in row.as_ref().iter().enumerate() {
@@ -25,15 +33,17 @@ pub fn print_table<R: AsRef<[String]>>(rows: &[R]) {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    for row in rows {
-        let cells: Vec<String> = row
-            .as_ref()
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .as_ref()
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
 }
 
 /// The policies the `--policy-dir` and `--insecure-policy-perms` flags

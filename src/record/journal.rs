@@ -67,6 +67,21 @@ pub struct Event {
     /// Drift: where the container was found (`docker`, `runc`, `cgroup`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Leak: the kind of memory that grows (`anon`, `shmem`, `kernel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<String>,
+    /// Leak: the process that grew most (its growth over the window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::cgroup::procs::Process>,
+    /// OOM kill: the process the kernel killed, as its log reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victim: Option<crate::sys::kmsg::Victim>,
+    /// OOM kill: the largest processes of the kernel's task list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<crate::sys::kmsg::Task>,
+    /// OOM kill, leak: what the container's memory was at that moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::cgroup::stats::Breakdown>,
 }
 
 pub struct EventLog {

@@ -224,6 +224,8 @@ pub struct EntryContainer {
 #[serde(default)]
 pub struct EntryDecision {
     pub policy: Option<String>,
+    /// Why this policy and not another.
+    pub why: Option<String>,
     pub limits: Option<EntryLimits>,
 }
 

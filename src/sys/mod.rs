@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod events;
+pub mod kmsg;
 pub mod logger;
 pub mod privilege;
 pub mod shm;

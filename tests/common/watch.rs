@@ -112,3 +112,12 @@ pub fn metrics(port: u16) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// The events the watcher recorded in the lab's state directory.
+pub fn events(lab: &Lab) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(lab.state_dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every event line is JSON"))
+        .collect()
+}

@@ -14,7 +14,14 @@ pub(super) struct Watched {
     pub(super) last: BTreeMap<String, u64>,
     pub(super) sample: stats::Sample,
     pub(super) oom_seen: u64,
-    pub(super) leak: leak::Detector,
+    pub(super) leak: leak::Leaks,
+    /// The processes and what they held when growth began to show (see
+    /// [`leak::Leaks::leaning`]), with the time in the leak detector's
+    /// seconds: a warning names who grew since.
+    /// v1: what the memory was when the OOM notification came, before the
+    /// kill freed the victim's: the `oom_kill` event carries it.
+    pub(super) at_oom: Option<crate::cgroup::stats::Breakdown>,
+    pub(super) procs_before: Option<(f64, Vec<crate::cgroup::procs::Process>)>,
     pub(super) recheck_at: Option<Instant>,
     pub(super) probe: Option<stats::Probe>,
     /// Ticks since every file was last read.

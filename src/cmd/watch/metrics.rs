@@ -144,7 +144,7 @@ pub fn render(rows: &[Row], host: &Host) -> String {
         (
             "cglimit_leak_growth_bytes_per_second",
             "gauge",
-            "Robust (Theil-Sen) growth of anonymous memory over the window.",
+            "Robust (Theil-Sen) growth over the window of the fastest growing kind that can leak (anon, shmem, kernel).",
             |r| Some(r.leak_rate),
         ),
         (
@@ -163,6 +163,22 @@ pub fn render(rows: &[Row], host: &Host) -> String {
             }
         });
     }
+    family(
+        "cglimit_memory_bytes",
+        "gauge",
+        "What the memory is, by kind: anon (processes' own), file (page cache, reclaimable), shmem (tmpfs, /dev/shm: not reclaimable), kernel, sock (socket buffers), swap.",
+        &mut |o| {
+            for r in rows {
+                for (kind, v) in r.sample.memory.kinds() {
+                    let _ = writeln!(
+                        o,
+                        "cglimit_memory_bytes{{{},kind=\"{kind}\"}} {v}",
+                        labels(r)
+                    );
+                }
+            }
+        },
+    );
     family(
         "cglimit_leak_time_to_limit_seconds",
         "gauge",

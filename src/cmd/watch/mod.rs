@@ -11,7 +11,7 @@
 
 mod container;
 mod decisions;
-pub mod leak;
+
 mod limits;
 mod metrics;
 mod notify;
@@ -33,10 +33,12 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-use crate::cgroup::stats;
 use crate::cgroup::{self, CgroupDir, Hierarchy};
+use crate::cgroup::{procs, stats};
 use crate::cli::WatchArgs;
+use crate::leak;
 use crate::record::{self, journal};
+use crate::sys::kmsg::{Kmsg, OomReport};
 use journal::{Event, EventLog, Who};
 
 /// Epoll data of the watcher's own descriptors; a container's descriptors
@@ -46,6 +48,7 @@ const SETTLING: Duration = Duration::from_secs(5);
 
 const INOTIFY: u64 = 0;
 const DEMAND: u64 = 1;
+const KMSG: u64 = 2;
 const OOM: u64 = 0;
 const PSI: u64 = 1;
 
@@ -130,6 +133,12 @@ struct Watcher<'a> {
     next_token: u64,
     /// Where the watcher is in decisions.jsonl.
     tail: decisions::Tail,
+    /// The kernel log, for its OOM reports (none where it cannot be read).
+    kmsg: Option<Kmsg>,
+    /// Why the kernel log cannot be read, until an OOM kill event said it.
+    kmsg_problem: Option<String>,
+    /// Reports not matched to an event yet, with when they were read.
+    oom_reports: Vec<(Instant, OomReport)>,
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
@@ -169,6 +178,24 @@ impl<'a> Watcher<'a> {
                 Ok(ep)
             })
             .map_err(|e| WatchError::Kernel("epoll", e.into()))?;
+        let (kmsg, kmsg_problem) = match Kmsg::open() {
+            Ok(k) => {
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, KMSG);
+                match epoll.add(k.fd(), ev) {
+                    Ok(()) => (Some(k), None),
+                    Err(e) => (None, Some(format!("cannot wait on /dev/kmsg: {e}"))),
+                }
+            }
+            Err(e) => (
+                None,
+                Some(format!(
+                    "cannot read the kernel log (/dev/kmsg: {e}): the kernel's OOM reports are not kept; the watcher needs CAP_SYSLOG"
+                )),
+            ),
+        };
+        if let Some(why) = &kmsg_problem {
+            ::log::warn!("{why}");
+        }
         if let Some(addr) = &args.listen {
             let l = std::net::TcpListener::bind(addr).map_err(|source| WatchError::Listen {
                 addr: addr.clone(),
@@ -190,7 +217,11 @@ impl<'a> Watcher<'a> {
             inotify,
             epoll,
             tokens: HashMap::new(),
-            next_token: 1,
+            // Container data starts at 4: 0 to 2 are the watcher's own.
+            next_token: 2,
+            kmsg,
+            kmsg_problem,
+            oom_reports: Vec::new(),
             tail: decisions::Tail::default(),
             metrics,
             demand,
@@ -318,6 +349,7 @@ impl<'a> Watcher<'a> {
                     w.last.insert(k.clone(), *v);
                 }
                 w.sample = s;
+                self.explain_ooms(&mut events);
                 self.record(events);
             }
             Err(e) => {
@@ -371,7 +403,15 @@ impl<'a> Watcher<'a> {
             let Some(w) = self.containers.get_mut(&k) else {
                 continue;
             };
-            let change = w.leak.push(t, w.sample.anon as f64);
+            let (change, growth) = w.leak.push(t, &w.sample.memory);
+            // Who holds what is read only while some kind grows.
+            if w.leak.leaning() {
+                if w.procs_before.is_none() {
+                    w.procs_before = procs::read(&w.dir).ok().map(|p| (t, p));
+                }
+            } else if w.leak.suspected().is_none() {
+                w.procs_before = None;
+            }
             let ev = match change {
                 leak::Change::None => None,
                 leak::Change::Suspected(rate) => Some(("leak_suspected", Some(rate))),
@@ -381,9 +421,23 @@ impl<'a> Watcher<'a> {
                 let ttl = rate
                     .zip(w.sample.limit)
                     .map(|(r, l)| l.saturating_sub(w.sample.usage) as f64 / r);
+                // Who grew since growth began to show; else who holds the
+                // most now.
+                let process = match (rate, &w.procs_before) {
+                    (Some(_), before) => procs::read(&w.dir).ok().and_then(|mut now| {
+                        if let Some((t0, before)) = before {
+                            procs::set_growth(&mut now, before, t - t0);
+                        }
+                        procs::top_grower(&now).or(now.first()).cloned()
+                    }),
+                    _ => None,
+                };
                 let e = Event {
                     rate,
                     time_to_limit: ttl,
+                    growth: growth.map(String::from),
+                    process,
+                    memory: Some(w.sample.memory.clone()),
                     ..w.event(kind, &w.sample)
                 };
                 self.record(vec![e]);
@@ -422,7 +476,7 @@ impl<'a> Watcher<'a> {
                 sample: &w.sample,
                 oom_total: oom_total(w, &self.baselines),
                 leak_rate: w.leak.rate(),
-                leak_suspected: w.leak.suspected(),
+                leak_suspected: w.leak.suspected().is_some(),
                 limit_changes: w.limit_changes,
                 gone_at: None,
             })
@@ -501,7 +555,9 @@ impl<'a> Watcher<'a> {
             last: BTreeMap::new(),
             sample: stats::Sample::default(),
             oom_seen: 0,
-            leak: leak::Detector::new(self.args.leak_window, self.args.leak_threshold as f64),
+            leak: leak::Leaks::new(self.args.leak_window, self.args.leak_threshold as f64),
+            procs_before: None,
+            at_oom: None,
             recheck_at: None,
             probe: None,
             stale: 0,

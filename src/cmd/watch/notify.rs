@@ -54,6 +54,7 @@ impl Watcher<'_> {
         for data in events[..n].iter().map(EpollEvent::data) {
             match data {
                 INOTIFY => self.inotify_ready(),
+                KMSG => self.drain_kmsg(),
                 DEMAND => {
                     let _ = self.demand.wake.read();
                     self.render();
@@ -124,6 +125,7 @@ impl Watcher<'_> {
             new: Some(w.oom_seen),
             ..w.event("oom", &w.sample)
         };
+        w.at_oom = stats::read(&w.dir).ok().map(|s| s.memory);
         self.record(vec![ev]);
         // The notification comes as the OOM starts; `oom_kill` rises when the
         // victim is chosen, and the cgroup may vanish soon after the kill:
@@ -171,5 +173,66 @@ impl Watcher<'_> {
             ..w.event("pressure", &w.sample)
         };
         self.record(vec![ev]);
+    }
+
+    /// Keeps the OOM reports the kernel logged since the last call, for
+    /// the `oom_kill` events they explain (a few minutes at most).
+    pub(super) fn drain_kmsg(&mut self) {
+        let Some(k) = self.kmsg.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        self.oom_reports
+            .retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(300));
+        for r in k.read() {
+            self.oom_reports.push((now, r));
+        }
+        if self.oom_reports.len() > 256 {
+            let n = self.oom_reports.len() - 256;
+            self.oom_reports.drain(..n);
+        }
+    }
+
+    /// Puts on each `oom_kill` event what the memory was, and the kernel's
+    /// report of the kill (or, once, why there is none).
+    pub(super) fn explain_ooms(&mut self, events: &mut [Event]) {
+        for e in events.iter_mut().filter(|e| e.kind == "oom_kill") {
+            e.memory = self
+                .containers
+                .get_mut(&e.cgroup)
+                .map(|w| w.at_oom.take().unwrap_or_else(|| w.sample.memory.clone()));
+            match self.oom_report(&e.cgroup) {
+                Some(r) => {
+                    e.victim = Some(r.victim);
+                    e.tasks = r.tasks;
+                }
+                None => {
+                    if let Some(why) = self.kmsg_problem.take() {
+                        e.detail = Some(why);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The kernel's report of a kill in `cgroup`. The counter rises as the
+    /// kernel kills, just before it logs the victim's line: wait for that
+    /// line a little.
+    fn oom_report(&mut self, cgroup: &str) -> Option<OomReport> {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        loop {
+            self.drain_kmsg();
+            if let Some(i) = self
+                .oom_reports
+                .iter()
+                .position(|(_, r)| r.task_memcg == cgroup || r.oom_memcg == cgroup)
+            {
+                return Some(self.oom_reports.remove(i).1);
+            }
+            if self.kmsg.is_none() || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }

@@ -1,8 +1,11 @@
-//! Leak warning: steady growth of anonymous memory, told apart from flat,
-//! sawtooth (garbage-collected) and cache-heavy use.
+//! Leak warning: steady growth of memory that does not go back by itself,
+//! told apart from flat, sawtooth (garbage-collected) and cache-heavy use.
 //!
-//! Samples are anonymous memory only (v2 `memory.stat` `anon`, v1
-//! `total_rss`), so page cache never looks like a leak. Over a sliding
+//! Each kind that can leak has its own detector ([`Leaks`]): `anon`
+//! (processes' heaps), `shmem` (files left in a tmpfs or `/dev/shm`) and
+//! `kernel` (slab, page tables: sockets or files opened and never closed).
+//! Page cache (`file`) is never watched: the kernel takes it back, so a
+//! container reading files never looks like a leak. Over a sliding
 //! window, two robust slopes (Theil–Sen: the median of pairwise slopes,
 //! insensitive to outliers) must both show growth:
 //! - the slope of all samples, and
@@ -57,6 +60,15 @@ impl Detector {
         self.rate
     }
 
+    /// Growth from the first sample to the last, before the window is
+    /// full too: a rough early sign, not a verdict.
+    pub fn early_rate(&self) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(a), Some(b)) if self.samples.len() >= 3 && b.0 > a.0 => (b.1 - a.1) / (b.0 - a.0),
+            _ => 0.0,
+        }
+    }
+
     pub fn push(&mut self, t: f64, bytes: f64) -> Change {
         self.samples.push_back((t, bytes));
         while self.samples.len() > self.window {
@@ -99,6 +111,75 @@ impl Detector {
             return Change::Cleared;
         }
         Change::None
+    }
+}
+
+/// The kinds of memory that can leak, as [`crate::cgroup::stats::Breakdown`]
+/// names them.
+pub const KINDS: [&str; 3] = ["anon", "shmem", "kernel"];
+
+/// A detector per kind that can leak.
+#[derive(Clone, Debug)]
+pub struct Leaks {
+    detectors: [Detector; 3],
+    threshold: f64,
+}
+
+impl Leaks {
+    pub fn new(window: usize, threshold: f64) -> Leaks {
+        let d = Detector::new(window, threshold);
+        Leaks {
+            detectors: [d.clone(), d.clone(), d],
+            threshold,
+        }
+    }
+
+    /// Pushes one reading; a change of the container's state: the first
+    /// kind to grow steadily (with its rate), or the last to stop.
+    pub fn push(
+        &mut self,
+        t: f64,
+        m: &crate::cgroup::stats::Breakdown,
+    ) -> (Change, Option<&'static str>) {
+        let was = self.suspected();
+        for (d, v) in self.detectors.iter_mut().zip([m.anon, m.shmem, m.kernel]) {
+            d.push(t, v as f64);
+        }
+        match (was, self.suspected()) {
+            (None, Some(kind)) => (Change::Suspected(self.rate()), Some(kind)),
+            (Some(kind), None) => (Change::Cleared, Some(kind)),
+            _ => (Change::None, None),
+        }
+    }
+
+    /// The kind a leak is suspected in (the fastest growing of them).
+    pub fn suspected(&self) -> Option<&'static str> {
+        KINDS
+            .iter()
+            .zip(&self.detectors)
+            .filter(|(_, d)| d.suspected())
+            .max_by(|a, b| a.1.rate().total_cmp(&b.1.rate()))
+            .map(|(k, _)| *k)
+    }
+
+    /// The growth of the suspected kind, else the fastest, bytes per second.
+    pub fn rate(&self) -> f64 {
+        match self.suspected() {
+            Some(k) => self.detectors[KINDS.iter().position(|x| *x == k).unwrap_or(0)].rate(),
+            None => self
+                .detectors
+                .iter()
+                .map(Detector::rate)
+                .fold(0.0, f64::max),
+        }
+    }
+
+    /// Whether some kind grows at half the threshold or more: time to
+    /// note which processes hold what, so that a warning can say who grew.
+    pub fn leaning(&self) -> bool {
+        self.detectors
+            .iter()
+            .any(|d| d.rate().max(d.early_rate()) >= self.threshold / 2.0)
     }
 }
 
@@ -201,6 +282,38 @@ mod tests {
             }
         }
         assert!(flagged && cleared && !d.suspected());
+    }
+
+    #[test]
+    fn a_growing_tmpfs_is_a_leak_and_growing_cache_is_not() {
+        use crate::cgroup::stats::Breakdown;
+        let mut l = Leaks::new(30, 256.0 * 1024.0);
+        let mut seen = Vec::new();
+        for s in 0..120 {
+            let t = s as f64;
+            let m = Breakdown {
+                anon: 50 << 20,
+                // A file read over and over fills the cache fast.
+                file: (t * 4.0 * MIB) as u64,
+                // Files written to /dev/shm: 1 MiB/s from 60 s on.
+                shmem: ((t - 60.0).max(0.0) * MIB) as u64,
+                ..Default::default()
+            };
+            if let (Change::Suspected(r), Some(k)) = l.push(t, &m) {
+                seen.push((s, k, r));
+            }
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let (s, kind, rate) = seen[0];
+        assert_eq!(kind, "shmem");
+        // Suspected once the window holds enough of the growth; the rate
+        // is the window's, so below the final 1 MiB/s at first.
+        assert!(
+            s >= 60 && (256.0 * 1024.0..=1.1 * MIB).contains(&rate),
+            "{seen:?}"
+        );
+        assert_eq!(l.suspected(), Some("shmem"));
+        assert!(l.leaning());
     }
 
     #[test]
