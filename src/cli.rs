@@ -536,6 +536,10 @@ pub struct TopArgs {
     /// Print one table and exit (`--no-stream`, as `docker stats` says it).
     #[arg(long, alias = "no-stream")]
     pub once: bool,
+    /// Also show what the memory is: anon, file (page cache), shmem
+    /// (tmpfs), kernel, sock.
+    #[arg(long)]
+    pub wide: bool,
     /// Also show the containers recorded in DIR/decisions.jsonl.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

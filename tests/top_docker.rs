@@ -118,4 +118,42 @@ fn top_shows_what_docker_stats_shows() {
             );
         }
     }
+    // --wide: what the memory is; the written file is page cache.
+    let out = Command::new(BIN)
+        .args([
+            "top",
+            "--no-stream",
+            "--wide",
+            "--no-podman",
+            "--docker-host",
+        ])
+        .arg(format!("unix://{}", d.sock.display()))
+        .arg("--runc-root")
+        .arg(&none)
+        .arg("--crun-root")
+        .arg(&none)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().next().is_some_and(|h| h.contains("ANON")
+            && h.contains("FILE")
+            && h.contains("SHMEM")
+            && h.contains("KERNEL")),
+        "{text}"
+    );
+    let row = text.lines().find(|l| l.starts_with("cache")).unwrap();
+    // CONTAINER, USAGE, "/", LIMIT, MEM %, ANON, FILE…
+    let file = row.split_whitespace().nth(6).unwrap();
+    let bytes = |s: &str| -> u64 {
+        let (n, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+        let n: f64 = n.parse().unwrap_or(0.0);
+        (n * match unit {
+            "K" => 1024.0,
+            "M" => 1048576.0,
+            "G" => 1073741824.0,
+            _ => 1.0,
+        }) as u64
+    };
+    assert!(bytes(file) > 20_000_000, "FILE {file}: {row}");
 }

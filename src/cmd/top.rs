@@ -51,10 +51,14 @@ pub fn run(args: &TopArgs) -> ExitCode {
             } else {
                 format!("-{}/s", Limit::Bytes((-trend) as u64))
             };
-            rows.push([
-                name,
-                format!("{} / {limit}", Limit::Bytes(ws)),
-                pct,
+            let m = &b.memory;
+            let kinds =
+                [m.anon, m.file, m.shmem, m.kernel, m.sock].map(|v| Limit::Bytes(v).to_string());
+            let mut row = vec![name, format!("{} / {limit}", Limit::Bytes(ws)), pct];
+            if args.wide {
+                row.extend(kinds);
+            }
+            row.extend([
                 swap,
                 failcnt.to_string(),
                 kills.to_string(),
@@ -62,22 +66,24 @@ pub fn run(args: &TopArgs) -> ExitCode {
                 ws.to_string(),
                 b.usage.to_string(),
             ]);
+            rows.push(row);
         }
         if !args.once {
             print!("\x1b[2J\x1b[H");
         }
-        let header = [
-            "CONTAINER",
-            "MEM USAGE / LIMIT",
-            "MEM %",
+        let mut header = vec!["CONTAINER", "MEM USAGE / LIMIT", "MEM %"];
+        if args.wide {
+            header.extend(["ANON", "FILE", "SHMEM", "KERNEL", "SOCK"]);
+        }
+        header.extend([
             "SWAP",
             "FAILCNT",
             "OOM KILLS",
             "TREND",
             "WORKING SET BYTES",
             "USAGE BYTES (WITH CACHE)",
-        ];
-        let mut table = vec![header.map(String::from)];
+        ]);
+        let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
         table.extend(rows);
         crate::cmd::print_table(&table);
         for p in &problems {

@@ -1,7 +1,8 @@
-//! The kernel's OOM reports, read from the kernel log (`/dev/kmsg`): who
-//! the kernel killed in which memory cgroup, with the victim's memory and
-//! the task list it printed. One reader per watcher, from the watcher's
-//! start on: a report is read once, and not again after a restart.
+//! The kernel's OOM reports, read from the kernel log (`/dev/kmsg`, or the
+//! journal's copy of it): who the kernel killed in which memory cgroup,
+//! with the victim's memory and the task list it printed. One reader per
+//! watcher, from the watcher's start on: a report is read once, and not
+//! again after a restart.
 //!
 //! A memcg OOM kill prints, in order: the task list (when
 //! `vm.oom_dump_tasks` is 1, the default) under a header naming its
@@ -165,65 +166,201 @@ pub fn message(record: &str) -> Option<&str> {
     Some(rest.split('\n').next().unwrap_or(rest))
 }
 
-/// The kernel log, opened at its end.
-pub struct Kmsg {
-    file: File,
+/// The kernel log, read from the watcher's start on: `/dev/kmsg` where it
+/// may be read, else the journal's copy of it (`journalctl --follow _TRANSPORT=kernel`),
+/// which a service without `CAP_SYSLOG` may read (the shipped unit).
+pub struct KernelLog {
+    source: Source,
     assembler: Assembler,
+    /// Why nothing more will come (journalctl ended).
+    ended: Option<String>,
 }
 
-impl Kmsg {
-    /// Opens `/dev/kmsg` without blocking, positioned after the last
-    /// record: what comes after the start. Fails without `CAP_SYSLOG` when
-    /// `kernel.dmesg_restrict` is 1, or where the log is not reachable.
-    pub fn open() -> std::io::Result<Kmsg> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open("/dev/kmsg")?;
-        nix::unistd::lseek(&file, 0, nix::unistd::Whence::SeekEnd)?;
-        // A first read shows whether reading is allowed (the open may be).
-        let mut k = Kmsg {
-            file,
-            assembler: Assembler::default(),
-        };
-        let mut buf = [0u8; 8192];
-        match (&k.file).read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
-            Ok(n) => {
-                if let Some(m) = std::str::from_utf8(&buf[..n]).ok().and_then(message) {
-                    k.assembler.push(m);
-                }
-            }
-            Err(_) => {}
+enum Source {
+    Kmsg(File),
+    Journal {
+        child: std::process::Child,
+        out: std::process::ChildStdout,
+        /// What journalctl says when it ends.
+        err: std::process::ChildStderr,
+        /// A line not yet whole.
+        partial: Vec<u8>,
+    },
+}
+
+impl Drop for KernelLog {
+    fn drop(&mut self) {
+        if let Source::Journal { child, .. } = &mut self.source {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        Ok(k)
+    }
+}
+
+/// Why neither the kernel log nor the journal could be read.
+#[derive(Debug, thiserror::Error)]
+#[error("/dev/kmsg: {kmsg}; journalctl: {journal}")]
+pub struct Unreadable {
+    pub kmsg: std::io::Error,
+    pub journal: std::io::Error,
+}
+
+impl KernelLog {
+    /// Opens `/dev/kmsg` after its last record, or, where it may not be
+    /// read (no `CAP_SYSLOG` under `kernel.dmesg_restrict`, or no such
+    /// device), follows the journal's kernel messages from now on.
+    pub fn open() -> Result<KernelLog, Unreadable> {
+        let source = match open_kmsg() {
+            Ok(f) => Source::Kmsg(f),
+            Err(kmsg) => follow_journal().map_err(|journal| Unreadable { kmsg, journal })?,
+        };
+        Ok(KernelLog {
+            source,
+            assembler: Assembler::default(),
+            ended: None,
+        })
+    }
+
+    /// How long a report may take to arrive after the kill is counted:
+    /// the journal passes it on through journald.
+    pub fn lag(&self) -> std::time::Duration {
+        match self.source {
+            Source::Kmsg(_) => std::time::Duration::from_millis(100),
+            Source::Journal { .. } => std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// Why nothing more will come from it, once that is so.
+    pub fn ended(&self) -> Option<&str> {
+        self.ended.as_deref()
+    }
+
+    /// What is read: `/dev/kmsg` or `the journal`.
+    pub fn name(&self) -> &'static str {
+        match self.source {
+            Source::Kmsg(_) => "/dev/kmsg",
+            Source::Journal { .. } => "the journal",
+        }
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
-        self.file.as_fd()
+        match &self.source {
+            Source::Kmsg(f) => f.as_fd(),
+            Source::Journal { out, .. } => out.as_fd(),
+        }
     }
 
-    /// The reports completed by the records logged since the last call.
+    /// The reports completed by the messages logged since the last call.
     pub fn read(&mut self) -> Vec<OomReport> {
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
-        loop {
-            match (&self.file).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let text = String::from_utf8_lossy(&buf[..n]);
-                    if let Some(r) = message(&text).and_then(|m| self.assembler.push(m)) {
-                        out.push(r);
+        match &mut self.source {
+            Source::Kmsg(file) => loop {
+                match (&*file).read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if let Some(r) = message(&text).and_then(|m| self.assembler.push(m)) {
+                            out.push(r);
+                        }
                     }
+                    // Records overwritten before they were read: go on.
+                    Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                    Err(_) => break,
                 }
-                // Records overwritten before they were read: go on.
-                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
-                Err(_) => break,
-            }
+            },
+            Source::Journal {
+                child,
+                out: pipe,
+                err,
+                partial,
+            } => loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => {
+                        let status = child
+                            .wait()
+                            .map_or_else(|e| e.to_string(), |s| s.to_string());
+                        let mut said = String::new();
+                        let _ = err.read_to_string(&mut said);
+                        self.ended = Some(format!("journalctl ended ({status}): {}", said.trim()));
+                        break;
+                    }
+                    Ok(n) => {
+                        partial.extend_from_slice(&buf[..n]);
+                        while let Some(i) = partial.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = partial.drain(..=i).collect();
+                            let text = String::from_utf8_lossy(&line);
+                            if let Some(r) = self.assembler.push(&text) {
+                                out.push(r);
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                }
+            },
         }
         out
     }
+}
+
+fn open_kmsg() -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open("/dev/kmsg")?;
+    nix::unistd::lseek(&file, 0, nix::unistd::Whence::SeekEnd)?;
+    // The open may succeed where reading is refused: try one read.
+    let mut buf = [0u8; 8192];
+    match (&file).read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(e),
+        _ => Ok(file),
+    }
+}
+
+/// `journalctl --follow --lines=0 --merge --output=cat _TRANSPORT=kernel`:
+/// the kernel's messages from now on, one a line, read without blocking.
+/// `--merge`, because journalctl otherwise asks for the current boot's id,
+/// in /proc/sys, which a service with `ProcSubset=pid` does not see
+/// ("Failed to get boot id").
+fn follow_journal() -> std::io::Result<Source> {
+    let mut child = std::process::Command::new("journalctl")
+        .args([
+            "--follow",
+            "--lines=0",
+            "--merge",
+            "--output=cat",
+            "--no-pager",
+            "_TRANSPORT=kernel",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
+    let mut err = child.stderr.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    if let Err(e) = fcntl(&out, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e.into());
+    }
+    // journalctl that cannot read the journal exits at once.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    if let Some(st) = child.try_wait()? {
+        let mut said = String::new();
+        let _ = err.read_to_string(&mut said);
+        return Err(std::io::Error::other(format!(
+            "exited ({st}): {}",
+            said.trim()
+        )));
+    }
+    Ok(Source::Journal {
+        child,
+        out,
+        err,
+        partial: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -345,6 +345,24 @@ if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/d
   else
     fail "podman run for the hardened watcher" "$(head -c 400 /tmp/err.pw)"
   fi
+  # Through to a kill (no memory.high, so nothing throttles the child
+  # first): the kernel's report, which the hardened unit reads from the
+  # journal, is on the event.
+  if kid=$(podman --runtime crun run -d --network none --annotation cglimit.test/nohigh=yes cglimit-busybox:1 sh -c 'sleep 2; sh -c "s=aaaaaaaaaaaaaaaa; while :; do s=\$s\$s; done"; sleep 600' 2>/tmp/err.pk); then
+    k=
+    i=0
+    while [ -z "$k" ] && [ $i -lt 150 ]; do
+      k=$(grep "\"kind\":\"oom_kill\".*$kid" /var/lib/cglimit/events.jsonl 2>/dev/null | head -n 1); sleep 0.2; i=$((i+1))
+    done
+    if echo "$k" | grep -q '"victim":{"pid":[0-9]*,"comm":"sh","anon_rss":[1-9]'; then
+      pass "the hardened watcher puts the kernel's OOM report on the oom_kill event (from the journal)"
+    else
+      fail "the hardened watcher puts the kernel's OOM report on the oom_kill event" "[$k] $(journalctl -u cglimit-watch --no-pager 2>&1 | grep -i -E 'kernel|oom' | tail -n 3)"
+    fi
+    podman rm -f "$kid" >/dev/null
+  else
+    fail "podman run for the hardened watcher's OOM kill" "$(head -c 400 /tmp/err.pk)"
+  fi
   systemctl stop cglimit-watch
 else
   fail "the .deb installs" "$(tail -c 600 /tmp/dpkg.out)"

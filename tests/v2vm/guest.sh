@@ -227,6 +227,15 @@ else
   fail "watch records a v2 OOM kill from memory.events" "$(cat /cglimit/state/events.jsonl /tmp/watch.log 2>&1 | tail -5)"
 fi
 grep -q '"kind":"max"' /cglimit/state/events.jsonl && pass "watch records v2 max events (limit hit)" || fail "watch records v2 max events" "$(cat /cglimit/state/events.jsonl | head -3)"
+# The kernel's report of the kill, read from /dev/kmsg, on the event.
+kill_line=$(grep '"kind":"oom_kill"' /cglimit/state/events.jsonl | head -n 1)
+if echo "$kill_line" | grep -q '"victim":{"pid":[0-9]*,"comm":"sh","anon_rss":[1-9]'; then
+  pass "the v2 oom_kill event carries the kernel's victim (pid, comm, anon-rss)"
+else
+  fail "the v2 oom_kill event carries the kernel's victim" "$kill_line"
+fi
+echo "$kill_line" | grep -q '"memory":{"anon":' && pass "the v2 oom_kill event carries the memory breakdown" \
+  || fail "the v2 oom_kill event carries the memory breakdown" "$kill_line"
 # Memory stall above memory.high: a PSI trigger on memory.pressure fires.
 bundle /b/pres /test/pres '{}' "$(hook $P)" '["sh", "-c", "sleep 2; head -c 34603008 /dev/zero > /big/f; sleep 3"]'
 timeout 60 runc run --bundle /b/pres pres </dev/null >/dev/null 2>&1
@@ -235,6 +244,32 @@ grep -q '"kind":"pressure"' /cglimit/state/events.jsonl && pass "watch records m
   || fail "watch records memory pressure (PSI trigger)" "$(grep -c . /cglimit/state/events.jsonl) events; $(tail -3 /tmp/watch.log)"
 kill $W
 runc delete -f oomw >/dev/null 2>&1
+
+# 5b. diagnose on v2: a heap leak in one process of three, a tmpfs writer,
+# a steady container, each told by its verdict.
+DIAG="cglimit diagnose --state-dir /cglimit/state --no-docker --no-podman --crun-root /tmp --window 3s -o json"
+bundle /b/leak /test/leak '{}' "$(hook /cglimit/nohigh)" '["sh", "-c", "sleep 600 & sleep 600 & sh -c '"'"': leaker; x=$(head -c 65536 /dev/zero | busybox tr \"\\0\" a); i=0; while :; do eval \"v$i=\\$x\"; i=$((i+1)); sleep 0.05; done'"'"'"]'
+bundle /b/shm /test/shm '{}' "$(hook /cglimit/nohigh)" '["sh", "-c", "while :; do head -c 65536 /dev/zero >> /big/f; sleep 0.05; done"]'
+bundle /b/steady /test/steady '{}' "$(hook /cglimit/nohigh)" '["sleep", "600"]'
+for c in leak shm steady; do runc run -d --bundle /b/$c $c </dev/null >/dev/null 2>&1; done
+sleep 1
+leaker=
+for p in $(cat /sys/fs/cgroup/test/leak/cgroup.procs); do
+  tr '\0' ' ' < /proc/$p/cmdline | grep -q '^sh -c : leaker' && leaker=$p
+done
+out=$($DIAG leak 2>&1)
+if echo "$out" | grep -q '"anon-leak"' && echo "$out" | grep -q "pid $leaker "; then
+  pass "diagnose on v2: anon-leak, in the leaking process (pid $leaker)"
+else
+  fail "diagnose on v2: anon-leak in pid $leaker" "$(echo "$out" | grep -A2 verdict)"
+fi
+out=$($DIAG shm 2>&1)
+echo "$out" | grep -q '"shmem-leak"' && pass "diagnose on v2: shmem-leak for a tmpfs writer" \
+  || fail "diagnose on v2: shmem-leak" "$(echo "$out" | grep -A2 verdict)"
+out=$($DIAG steady 2>&1)
+echo "$out" | grep -q '"stable"' && pass "diagnose on v2: a steady container is stable" \
+  || fail "diagnose on v2: stable" "$(echo "$out" | grep -A2 verdict)"
+for c in leak shm steady; do runc delete -f $c >/dev/null 2>&1; done
 
 # 6. memory.failcnt on cgroup v1. The host this suite runs on has a v1
 # memory controller whose kernel no longer counts failcnt; this kernel

@@ -38,7 +38,7 @@ use crate::cgroup::{procs, stats};
 use crate::cli::WatchArgs;
 use crate::leak;
 use crate::record::{self, journal};
-use crate::sys::kmsg::{Kmsg, OomReport};
+use crate::sys::kmsg::{KernelLog, OomReport};
 use journal::{Event, EventLog, Who};
 
 /// Epoll data of the watcher's own descriptors; a container's descriptors
@@ -134,11 +134,13 @@ struct Watcher<'a> {
     /// Where the watcher is in decisions.jsonl.
     tail: decisions::Tail,
     /// The kernel log, for its OOM reports (none where it cannot be read).
-    kmsg: Option<Kmsg>,
+    kmsg: Option<KernelLog>,
     /// Why the kernel log cannot be read, until an OOM kill event said it.
     kmsg_problem: Option<String>,
     /// Reports not matched to an event yet, with when they were read.
     oom_reports: Vec<(Instant, OomReport)>,
+    /// `oom_kill` events waiting for their report, until then.
+    held_ooms: Vec<(Instant, Event)>,
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
@@ -178,18 +180,21 @@ impl<'a> Watcher<'a> {
                 Ok(ep)
             })
             .map_err(|e| WatchError::Kernel("epoll", e.into()))?;
-        let (kmsg, kmsg_problem) = match Kmsg::open() {
+        let (kmsg, kmsg_problem) = match KernelLog::open() {
             Ok(k) => {
                 let ev = EpollEvent::new(EpollFlags::EPOLLIN, KMSG);
                 match epoll.add(k.fd(), ev) {
-                    Ok(()) => (Some(k), None),
-                    Err(e) => (None, Some(format!("cannot wait on /dev/kmsg: {e}"))),
+                    Ok(()) => {
+                        ::log::info!("the kernel's OOM reports are read from {}", k.name());
+                        (Some(k), None)
+                    }
+                    Err(e) => (None, Some(format!("cannot wait on {}: {e}", k.name()))),
                 }
             }
             Err(e) => (
                 None,
                 Some(format!(
-                    "cannot read the kernel log (/dev/kmsg: {e}): the kernel's OOM reports are not kept; the watcher needs CAP_SYSLOG"
+                    "the kernel's OOM reports are not kept: {e}; the watcher needs CAP_SYSLOG, or to read the journal"
                 )),
             ),
         };
@@ -222,6 +227,7 @@ impl<'a> Watcher<'a> {
             kmsg,
             kmsg_problem,
             oom_reports: Vec::new(),
+            held_ooms: Vec::new(),
             tail: decisions::Tail::default(),
             metrics,
             demand,
@@ -255,11 +261,15 @@ impl<'a> Watcher<'a> {
             for k in rechecks {
                 self.read_one(&k, false);
             }
+            self.release_ooms();
             let mut wake = next_tick;
             for w in self.containers.values() {
                 if let Some(t) = w.recheck_at {
                     wake = wake.min(t);
                 }
+            }
+            for (t, _) in &self.held_ooms {
+                wake = wake.min(*t);
             }
             self.wait(wake.saturating_duration_since(Instant::now()));
         }

@@ -187,52 +187,93 @@ impl Watcher<'_> {
         for r in k.read() {
             self.oom_reports.push((now, r));
         }
+        if let Some(why) = k.ended() {
+            // Closed, so it leaves the epoll set: no busy wake-ups on EOF.
+            let why = format!("the kernel's OOM reports are no longer kept: {why}");
+            ::log::warn!("{why}");
+            self.kmsg = None;
+            self.kmsg_problem = Some(why);
+        }
         if self.oom_reports.len() > 256 {
             let n = self.oom_reports.len() - 256;
             self.oom_reports.drain(..n);
         }
+        self.release_ooms();
     }
 
     /// Puts on each `oom_kill` event what the memory was, and the kernel's
-    /// report of the kill (or, once, why there is none).
-    pub(super) fn explain_ooms(&mut self, events: &mut [Event]) {
-        for e in events.iter_mut().filter(|e| e.kind == "oom_kill") {
+    /// report of the kill (or, once, why there is none). The counter rises
+    /// as the kernel kills, just before it logs the victim's line: an event
+    /// whose report has not come yet is held back (see [`Self::release_ooms`])
+    /// instead of recorded without it.
+    pub(super) fn explain_ooms(&mut self, events: &mut Vec<Event>) {
+        if !events.iter().any(|e| e.kind == "oom_kill") {
+            return;
+        }
+        self.drain_kmsg();
+        let mut kept = Vec::with_capacity(events.len());
+        for mut e in events.drain(..) {
+            if e.kind != "oom_kill" {
+                kept.push(e);
+                continue;
+            }
             e.memory = self
                 .containers
                 .get_mut(&e.cgroup)
                 .map(|w| w.at_oom.take().unwrap_or_else(|| w.sample.memory.clone()));
-            match self.oom_report(&e.cgroup) {
-                Some(r) => {
+            match (self.take_report(&e.cgroup), &self.kmsg) {
+                (Some(r), _) => {
                     e.victim = Some(r.victim);
                     e.tasks = r.tasks;
+                    kept.push(e);
                 }
-                None => {
+                (None, Some(k)) => self.held_ooms.push((Instant::now() + k.lag(), e)),
+                (None, None) => {
                     if let Some(why) = self.kmsg_problem.take() {
                         e.detail = Some(why);
                     }
+                    kept.push(e);
                 }
             }
         }
+        *events = kept;
     }
 
-    /// The kernel's report of a kill in `cgroup`. The counter rises as the
-    /// kernel kills, just before it logs the victim's line: wait for that
-    /// line a little.
-    fn oom_report(&mut self, cgroup: &str) -> Option<OomReport> {
-        let deadline = Instant::now() + Duration::from_millis(50);
-        loop {
-            self.drain_kmsg();
-            if let Some(i) = self
-                .oom_reports
-                .iter()
-                .position(|(_, r)| r.task_memcg == cgroup || r.oom_memcg == cgroup)
-            {
-                return Some(self.oom_reports.remove(i).1);
-            }
-            if self.kmsg.is_none() || Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+    /// Records the held `oom_kill` events whose report came, and those
+    /// that waited long enough (without it).
+    pub(super) fn release_ooms(&mut self) {
+        if self.held_ooms.is_empty() {
+            return;
         }
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        let mut i = 0;
+        while i < self.held_ooms.len() {
+            let cgroup = self.held_ooms[i].1.cgroup.clone();
+            if let Some(r) = self.take_report(&cgroup) {
+                let (_, mut e) = self.held_ooms.remove(i);
+                e.victim = Some(r.victim);
+                e.tasks = r.tasks;
+                ready.push(e);
+            } else if self.held_ooms[i].0 <= now {
+                let (_, mut e) = self.held_ooms.remove(i);
+                e.detail = Some("the kernel's report of this kill was not found in its log".into());
+                ready.push(e);
+            } else {
+                i += 1;
+            }
+        }
+        if !ready.is_empty() {
+            self.record(ready);
+        }
+    }
+
+    /// The first report of a kill in `cgroup` read so far.
+    fn take_report(&mut self, cgroup: &str) -> Option<OomReport> {
+        let i = self
+            .oom_reports
+            .iter()
+            .position(|(_, r)| r.task_memcg == cgroup || r.oom_memcg == cgroup)?;
+        Some(self.oom_reports.remove(i).1)
     }
 }
