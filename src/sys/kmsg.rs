@@ -252,23 +252,7 @@ impl KernelLog {
     }
 
     /// The reports completed by the messages logged since the last call.
-    /// The kernel rate-limits the header of its reports (ten in five
-    /// seconds), not the victim's line: a report without the summary takes
-    /// its cgroup from the victim, while it is still there.
     pub fn read(&mut self) -> Vec<OomReport> {
-        let mut out = self.read_reports();
-        for r in out.iter_mut().filter(|r| r.task_memcg.is_empty()) {
-            if let Some(m) = crate::cgroup::procfs::read(format!("/proc/{}/cgroup", r.victim.pid))
-                .ok()
-                .and_then(|t| crate::cgroup::procfs::memory_membership(&t))
-            {
-                r.task_memcg = m.path;
-            }
-        }
-        out
-    }
-
-    fn read_reports(&mut self) -> Vec<OomReport> {
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         match &mut self.source {

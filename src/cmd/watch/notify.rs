@@ -257,7 +257,10 @@ impl Watcher<'_> {
                 ready.push(e);
             } else if self.held_ooms[i].0 <= now {
                 let (_, mut e) = self.held_ooms.remove(i);
-                e.detail = Some("the kernel's report of this kill was not found in its log".into());
+                e.detail = Some(
+                    "the kernel's report of this kill was not found in its log (it prints at most 10 in 5 s)"
+                        .into(),
+                );
                 ready.push(e);
             } else {
                 i += 1;
