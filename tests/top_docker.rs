@@ -76,15 +76,21 @@ fn top_shows_what_docker_stats_shows() {
         .iter()
         .map(|n| docker_stats_bytes(&d, n))
         .collect();
-    let out = Command::new(BIN)
-        .args(["top", "--no-stream", "--no-podman", "--docker-host"])
-        .arg(format!("unix://{}", d.sock.display()))
-        .arg("--runc-root")
-        .arg(&none)
-        .arg("--crun-root")
-        .arg(&none)
-        .output()
-        .unwrap();
+    // `cglimit top --no-stream` against this dockerd only, with `extra` flags.
+    let top = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["top", "--no-stream", "--no-podman"])
+            .args(extra)
+            .arg("--docker-host")
+            .arg(format!("unix://{}", d.sock.display()))
+            .arg("--runc-root")
+            .arg(&none)
+            .arg("--crun-root")
+            .arg(&none)
+            .output()
+            .unwrap()
+    };
+    let out = top(&[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     for (i, name) in ["cache", "idle"].into_iter().enumerate() {
@@ -119,21 +125,7 @@ fn top_shows_what_docker_stats_shows() {
         }
     }
     // --wide: what the memory is; the written file is page cache.
-    let out = Command::new(BIN)
-        .args([
-            "top",
-            "--no-stream",
-            "--wide",
-            "--no-podman",
-            "--docker-host",
-        ])
-        .arg(format!("unix://{}", d.sock.display()))
-        .arg("--runc-root")
-        .arg(&none)
-        .arg("--crun-root")
-        .arg(&none)
-        .output()
-        .unwrap();
+    let out = top(&["--wide"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines().next().is_some_and(|h| h.contains("ANON")
