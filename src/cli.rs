@@ -84,6 +84,12 @@ pub enum Command {
     /// verdict (a running container, or the last one of that id or name
     /// in the records when it is gone).
     Diagnose(DiagnoseArgs),
+    /// What each workload's memory limit should be, from the watcher's
+    /// history (or a Prometheus holding many watchers' metrics): the peak
+    /// plus a margin, bumped after OOM kills, never raised for a leak;
+    /// printed as a table, JSON, policies or a diff for the policy
+    /// directory. Nothing is applied.
+    Recommend(RecommendArgs),
     /// Wire cglimit into an engine: docker (the runtime wrapper in
     /// daemon.json, then a reload of dockerd), containerd (a runtime handler
     /// running the wrapper in config.toml), podman or crio (the hook file in
@@ -340,6 +346,22 @@ pub struct WatchArgs {
     #[arg(long, requires = "policy_dir")]
     pub insecure_policy_perms: bool,
 
+    /// How containers are grouped into workloads for their history and
+    /// `recommend`: by name without the instance number (`web-1`, `web-2`
+    /// are `web`; unnamed ones by image), or by image repository.
+    /// Kubernetes containers are always namespace/owner/container.
+    #[arg(long, value_enum, default_value = "name", value_name = "HOW")]
+    pub workload_by: crate::facts::workload::By,
+
+    /// How often the workloads' history (history.json in the state dir) is
+    /// written; also when the watcher stops.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
+    pub history_save: Duration,
+
+    /// Workloads kept in the history; the least recently seen go first.
+    #[arg(long, default_value_t = crate::record::history::DEFAULT_WORKLOADS, value_name = "N")]
+    pub history_workloads: usize,
+
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -529,6 +551,46 @@ pub struct DiagnoseArgs {
     pub output: Output,
     #[command(flatten)]
     pub sources: SourceArgs,
+}
+
+/// How `recommend` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecommendOutput {
+    Table,
+    Json,
+    /// The policies alone, one YAML document each.
+    Yaml,
+    /// A unified diff against the policy directory (`patch -p1 -d DIR`).
+    Diff,
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    /// History to weigh: a duration back from now.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Duration,
+    /// Less history than this (from first to last sample) gets no
+    /// recommendation.
+    #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_history: Duration,
+    /// Headroom over the peak, in percent.
+    #[arg(long, default_value = "15", value_name = "PERCENT")]
+    pub margin: f64,
+    /// Where the watcher keeps its history (history.json).
+    #[arg(long, default_value = "/var/lib/cglimit", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Policies to compare with and to write changes for (yaml, diff).
+    #[arg(long, default_value = "/etc/cglimit/policies", value_name = "DIR")]
+    pub policy_dir: PathBuf,
+    /// Read the watchers' metrics from this Prometheus (http://HOST:PORT)
+    /// instead of this host's history: every host that scrapes into it.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Only these workloads (repeatable).
+    #[arg(long = "workload", value_name = "KEY")]
+    pub workloads: Vec<String>,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: RecommendOutput,
 }
 
 #[derive(Args, Debug)]

@@ -32,5 +32,6 @@ pub mod leak;
 pub mod policy;
 pub mod record;
 pub mod size;
+pub mod sizing;
 pub mod sys;
 pub mod time;

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use cglimit::cli;
 use cglimit::cmd::{
-    apply, diagnose, doctor, events, explain, hook, runtime, setup, sync, top, validate, watch,
+    apply, diagnose, doctor, events, explain, hook, recommend, runtime, setup, sync, top, validate,
+    watch,
 };
 use cglimit::sys::logger;
 
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         cli::Command::Events(a) => events::run(a),
         cli::Command::Top(a) => top::run(a),
         cli::Command::Diagnose(a) => diagnose::run(a),
+        cli::Command::Recommend(a) => recommend::run(a),
         cli::Command::Setup(a) => setup::run(a),
         cli::Command::Doctor(a) => doctor::run(a),
         cli::Command::SyncPolicies(a) => sync::run(a),

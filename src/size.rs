@@ -92,6 +92,27 @@ pub fn human(b: u64) -> String {
     b.to_string()
 }
 
+/// Bytes for a reader, to three figures at most: `93.2M`, `1.3G`, `512K`.
+pub fn human_rounded(b: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "T"),
+        (1 << 30, "G"),
+        (1 << 20, "M"),
+        (1 << 10, "K"),
+    ];
+    for (mult, unit) in UNITS {
+        if b >= mult {
+            let v = b as f64 / mult as f64;
+            return if v >= 100.0 || b.is_multiple_of(mult) {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{v:.1}{unit}")
+            };
+        }
+    }
+    format!("{b}B")
+}
+
 /// Why a size string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {

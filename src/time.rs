@@ -73,6 +73,16 @@ pub fn parse_when(s: &str) -> Result<String, TimeError> {
     ))
 }
 
+/// A duration for a reader: `45 s`, `12 min`, `3.5 h`, `2.0 d`.
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        7200..=172_799 => format!("{:.1} h", secs as f64 / 3600.0),
+        _ => format!("{:.1} d", secs as f64 / 86400.0),
+    }
+}
+
 /// Parses `500ms`, `2s`, `1m`, `1h`, `2d` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, TimeError> {
     let s = s.trim();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -464,19 +464,7 @@ fn prometheus_fires_every_alert_case() {
             .replace("cglimit-alerts.yml", &rules.display().to_string()),
     )
     .unwrap();
-    let web = free_port();
-    let prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            lab.dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _p = Watcher(prom);
+    let (_p, web) = start_prometheus(&lab, &cfg);
     // Prometheus scrapes the watcher before anything happens, as it does
     // on a host where it has run for a while.
     let t = Instant::now();
@@ -576,19 +564,6 @@ fn prometheus_fires_every_alert_case() {
 }
 
 /// `GET path` of the Prometheus HTTP API, as JSON (`null` until it answers).
-fn prom_get(port: u16, path: &str) -> serde_json::Value {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return serde_json::Value::Null;
-    };
-    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes());
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
-
 #[test]
 fn a_full_state_dir_delays_events_and_loses_none() {
     let mut lab = Lab::new("watchfull");

@@ -395,12 +395,7 @@ fn last_decision(
 }
 
 fn duration(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        _ => format!("{:.1} h", s as f64 / 3600.0),
-    }
+    crate::time::human_duration(secs.max(0.0) as u64)
 }
 
 fn text(d: &Diagnosis) -> String {

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod events;
 pub mod explain;
 pub mod hook;
+pub mod recommend;
 pub mod runtime;
 pub mod setup;
 pub mod sync;

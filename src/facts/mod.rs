@@ -11,6 +11,7 @@ pub mod discover;
 pub mod oci;
 pub mod pod;
 pub mod update;
+pub mod workload;
 
 use std::collections::BTreeMap;
 

@@ -25,7 +25,7 @@ pub mod select;
 mod yaml;
 
 pub use cache::RACY;
-pub use yaml::{check_names, load_files, load_path, parse_file};
+pub use yaml::{MemoryPlaces, check_names, load_files, load_path, memory_places, parse_file};
 
 /// The policies of one directory (or file), ready to choose from.
 pub struct PolicySet {

@@ -179,6 +179,38 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Policy>, Vec<PolicyErro
     }
 }
 
+/// Where a policy writes its memory `default` and `max`: the line and
+/// column (1-based) of each value, `None` where the key is absent. For
+/// tools that edit a policy file in place (`recommend -o diff`); a text
+/// that does not parse has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPlaces {
+    pub name: String,
+    pub default: Option<(u64, u64)>,
+    pub max: Option<(u64, u64)>,
+}
+
+pub fn memory_places(text: &str) -> Vec<MemoryPlaces> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+    };
+    let Ok(raws) = serde_saphyr::from_multiple_with_options::<RawPolicy>(text, options) else {
+        return Vec::new();
+    };
+    let at = |v: &Option<Spanned<RawValue>>| {
+        v.as_ref()
+            .map(|v| (v.referenced.line(), v.referenced.column()))
+    };
+    raws.iter()
+        .map(|r| MemoryPlaces {
+            name: r.name.value.clone(),
+            default: at(&r.memory.default),
+            max: at(&r.memory.max),
+        })
+        .collect()
+}
+
 /// The parser's message without its own location prefix, which is printed
 /// by [`PolicyError`] in the `file:line:col` form editors jump to.
 fn plain_message(m: &str) -> String {

@@ -5,6 +5,7 @@
 //! `flock` (see [`append_lines`]), so concurrent hooks never interleave
 //! lines and no fault leaves a partial one behind.
 
+pub mod history;
 pub mod journal;
 
 use std::io::Write;
@@ -218,6 +219,8 @@ pub struct EntryContainer {
     pub name: Option<String>,
     pub image: Option<String>,
     pub cgroup: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

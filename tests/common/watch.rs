@@ -121,3 +121,35 @@ pub fn events(lab: &Lab) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("every event line is JSON"))
         .collect()
 }
+
+/// A GET of Prometheus's HTTP API on `port`: the JSON answer, or null.
+pub fn prom_get(port: u16, path: &str) -> serde_json::Value {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return serde_json::Value::Null;
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Prometheus with the configuration `cfg` and its data in the lab, on a
+/// free port; killed with the returned guard.
+pub fn start_prometheus(lab: &Lab, cfg: &std::path::Path) -> (Watcher, u16) {
+    let web = free_port();
+    let prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            lab.dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (tests/all.sh installs it)");
+    (Watcher(prom), web)
+}

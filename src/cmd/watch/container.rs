@@ -5,6 +5,10 @@ use super::*;
 
 pub(super) struct Watched {
     pub(super) who: Who,
+    /// Its workload's key in the history, and what the key was made from.
+    pub(super) workload: (String, Kind),
+    /// The policy of cglimit's last decision for it.
+    pub(super) policy: Option<String>,
     pub(super) cgroup: String,
     pub(super) dir: CgroupDir,
     /// v1: the OOM eventfd, and the `memory.oom_control` it is tied to.
@@ -67,6 +71,8 @@ impl Watched {
 /// A container whose cgroup is gone, kept for the metrics until `until`.
 pub(super) struct Gone {
     pub(super) who: Who,
+    pub(super) workload: (String, Kind),
+    pub(super) policy: Option<String>,
     pub(super) cgroup: String,
     pub(super) sample: stats::Sample,
     pub(super) oom_total: u64,

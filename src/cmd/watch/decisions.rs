@@ -98,9 +98,13 @@ impl Watcher<'_> {
             // update's record, too: its first read may come before the
             // runtime has made the update).
             if let Ok(dir) = cgroup::open_path(&cg) {
-                self.add(cg.clone(), who, dir);
+                let pod = (e.container.namespace.as_deref(), e.container.pod.as_deref());
+                self.add(cg.clone(), who, dir, pod);
             }
             if let Some(w) = self.containers.get_mut(&cg) {
+                if let Some(p) = e.decision.as_ref().and_then(|d| d.policy.clone()) {
+                    w.policy = Some(p);
+                }
                 // cglimit's own change: what it decided is the new reference.
                 w.limits = decided_limits(&e, &w.dir.hierarchy);
                 w.settling = Some(Instant::now() + SETTLING);

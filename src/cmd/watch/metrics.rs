@@ -15,6 +15,10 @@ use super::stats::Sample;
 /// One watched container, as the metrics see it.
 pub struct Row<'a> {
     pub who: &'a Who,
+    /// Its workload (`facts::workload`): what `recommend` groups by.
+    pub workload: &'a str,
+    pub workload_kind: crate::facts::workload::Kind,
+    pub policy: Option<&'a str>,
     pub sample: &'a Sample,
     /// Watcher-counted OOM notifications (v1 eventfd), kernel counters otherwise.
     pub oom_total: u64,
@@ -88,10 +92,11 @@ pub fn render(rows: &[Row], host: &Host) -> String {
     };
     let labels = |r: &Row| {
         format!(
-            "id=\"{}\",name=\"{}\",image=\"{}\"",
+            "id=\"{}\",name=\"{}\",image=\"{}\",workload=\"{}\"",
             esc(&r.who.id),
             esc(r.who.name.as_deref().unwrap_or("")),
-            esc(r.who.image.as_deref().unwrap_or(""))
+            esc(r.who.image.as_deref().unwrap_or("")),
+            esc(r.workload)
         )
     };
     type Get = fn(&Row) -> Option<f64>;
@@ -261,6 +266,22 @@ pub fn render(rows: &[Row], host: &Host) -> String {
                     "cglimit_limit_changes_total{{{}}} {}",
                     labels(r),
                     r.limit_changes
+                );
+            }
+        },
+    );
+    family(
+        "cglimit_container_info",
+        "gauge",
+        "Always 1: a watched container, its workload and the policy of cglimit's last decision for it (empty: none seen).",
+        &mut |o| {
+            for r in rows {
+                let _ = writeln!(
+                    o,
+                    "cglimit_container_info{{{},workload_kind=\"{}\",policy=\"{}\"}} 1",
+                    labels(r),
+                    r.workload_kind.as_str(),
+                    esc(r.policy.unwrap_or(""))
                 );
             }
         },
@@ -465,6 +486,9 @@ mod tests {
         s.counters.insert("failcnt".into(), 7);
         let rows = [Row {
             who: &who,
+            workload: "web",
+            workload_kind: crate::facts::workload::Kind::Name,
+            policy: Some("default"),
             sample: &s,
             oom_total: 3,
             leak_rate: 1.5,
@@ -494,27 +518,35 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("cglimit_limit_changes_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 4"),
-            "{t}"
-        );
-        assert!(
-            t.contains("cglimit_oom_kills_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 2"),
-            "{t}"
-        );
-        assert!(
-            t.contains("cglimit_memory_failcnt_total{id=\"abc\",name=\"we\\\"b\",image=\"\"} 7"),
-            "{t}"
-        );
-        assert!(
-            t.contains("cglimit_memory_limit_bytes{id=\"abc\",name=\"we\\\"b\",image=\"\"} 100"),
+            t.contains("cglimit_limit_changes_total{id=\"abc\",name=\"we\\\"b\",image=\"\",workload=\"web\"} 4"),
             "{t}"
         );
         assert!(
             t.contains(
-                "cglimit_leak_time_to_limit_seconds{id=\"abc\",name=\"we\\\"b\",image=\"\"} 60"
+                "cglimit_oom_kills_total{id=\"abc\",name=\"we\\\"b\",image=\"\",workload=\"web\"} 2"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("cglimit_memory_failcnt_total{id=\"abc\",name=\"we\\\"b\",image=\"\",workload=\"web\"} 7"),
+            "{t}"
+        );
+        assert!(
+            t.contains("cglimit_memory_limit_bytes{id=\"abc\",name=\"we\\\"b\",image=\"\",workload=\"web\"} 100"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "cglimit_leak_time_to_limit_seconds{id=\"abc\",name=\"we\\\"b\",image=\"\",workload=\"web\"} 60"
             ),
             "{t}"
         );
         assert!(t.contains("# TYPE cglimit_oom_kills_total counter"));
+        assert!(
+            t.contains(
+                "cglimit_container_info{id=\"abc\",name=\"we\\\"b\",image=\"\",workload=\"web\",workload_kind=\"name\",policy=\"default\"} 1"
+            ),
+            "{t}"
+        );
     }
 }

@@ -36,7 +36,9 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use crate::cgroup::{self, CgroupDir, Hierarchy};
 use crate::cgroup::{procs, stats};
 use crate::cli::WatchArgs;
+use crate::facts::workload::{self, Kind};
 use crate::leak;
+use crate::record::history::{self, History};
 use crate::record::{self, journal};
 use crate::sys::kmsg::{KernelLog, OomReport};
 use journal::{Event, EventLog, Who};
@@ -49,6 +51,8 @@ const SETTLING: Duration = Duration::from_secs(5);
 const INOTIFY: u64 = 0;
 const DEMAND: u64 = 1;
 const KMSG: u64 = 2;
+/// SIGTERM or SIGINT: the history is written before the watcher exits.
+const STOP: u64 = 3;
 const OOM: u64 = 0;
 const PSI: u64 = 1;
 
@@ -57,6 +61,9 @@ const PSI: u64 = 1;
 const FULL_EVERY: u32 = 30;
 
 pub fn run(args: &WatchArgs) -> ExitCode {
+    // Blocked before any thread starts, so that every thread inherits the
+    // mask and the signals reach only the watcher's signalfd.
+    let _ = stop_signals().thread_block();
     // Two descriptors per v1 container (eventfd, memory.oom_control) plus
     // the kept-open probes: lift the soft limit to the hard one.
     if let Ok((_, hard)) =
@@ -144,6 +151,11 @@ struct Watcher<'a> {
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
+    /// SIGTERM and SIGINT, read in the loop.
+    stop: nix::sys::signalfd::SignalFd,
+    /// What each workload used, for `recommend` (see [`history`]).
+    history: std::cell::RefCell<History>,
+    history_saved: Instant,
     /// Events that could not be appended (state dir full or read-only):
     /// kept in order and retried every tick, so a full disk delays lines
     /// (with their original times) instead of losing them.
@@ -163,6 +175,13 @@ impl<'a> Watcher<'a> {
             }
         })?;
         let baselines = log.baselines();
+        let history = History::load(&args.state_dir).unwrap_or_else(|e| {
+            // Kept aside, not overwritten: it may still be read by hand.
+            let aside = args.state_dir.join(format!("{}.unreadable", history::FILE));
+            let _ = std::fs::rename(History::path(&args.state_dir), &aside);
+            ::log::warn!("{e}; starting a new history ({} kept)", aside.display());
+            History::default()
+        });
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| WatchError::Kernel("inotify", e.into()))?;
         let metrics = Arc::new(Mutex::new(String::new()));
@@ -180,6 +199,15 @@ impl<'a> Watcher<'a> {
                 Ok(ep)
             })
             .map_err(|e| WatchError::Kernel("epoll", e.into()))?;
+        let stop = nix::sys::signalfd::SignalFd::with_flags(
+            &stop_signals(),
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .and_then(|fd| {
+            epoll.add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, STOP))?;
+            Ok(fd)
+        })
+        .map_err(|e| WatchError::Kernel("signalfd", e.into()))?;
         let (kmsg, kmsg_problem) = match KernelLog::open() {
             Ok(k) => {
                 let ev = EpollEvent::new(EpollFlags::EPOLLIN, KMSG);
@@ -232,6 +260,9 @@ impl<'a> Watcher<'a> {
             metrics,
             demand,
             started: Instant::now(),
+            history: std::cell::RefCell::new(history),
+            history_saved: Instant::now(),
+            stop,
             unwritten: std::cell::RefCell::new(Vec::new()),
         })
     }
@@ -249,6 +280,9 @@ impl<'a> Watcher<'a> {
                 self.sample_all();
                 // Retries what a full or read-only state dir refused.
                 self.record(Vec::new());
+                if self.history_saved.elapsed() >= self.args.history_save {
+                    self.save_history();
+                }
                 tick_no += 1;
                 next_tick = now + self.args.interval;
             }
@@ -288,6 +322,7 @@ impl<'a> Watcher<'a> {
                 }
             }
         }
+        self.remember(&events);
         for e in &events {
             ::log::info!(
                 "{} {} {}: {:?} -> {:?}",
@@ -366,13 +401,12 @@ impl<'a> Watcher<'a> {
                 if !from_notification || !w.dir.path().exists() {
                     ::log::info!("{}: gone ({e})", w.cgroup);
                     let last = release_held(w, true);
-                    let at = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs_f64())
-                        .unwrap_or(0.0);
+                    let at = epoch_seconds();
                     let oom_total = oom_total(w, &self.baselines);
                     self.gone.push(Gone {
                         who: w.who.clone(),
+                        workload: w.workload.clone(),
+                        policy: w.policy.clone(),
                         cgroup: w.cgroup.clone(),
                         sample: w.sample.clone(),
                         oom_total,
@@ -398,6 +432,7 @@ impl<'a> Watcher<'a> {
         let now = Instant::now();
         self.gone.retain(|g| g.until > now);
         let t = self.started.elapsed().as_secs_f64();
+        let epoch = epoch_seconds() as u64;
         let keys: Vec<String> = self.containers.keys().cloned().collect();
         for k in keys {
             if !self.unchanged(&k) {
@@ -413,6 +448,14 @@ impl<'a> Watcher<'a> {
             let Some(w) = self.containers.get_mut(&k) else {
                 continue;
             };
+            self.history.borrow_mut().sample(
+                &w.workload.0,
+                w.workload.1,
+                epoch,
+                w.sample.working_set(),
+                w.sample.limit,
+                w.policy.as_deref(),
+            );
             let (change, growth) = w.leak.push(t, &w.sample.memory);
             // Who holds what is read only while some kind grows.
             if w.leak.leaning() {
@@ -483,6 +526,9 @@ impl<'a> Watcher<'a> {
             .values()
             .map(|w| metrics::Row {
                 who: &w.who,
+                workload: &w.workload.0,
+                workload_kind: w.workload.1,
+                policy: w.policy.as_deref(),
                 sample: &w.sample,
                 oom_total: oom_total(w, &self.baselines),
                 leak_rate: w.leak.rate(),
@@ -493,6 +539,9 @@ impl<'a> Watcher<'a> {
             .collect();
         rows.extend(self.gone.iter().map(|g| metrics::Row {
             who: &g.who,
+            workload: &g.workload.0,
+            workload_kind: g.workload.1,
+            policy: g.policy.as_deref(),
             sample: &g.sample,
             oom_total: g.oom_total,
             leak_rate: 0.0,
@@ -522,26 +571,54 @@ impl<'a> Watcher<'a> {
                 image: t.facts.image.clone(),
             };
             let cg = t.facts.cgroup.clone().unwrap_or_default();
-            self.add(cg, who, t.dir);
+            let pod = (t.facts.namespace.as_deref(), t.facts.pod.as_deref());
+            self.add(cg, who, t.dir, pod);
         }
         for p in problems {
             ::log::debug!("{}: {}", p.container, p.message);
         }
     }
 
-    fn add(&mut self, cgroup: String, who: Who, dir: CgroupDir) {
+    /// Watches a container (once): `pod` is its Kubernetes namespace and
+    /// pod, where known.
+    fn add(&mut self, cgroup: String, who: Who, dir: CgroupDir, pod: (Option<&str>, Option<&str>)) {
         // A cgroup back under the same path is a new container.
         self.gone.retain(|g| g.cgroup != cgroup);
-        if let Some(w) = self.containers.get_mut(&cgroup) {
+        let key = |who: &Who| {
+            workload::key(
+                self.args.workload_by,
+                workload::Of {
+                    id: &who.id,
+                    name: who.name.as_deref(),
+                    image: who.image.as_deref(),
+                    namespace: pod.0,
+                    pod: pod.1,
+                },
+            )
+        };
+        if let Some(w) = self.containers.get(&cgroup) {
             // Names arrive later than cgroups sometimes: keep the best known.
-            if w.who.name.is_none() {
-                w.who.name = who.name;
-            }
-            if w.who.image.is_none() {
-                w.who.image = who.image;
+            let mut better = w.who.clone();
+            better.name = better.name.or(who.name);
+            better.image = better.image.or(who.image);
+            if better != w.who {
+                let k = key(&better);
+                if k != w.workload {
+                    self.history
+                        .borrow_mut()
+                        .container(&k.0, k.1, display_name(&better));
+                }
+                if let Some(w) = self.containers.get_mut(&cgroup) {
+                    w.who = better;
+                    w.workload = k;
+                }
             }
             return;
         }
+        let k = key(&who);
+        self.history
+            .borrow_mut()
+            .container(&k.0, k.1, display_name(&who));
         let (oom, wd) = match dir.hierarchy {
             Hierarchy::V1 => (
                 register_oom(&dir)
@@ -558,6 +635,8 @@ impl<'a> Watcher<'a> {
         };
         let w = Watched {
             who,
+            workload: k,
+            policy: None,
             cgroup: cgroup.clone(),
             dir,
             oom,
@@ -600,5 +679,114 @@ impl<'a> Watcher<'a> {
         self.tokens.insert(w.token, cgroup.clone());
         self.containers.insert(cgroup.clone(), w);
         self.read_one(&cgroup, false);
+    }
+}
+
+fn stop_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGTERM);
+    set.add(nix::sys::signal::Signal::SIGINT);
+    set
+}
+
+fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// How a container is named in its workload's history.
+fn display_name(who: &Who) -> &str {
+    who.name.as_deref().unwrap_or(&who.id)
+}
+
+impl Watcher<'_> {
+    /// Puts OOM kills, limit hits and suspected leaks into their
+    /// workload's history.
+    fn remember(&self, events: &[Event]) {
+        let mut h = self.history.borrow_mut();
+        for e in events {
+            let Some((workload, name)) = self
+                .containers
+                .get(&e.cgroup)
+                .map(|w| (&w.workload, display_name(&w.who)))
+                .or_else(|| {
+                    self.gone
+                        .iter()
+                        .find(|g| g.cgroup == e.cgroup)
+                        .map(|g| (&g.workload, display_name(&g.who)))
+                })
+            else {
+                continue;
+            };
+            let at = epoch_seconds() as u64;
+            let (key, kind) = (&workload.0, workload.1);
+            match e.kind.as_str() {
+                "oom_kill" => {
+                    let n = match (e.old, e.new) {
+                        (Some(old), Some(new)) => new.saturating_sub(old).max(1),
+                        _ => 1,
+                    };
+                    for _ in 0..n.min(history::MAX_EVENTS as u64) {
+                        h.oom(
+                            key,
+                            kind,
+                            history::Oom {
+                                at,
+                                container: name.to_string(),
+                                // Killed at its limit: the usage then.
+                                usage: e.limit.unwrap_or(e.usage).max(e.usage),
+                            },
+                        );
+                    }
+                }
+                "failcnt" | "max" => h.hit(
+                    key,
+                    kind,
+                    history::Hit {
+                        at,
+                        count: e.new.unwrap_or(0).saturating_sub(e.old.unwrap_or(0)).max(1),
+                        usage: e.usage,
+                    },
+                ),
+                "leak_suspected" => h.leak(
+                    key,
+                    kind,
+                    history::Leak {
+                        at,
+                        container: name.to_string(),
+                        rate: e.rate.unwrap_or(0.0),
+                        growth: e.growth.clone(),
+                    },
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// SIGTERM or SIGINT: the history is kept, then the watcher exits.
+    fn stop(&mut self) -> ! {
+        let signal = self
+            .stop
+            .read_signal()
+            .ok()
+            .flatten()
+            .map(|s| s.ssi_signo)
+            .unwrap_or(0);
+        ::log::info!("stopping (signal {signal}); writing the history");
+        self.save_history();
+        std::process::exit(0)
+    }
+
+    /// Writes the history (bounded first); a failure is logged and retried
+    /// at the next save.
+    fn save_history(&mut self) {
+        self.history_saved = Instant::now();
+        let mut h = self.history.borrow_mut();
+        h.trim(self.args.history_workloads);
+        if let Err(e) = h.save(&self.args.state_dir) {
+            ::log::warn!("cannot keep the workloads' history: {e}");
+        }
     }
 }

@@ -55,6 +55,7 @@ impl Watcher<'_> {
             match data {
                 INOTIFY => self.inotify_ready(),
                 KMSG => self.drain_kmsg(),
+                STOP => self.stop(),
                 DEMAND => {
                     let _ = self.demand.wake.read();
                     self.render();
