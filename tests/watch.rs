@@ -822,3 +822,121 @@ fn events_follow_misses_nothing_across_rotation() {
         "a line was repeated"
     );
 }
+
+/// Out of descriptors, the watcher drops no container: those it could not
+/// arm are counted and retried, the log says so once, and once descriptors
+/// are free again every one gets its OOM notification (an OOM then is
+/// recorded).
+#[test]
+fn out_of_descriptors_no_container_is_dropped() {
+    let lab = Lab::new("watchfds");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let parent = v1_memory_root().join(lab.cgroup_parent.trim_start_matches('/'));
+    for i in 0..120 {
+        std::fs::create_dir_all(parent.join(format!("idle{i}"))).unwrap();
+    }
+    let oomc = parent.join("zz-oom");
+    std::fs::create_dir_all(&oomc).unwrap();
+    std::fs::write(oomc.join("memory.limit_in_bytes"), "33554432").unwrap();
+    let none = lab.dir.join("no-runc");
+    std::fs::create_dir_all(&none).unwrap();
+    let port = free_port();
+    // 128 descriptors: 64 for notifications, 121 cgroups.
+    let child = Command::new("prlimit")
+        .arg("--nofile=128:128")
+        .arg("--")
+        .arg(BIN)
+        .arg("--log-file")
+        .arg(lab.dir.join("watch.log"))
+        .arg("watch")
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--interval", "1s"])
+        .args([
+            "--no-docker",
+            "--no-podman",
+            "--cgroup-parent",
+            &lab.cgroup_parent,
+        ])
+        .arg("--runc-root")
+        .arg(&none)
+        .arg("--crun-root")
+        .arg(&none)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _w = Watcher(child);
+    let value = |m: &str, name: &str| -> Option<f64> {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let scrape = || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| metrics(port))
+            .unwrap_or_default()
+    };
+    let t = Instant::now();
+    let m = loop {
+        let m = scrape();
+        if value(&m, "cglimit_watched_containers") == Some(121.0) {
+            break m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "not every cgroup watched: {m}\n{}",
+            std::fs::read_to_string(lab.dir.join("watch.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let unarmed = value(&m, "cglimit_notification_failures").unwrap();
+    assert!(unarmed >= 50.0, "{m}");
+    // Kept, and said once.
+    std::thread::sleep(Duration::from_secs(12));
+    let m = scrape();
+    assert_eq!(value(&m, "cglimit_watched_containers"), Some(121.0), "{m}");
+    let log = std::fs::read_to_string(lab.dir.join("watch.log")).unwrap();
+    assert_eq!(log.matches("tried again every").count(), 1, "{log}");
+    assert!(log.contains("descriptors in use (RLIMIT_NOFILE)"), "{log}");
+    assert!(!log.contains(": gone ("), "{log}");
+    // With 80 of them gone, every other one is armed at the next retry,
+    // and an OOM is seen.
+    for i in 0..80 {
+        std::fs::remove_dir(parent.join(format!("idle{i}"))).unwrap();
+    }
+    let t = Instant::now();
+    while value(&scrape(), "cglimit_notification_failures") != Some(0.0) {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", scrape());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = std::fs::read_to_string(lab.dir.join("watch.log")).unwrap();
+    assert!(
+        log.contains("every watched container has its notifications again"),
+        "{log}"
+    );
+    // Two descriptors per container at most.
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(fds <= 2 * 41 + 30, "{fds} descriptors for 41 cgroups");
+    let mut p = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs; exec sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=$s$s; done'",
+            oomc.display()
+        ))
+        .spawn()
+        .unwrap();
+    let _ = p.wait();
+    let t = Instant::now();
+    while !events(&lab)
+        .iter()
+        .any(|e| e["kind"] == "oom" && e["cgroup"].as_str().unwrap_or("").ends_with("zz-oom"))
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", events(&lab));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

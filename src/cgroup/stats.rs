@@ -270,10 +270,10 @@ pub struct Quick {
 impl Probe {
     pub fn open(dir: &CgroupDir) -> Result<Probe, CgroupError> {
         let (usage, failcnt) = match dir.hierarchy {
-            Hierarchy::V1 => {
-                let f = vec![("failcnt", dir.open_read("memory.failcnt")?)];
-                (dir.open_read("memory.usage_in_bytes")?, f)
-            }
+            // Usage only: one descriptor per container. A failcnt rise
+            // comes with usage at the limit, where the watcher reads every
+            // file anyway.
+            Hierarchy::V1 => (dir.open_read("memory.usage_in_bytes")?, Vec::new()),
             Hierarchy::V2 => (dir.open_read("memory.current")?, Vec::new()),
         };
         Ok(Probe { usage, failcnt })

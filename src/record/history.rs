@@ -185,35 +185,31 @@ impl History {
         push_bounded(&mut w.containers, container.to_string(), MAX_CONTAINERS);
     }
 
-    /// One reading of a container's working set at `at` (seconds since the
-    /// epoch), with its limit and policy.
-    pub fn sample(
-        &mut self,
-        key: &str,
-        kind: Kind,
-        at: u64,
-        working_set: u64,
-        limit: Option<u64>,
-        policy: Option<&str>,
-    ) {
-        let w = self.entry(key, kind);
+    /// Readings of a container's working set up to `at` (seconds since the
+    /// epoch).
+    pub fn sample(&mut self, key: &str, kind: Kind, at: u64, r: Reading) {
+        let w = match self.workloads.get_mut(key) {
+            Some(w) => w,
+            None => self.entry(key, kind),
+        };
         if w.first == 0 {
             w.first = at;
         }
         w.last = w.last.max(at);
-        w.limit = limit;
-        if let Some(p) = policy
+        w.limit = r.limit;
+        if let Some(p) = r.policy
             && w.policy.as_deref() != Some(p)
         {
             w.policy = Some(p.to_string());
         }
+        let (working_set, n) = (r.peak, r.samples);
         let hour = at / 3600;
         match w.hours.last_mut() {
             Some(h) if h.0 == hour => {
                 h.1 = h.1.max(working_set);
-                h.2 += 1;
+                h.2 += n;
             }
-            _ => push_bounded(&mut w.hours, (hour, working_set, 1), MAX_HOURS),
+            _ => push_bounded(&mut w.hours, (hour, working_set, n), MAX_HOURS),
         }
         let day = at / 86400;
         if w.days.last().is_none_or(|d| d.day != day) {
@@ -227,7 +223,7 @@ impl History {
             );
         }
         if let Some(d) = w.days.last_mut() {
-            *d.bins.entry(bin(working_set)).or_insert(0) += 1;
+            *d.bins.entry(bin(working_set)).or_insert(0) += n;
         }
     }
 
@@ -262,6 +258,28 @@ impl History {
         let n = self.workloads.len() - max;
         for (_, k) in by_age.into_iter().take(n) {
             self.workloads.remove(&k);
+        }
+    }
+}
+
+/// What the watcher read of a container since it last recorded it: the
+/// highest working set of `samples` readings, and the limit and policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    pub peak: u64,
+    pub samples: u64,
+    pub limit: Option<u64>,
+    pub policy: Option<&'a str>,
+}
+
+impl Reading<'_> {
+    /// One reading.
+    pub fn one(working_set: u64, limit: Option<u64>) -> Reading<'static> {
+        Reading {
+            peak: working_set,
+            samples: 1,
+            limit,
+            policy: None,
         }
     }
 }
@@ -346,14 +364,11 @@ mod tests {
         h.container("web", Kind::Name, "web-1");
         for s in 0..1000 {
             let ws = if s == 500 { 300 * M } else { 100 * M };
-            h.sample(
-                "web",
-                Kind::Name,
-                t0 + s,
-                ws,
-                Some(512 * M),
-                Some("default"),
-            );
+            let r = Reading {
+                policy: Some("default"),
+                ..Reading::one(ws, Some(512 * M))
+            };
+            h.sample("web", Kind::Name, t0 + s, r);
         }
         h.oom(
             "web",
@@ -391,7 +406,11 @@ mod tests {
                 let key = format!("svc{w}");
                 let at = t0 + hour * 3600;
                 let ws = (w + 1) * M + (hour * 7919 % 97) * M;
-                h.sample(&key, Kind::Name, at, ws, Some(1 << 30), Some("default"));
+                let r = Reading {
+                    policy: Some("default"),
+                    ..Reading::one(ws, Some(1 << 30))
+                };
+                h.sample(&key, Kind::Name, at, r);
                 h.oom(
                     &key,
                     Kind::Name,
@@ -429,10 +448,11 @@ mod tests {
             assert!(w.containers.len() <= MAX_CONTAINERS && w.ooms.len() <= MAX_EVENTS);
         }
         let bytes = serde_json::to_vec(&h).unwrap().len();
+        eprintln!("history of 1,000 full workloads: {bytes} bytes");
         // The bound docs/recommend.md states: 16 KiB per workload at most.
         assert!(bytes < 1000 * 16 * 1024, "{bytes}");
         // More workloads than kept: the least recent go.
-        h.sample("late", Kind::Name, t0 + 241 * 3600, M, None, None);
+        h.sample("late", Kind::Name, t0 + 241 * 3600, Reading::one(M, None));
         h.trim(1000);
         assert!(h.workloads.contains_key("late") && h.workloads.len() == 1000);
     }
@@ -442,7 +462,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cglimit-hist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut h = History::default();
-        h.sample("web", Kind::Name, 86400, 5 * M, None, None);
+        h.sample("web", Kind::Name, 86400, Reading::one(5 * M, None));
         h.save(&dir).unwrap();
         let back = History::load(&dir).unwrap();
         assert_eq!(back.workloads, h.workloads);

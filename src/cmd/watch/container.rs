@@ -9,10 +9,20 @@ pub(super) struct Watched {
     pub(super) workload: (String, Kind),
     /// The policy of cglimit's last decision for it.
     pub(super) policy: Option<String>,
+    /// The highest working set read, and the readings, since it last went
+    /// into the history.
+    pub(super) unrecorded: Option<(u64, u64)>,
     pub(super) cgroup: String,
-    pub(super) dir: CgroupDir,
-    /// v1: the OOM eventfd, and the `memory.oom_control` it is tied to.
-    pub(super) oom: Option<(EventFd, File)>,
+    /// Its cgroup directory, by path: opened for each full read and closed
+    /// after, so that an idle container holds no more than its
+    /// notification and its probe.
+    pub(super) dir: Place,
+    /// v1: the OOM eventfd.
+    pub(super) oom: Option<EventFd>,
+    /// What could not be set up for it (its OOM notification, its
+    /// pressure trigger), and why: retried every [`super::RETRY_EVERY`]
+    /// ticks, counted in the metrics.
+    pub(super) missing: Option<String>,
     /// v2: the inotify watch on `memory.events`.
     pub(super) wd: Option<WatchDescriptor>,
     pub(super) last: BTreeMap<String, u64>,
@@ -65,6 +75,31 @@ impl Watched {
             limit: sample.limit,
             ..Default::default()
         }
+    }
+}
+
+/// A cgroup directory by path and hierarchy.
+pub(super) struct Place {
+    pub(super) hierarchy: Hierarchy,
+    path: std::path::PathBuf,
+}
+
+impl Place {
+    pub(super) fn of(dir: &CgroupDir) -> Place {
+        Place {
+            hierarchy: dir.hierarchy.clone(),
+            path: dir.path().to_path_buf(),
+        }
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The directory, opened again (checked to be a cgroup of its
+    /// hierarchy, as every open is).
+    pub(super) fn open(&self) -> Result<CgroupDir, crate::cgroup::CgroupError> {
+        CgroupDir::open(&self.path, "", self.hierarchy.clone())
     }
 }
 

@@ -99,7 +99,7 @@ impl Watcher<'_> {
             // runtime has made the update).
             if let Ok(dir) = cgroup::open_path(&cg) {
                 let pod = (e.container.namespace.as_deref(), e.container.pod.as_deref());
-                self.add(cg.clone(), who, dir, pod);
+                self.add(cg.clone(), who, container::Place::of(&dir), pod);
             }
             if let Some(w) = self.containers.get_mut(&cg) {
                 if let Some(p) = e.decision.as_ref().and_then(|d| d.policy.clone()) {

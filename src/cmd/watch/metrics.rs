@@ -36,6 +36,10 @@ pub struct Row<'a> {
 pub struct Host<'a> {
     pub totals: &'a std::collections::BTreeMap<&'static str, u64>,
     pub decisions: &'a std::collections::BTreeMap<(String, String), u64>,
+    /// Containers whose notifications could not be set up (retried).
+    pub unarmed: u64,
+    /// Readings of live cgroups that failed.
+    pub read_failures: u64,
 }
 
 /// The kinds of `cglimit_host_events_total`.
@@ -312,6 +316,22 @@ pub fn render(rows: &[Row], host: &Host) -> String {
         },
     );
     family(
+        "cglimit_notification_failures",
+        "gauge",
+        "Watched containers whose OOM notification (v1 eventfd, v2 memory.events watch) or pressure trigger could not be set up, usually for want of descriptors; retried every 10 ticks.",
+        &mut |o| {
+            let _ = writeln!(o, "cglimit_notification_failures {}", host.unarmed);
+        },
+    );
+    family(
+        "cglimit_read_failures_total",
+        "counter",
+        "Readings of a live container's cgroup that failed (the container stays watched and is read again).",
+        &mut |o| {
+            let _ = writeln!(o, "cglimit_read_failures_total {}", host.read_failures);
+        },
+    );
+    family(
         "cglimit_host_events_total",
         "counter",
         "Events recorded on this host since the watcher started, by kind (oom_kill: processes killed; limit_hit: v1 failcnt, v2 max; runtime_bypassed: a container started through a runtime that skips cglimit).",
@@ -503,6 +523,8 @@ mod tests {
             &Host {
                 totals: &totals,
                 decisions: &decisions,
+                unarmed: 0,
+                read_failures: 0,
             },
         );
         assert!(

@@ -56,6 +56,19 @@ const STOP: u64 = 3;
 const OOM: u64 = 0;
 const PSI: u64 = 1;
 
+/// Notifications that could not be set up are tried again every this many
+/// ticks.
+const RETRY_EVERY: u64 = 10;
+/// Descriptors never given to notifications: the watcher's own (scrapes,
+/// reads by path, the logs) must still open.
+const RESERVED_FDS: u64 = 64;
+/// Probes are kept open only while this many more stay free.
+const PROBE_RESERVE: u64 = 256;
+
+/// Readings go into the history every this many ticks (and when a
+/// container goes, and before the history is written).
+const HISTORY_EVERY: u64 = 10;
+
 /// Every file of an unchanged container is read again after this many ticks
 /// (limits changed by `apply`, `memory.stat` drift without usage change).
 const FULL_EVERY: u32 = 30;
@@ -151,6 +164,19 @@ struct Watcher<'a> {
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
+    /// Descriptors this process may open (the soft limit, read again at
+    /// each retry: `prlimit` can raise it while the watcher runs).
+    nofile: u64,
+    /// Probes kept open: they use only what the notifications leave.
+    probes: u64,
+    /// Notification descriptors open (v1 eventfds, v2 pressure triggers).
+    notifications: u64,
+    /// Whether a container's notifications could not be set up and the log
+    /// said so (said once, until every container has them again).
+    unarmed_said: bool,
+    /// Readings of live cgroups that failed (not counting those gone).
+    read_failures: std::cell::Cell<u64>,
+    read_failure_said: std::cell::Cell<bool>,
     /// SIGTERM and SIGINT, read in the loop.
     stop: nix::sys::signalfd::SignalFd,
     /// What each workload used, for `recommend` (see [`history`]).
@@ -262,6 +288,12 @@ impl<'a> Watcher<'a> {
             started: Instant::now(),
             history: std::cell::RefCell::new(history),
             history_saved: Instant::now(),
+            nofile: nofile(),
+            probes: 0,
+            notifications: 0,
+            unarmed_said: false,
+            read_failures: std::cell::Cell::new(0),
+            read_failure_said: std::cell::Cell::new(false),
             stop,
             unwritten: std::cell::RefCell::new(Vec::new()),
         })
@@ -276,8 +308,11 @@ impl<'a> Watcher<'a> {
                 if tick_no.is_multiple_of(10) {
                     self.discover();
                 }
+                if tick_no.is_multiple_of(RETRY_EVERY) {
+                    self.retry_unarmed();
+                }
                 self.ingest_decisions();
-                self.sample_all();
+                self.sample_all(tick_no);
                 // Retries what a full or read-only state dir refused.
                 self.record(Vec::new());
                 if self.history_saved.elapsed() >= self.args.history_save {
@@ -371,7 +406,7 @@ impl<'a> Watcher<'a> {
         };
         w.recheck_at = None;
         w.stale = 0;
-        match stats::read(&w.dir) {
+        match w.dir.open().and_then(|d| stats::read(&d)) {
             Ok(s) => {
                 let mut events = rises(w, &s, &self.baselines);
                 let now = [s.limit, s.swap_limit, s.high];
@@ -398,8 +433,21 @@ impl<'a> Watcher<'a> {
                 self.record(events);
             }
             Err(e) => {
-                if !from_notification || !w.dir.path().exists() {
+                // Only a cgroup whose directory is gone is gone: a read that
+                // fails on a live one (out of descriptors, say) is counted,
+                // said once, and tried again next tick.
+                let _ = from_notification;
+                if w.dir.path().exists() {
+                    self.read_failures.set(self.read_failures.get() + 1);
+                    if !self.read_failure_said.replace(true) {
+                        ::log::warn!(
+                            "{}: cannot read it: {e}; kept and read again every tick (cglimit_read_failures_total counts these; said once)",
+                            w.cgroup
+                        );
+                    }
+                } else {
                     ::log::info!("{}: gone ({e})", w.cgroup);
+                    flush_history(&self.history, w, epoch_seconds() as u64);
                     let last = release_held(w, true);
                     let at = epoch_seconds();
                     let oom_total = oom_total(w, &self.baselines);
@@ -417,6 +465,10 @@ impl<'a> Watcher<'a> {
                     if let Some(wd) = w.wd {
                         let _ = self.inotify.rm_watch(wd);
                     }
+                    if w.probe.is_some() {
+                        self.probes -= 1;
+                    }
+                    self.notifications -= u64::from(w.oom.is_some()) + u64::from(w.psi.is_some());
                     // Its descriptors leave the epoll set as they close.
                     self.tokens.remove(&w.token);
                     self.containers.remove(key);
@@ -428,7 +480,7 @@ impl<'a> Watcher<'a> {
         }
     }
 
-    fn sample_all(&mut self) {
+    fn sample_all(&mut self, tick: u64) {
         let now = Instant::now();
         self.gone.retain(|g| g.until > now);
         let t = self.started.elapsed().as_secs_f64();
@@ -448,19 +500,26 @@ impl<'a> Watcher<'a> {
             let Some(w) = self.containers.get_mut(&k) else {
                 continue;
             };
-            self.history.borrow_mut().sample(
-                &w.workload.0,
-                w.workload.1,
-                epoch,
-                w.sample.working_set(),
-                w.sample.limit,
-                w.policy.as_deref(),
-            );
+            // Into the history every HISTORY_EVERY ticks (spread by token),
+            // the peak of the readings since: a tenth of the work.
+            let ws = w.sample.working_set();
+            w.unrecorded = Some(match w.unrecorded {
+                Some((peak, n)) => (peak.max(ws), n + 1),
+                None => (ws, 1),
+            });
+            if (w.token + tick).is_multiple_of(HISTORY_EVERY) {
+                flush_history(&self.history, w, epoch);
+            }
             let (change, growth) = w.leak.push(t, &w.sample.memory);
             // Who holds what is read only while some kind grows.
             if w.leak.leaning() {
                 if w.procs_before.is_none() {
-                    w.procs_before = procs::read(&w.dir).ok().map(|p| (t, p));
+                    w.procs_before = w
+                        .dir
+                        .open()
+                        .and_then(|d| procs::read(&d))
+                        .ok()
+                        .map(|p| (t, p));
                 }
             } else if w.leak.suspected().is_none() {
                 w.procs_before = None;
@@ -477,12 +536,18 @@ impl<'a> Watcher<'a> {
                 // Who grew since growth began to show; else who holds the
                 // most now.
                 let process = match (rate, &w.procs_before) {
-                    (Some(_), before) => procs::read(&w.dir).ok().and_then(|mut now| {
-                        if let Some((t0, before)) = before {
-                            procs::set_growth(&mut now, before, t - t0);
-                        }
-                        procs::top_grower(&now).or(now.first()).cloned()
-                    }),
+                    (Some(_), before) => {
+                        w.dir
+                            .open()
+                            .and_then(|d| procs::read(&d))
+                            .ok()
+                            .and_then(|mut now| {
+                                if let Some((t0, before)) = before {
+                                    procs::set_growth(&mut now, before, t - t0);
+                                }
+                                procs::top_grower(&now).or(now.first()).cloned()
+                            })
+                    }
                     _ => None,
                 };
                 let e = Event {
@@ -510,6 +575,9 @@ impl<'a> Watcher<'a> {
         }
         let Some(p) = &w.probe else { return false };
         match p.quick() {
+            // Near its limit a container may hit it without its usage
+            // moving (v1 failcnt is not in the probe): read everything.
+            Ok(q) if w.sample.limit.is_some_and(|l| q.usage >= l - l / 16) => false,
             Ok(q) => {
                 q.usage == w.sample.usage
                     && q.counters
@@ -552,6 +620,8 @@ impl<'a> Watcher<'a> {
         let host = metrics::Host {
             totals: &self.totals.borrow(),
             decisions: &self.decisions,
+            unarmed: self.unarmed(),
+            read_failures: self.read_failures.get(),
         };
         let text = metrics::render(&rows, &host);
         if let Ok(mut m) = self.metrics.lock() {
@@ -564,24 +634,50 @@ impl<'a> Watcher<'a> {
         let mut problems = Vec::new();
         let known = |p: &str| self.containers.contains_key(p);
         let found = crate::facts::discover::all_but(&self.args.sources, &mut problems, &known);
-        for t in found {
+        // Every new cgroup's directory is open in `found`: closed before
+        // any is armed, so that they do not take the descriptors the
+        // notifications need.
+        let found: Vec<_> = found
+            .into_iter()
+            .map(|t| (container::Place::of(&t.dir), t.facts))
+            .collect();
+        for (place, facts) in found {
             let who = Who {
-                id: t.facts.id.clone(),
-                name: t.facts.name.clone(),
-                image: t.facts.image.clone(),
+                id: facts.id.clone(),
+                name: facts.name.clone(),
+                image: facts.image.clone(),
             };
-            let cg = t.facts.cgroup.clone().unwrap_or_default();
-            let pod = (t.facts.namespace.as_deref(), t.facts.pod.as_deref());
-            self.add(cg, who, t.dir, pod);
+            let cg = facts.cgroup.clone().unwrap_or_default();
+            let pod = (facts.namespace.as_deref(), facts.pod.as_deref());
+            self.add(cg, who, place, pod);
         }
         for p in problems {
-            ::log::debug!("{}: {}", p.container, p.message);
+            // Out of descriptors is the watcher's problem, not the
+            // container's: counted, said once, found at the next pass.
+            if p.message.contains("EMFILE") || p.message.contains("Too many open files") {
+                self.read_failures.set(self.read_failures.get() + 1);
+                if !self.read_failure_said.replace(true) {
+                    ::log::warn!(
+                        "{}: {}; looked for again every 10 ticks (cglimit_read_failures_total counts these; said once)",
+                        p.container,
+                        p.message
+                    );
+                }
+            } else {
+                ::log::debug!("{}: {}", p.container, p.message);
+            }
         }
     }
 
     /// Watches a container (once): `pod` is its Kubernetes namespace and
     /// pod, where known.
-    fn add(&mut self, cgroup: String, who: Who, dir: CgroupDir, pod: (Option<&str>, Option<&str>)) {
+    fn add(
+        &mut self,
+        cgroup: String,
+        who: Who,
+        dir: container::Place,
+        pod: (Option<&str>, Option<&str>),
+    ) {
         // A cgroup back under the same path is a new container.
         self.gone.retain(|g| g.cgroup != cgroup);
         let key = |who: &Who| {
@@ -619,28 +715,16 @@ impl<'a> Watcher<'a> {
         self.history
             .borrow_mut()
             .container(&k.0, k.1, display_name(&who));
-        let (oom, wd) = match dir.hierarchy {
-            Hierarchy::V1 => (
-                register_oom(&dir)
-                    .map_err(|e| ::log::warn!("{cgroup}: no OOM notification: {e}"))
-                    .ok(),
-                None,
-            ),
-            Hierarchy::V2 => (
-                None,
-                self.inotify
-                    .add_watch(&dir.path().join("memory.events"), AddWatchFlags::IN_MODIFY)
-                    .ok(),
-            ),
-        };
         let w = Watched {
             who,
             workload: k,
             policy: None,
+            unrecorded: None,
             cgroup: cgroup.clone(),
             dir,
-            oom,
-            wd,
+            oom: None,
+            wd: None,
+            missing: None,
             last: BTreeMap::new(),
             sample: stats::Sample::default(),
             oom_seen: 0,
@@ -659,27 +743,173 @@ impl<'a> Watcher<'a> {
             held: None,
         };
         self.next_token += 1;
-        let mut w = w;
-        w.probe = stats::Probe::open(&w.dir).ok();
-        if w.dir.hierarchy == Hierarchy::V2 {
-            w.psi = psi_trigger(&w.dir, self.args.pressure_stall).ok();
-        }
-        let watch = |fd: std::os::fd::BorrowedFd, flags, kind| {
-            let ev = EpollEvent::new(flags, w.token << 1 | kind);
-            if let Err(e) = self.epoll.add(fd, ev) {
-                ::log::warn!("{cgroup}: cannot wait for its notifications: {e}");
-            }
-        };
-        if let Some((efd, _)) = &w.oom {
-            watch(efd.as_fd(), EpollFlags::EPOLLIN, OOM);
-        }
-        if let Some(f) = &w.psi {
-            watch(f.as_fd(), EpollFlags::EPOLLPRI, PSI);
-        }
         self.tokens.insert(w.token, cgroup.clone());
         self.containers.insert(cgroup.clone(), w);
+        self.arm(&cgroup);
         self.read_one(&cgroup, false);
     }
+
+    /// Sets up what is missing of a container's notifications (its OOM
+    /// eventfd or `memory.events` watch, its pressure trigger), then its
+    /// probe where descriptors allow. The notifications come first: a
+    /// container without a probe is read by path, one without its OOM
+    /// notification would miss an OOM.
+    fn arm(&mut self, key: &str) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        let mut why = Vec::new();
+        // Descriptors left for notifications; probes count against them
+        // too, since they are open.
+        let free = self
+            .nofile
+            .saturating_sub(RESERVED_FDS + self.notifications + self.probes);
+        let full = || {
+            format!(
+                "{} of {} descriptors in use (RLIMIT_NOFILE)",
+                self.nofile - free,
+                self.nofile
+            )
+        };
+        match w.dir.hierarchy {
+            Hierarchy::V1 if w.oom.is_none() && free == 0 => {
+                why.push(format!("no OOM notification: {}", full()))
+            }
+            Hierarchy::V1 if w.oom.is_none() => match w
+                .dir
+                .open()
+                .map_err(Into::into)
+                .and_then(|d| register_oom(&d))
+            {
+                Ok(efd) => {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, w.token << 1 | OOM);
+                    match self.epoll.add(efd.as_fd(), ev) {
+                        Ok(()) => {
+                            w.oom = Some(efd);
+                            self.notifications += 1;
+                        }
+                        Err(e) => why.push(format!("no OOM notification: epoll: {e}")),
+                    }
+                }
+                Err(e) => why.push(format!("no OOM notification: {e}")),
+            },
+            Hierarchy::V2 if w.wd.is_none() => {
+                match self.inotify.add_watch(
+                    &w.dir.path().join("memory.events"),
+                    AddWatchFlags::IN_MODIFY,
+                ) {
+                    Ok(wd) => w.wd = Some(wd),
+                    Err(e) => why.push(format!("no memory.events watch: {e}")),
+                }
+            }
+            _ => {}
+        }
+        if w.dir.hierarchy == Hierarchy::V2 && w.psi.is_none() && free == 0 {
+            why.push(format!("no pressure trigger: {}", full()));
+        } else if w.dir.hierarchy == Hierarchy::V2 && w.psi.is_none() {
+            match w
+                .dir
+                .open()
+                .map_err(std::io::Error::other)
+                .and_then(|d| psi_trigger(&d, self.args.pressure_stall))
+            {
+                Ok(f) => {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLPRI, w.token << 1 | PSI);
+                    match self.epoll.add(f.as_fd(), ev) {
+                        Ok(()) => {
+                            w.psi = Some(f);
+                            self.notifications += 1;
+                        }
+                        Err(e) => why.push(format!("no pressure trigger: epoll: {e}")),
+                    }
+                }
+                // A kernel without PSI (or with it off) has none to give.
+                Err(e) if e.raw_os_error() == Some(libc_enotsup()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => why.push(format!("no pressure trigger: {e}")),
+            }
+        }
+        // Probes take what every container's notification leaves.
+        let room = self
+            .nofile
+            .saturating_sub(RESERVED_FDS + PROBE_RESERVE + self.containers.len() as u64);
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        if w.probe.is_none()
+            && self.probes < room
+            && let Ok(p) = w.dir.open().and_then(|d| stats::Probe::open(&d))
+        {
+            w.probe = Some(p);
+            self.probes += 1;
+        }
+        w.missing = (!why.is_empty()).then(|| why.join("; "));
+        if let Some(m) = &w.missing
+            && !self.unarmed_said
+        {
+            self.unarmed_said = true;
+            ::log::warn!(
+                "{}: {m}; tried again every {RETRY_EVERY} ticks, counted in cglimit_notification_failures (said once: raise LimitNOFILE / ulimit -n if it is out of descriptors)",
+                w.cgroup
+            );
+        }
+    }
+
+    /// Tries again what could not be set up; says when every container has
+    /// its notifications again.
+    fn retry_unarmed(&mut self) {
+        self.nofile = nofile();
+        let keys: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, w)| w.missing.is_some() || w.probe.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.arm(&k);
+        }
+        if self.unarmed_said && self.unarmed() == 0 {
+            self.unarmed_said = false;
+            ::log::info!("every watched container has its notifications again");
+        }
+    }
+
+    /// Containers whose notifications could not be set up.
+    fn unarmed(&self) -> u64 {
+        self.containers
+            .values()
+            .filter(|w| w.missing.is_some())
+            .count() as u64
+    }
+}
+
+/// Puts what was read of `w` since the last time into its workload's
+/// history.
+fn flush_history(history: &std::cell::RefCell<History>, w: &mut Watched, now: u64) {
+    if let Some((peak, n)) = w.unrecorded.take() {
+        history.borrow_mut().sample(
+            &w.workload.0,
+            w.workload.1,
+            now,
+            history::Reading {
+                peak,
+                samples: n,
+                limit: w.sample.limit,
+                policy: w.policy.as_deref(),
+            },
+        );
+    }
+}
+
+/// The soft limit on open descriptors.
+fn nofile() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024)
+}
+
+fn libc_enotsup() -> i32 {
+    nix::errno::Errno::EOPNOTSUPP as i32
 }
 
 fn stop_signals() -> nix::sys::signal::SigSet {
@@ -783,6 +1013,10 @@ impl Watcher<'_> {
     /// at the next save.
     fn save_history(&mut self) {
         self.history_saved = Instant::now();
+        let now = epoch_seconds() as u64;
+        for w in self.containers.values_mut() {
+            flush_history(&self.history, w, now);
+        }
         let mut h = self.history.borrow_mut();
         h.trim(self.args.history_workloads);
         if let Err(e) = h.save(&self.args.state_dir) {

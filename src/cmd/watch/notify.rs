@@ -6,7 +6,12 @@ use super::*;
 /// v1: an eventfd that the kernel signals on OOM in this cgroup (and on its
 /// removal), registered by writing "<eventfd> <fd of memory.oom_control>"
 /// to `cgroup.event_control`.
-pub(super) fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), NotifyError> {
+///
+/// `memory.oom_control` is closed once registered: the kernel keeps the
+/// eventfd and the cgroup, not the file (`memcg_write_event_control`), and
+/// still signals the eventfd when the cgroup is removed. One descriptor per
+/// container instead of two.
+pub(super) fn register_oom(dir: &CgroupDir) -> Result<EventFd, NotifyError> {
     let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
         .map_err(NotifyError::EventFd)?;
     let f = File::open(dir.path().join("memory.oom_control")).map_err(NotifyError::Open)?;
@@ -14,7 +19,7 @@ pub(super) fn register_oom(dir: &CgroupDir) -> Result<(EventFd, File), NotifyErr
         "cgroup.event_control",
         &format!("{} {}", efd.as_fd().as_raw_fd(), f.as_raw_fd()),
     )?;
-    Ok((efd, f))
+    Ok(efd)
 }
 
 /// Why the kernel could not be asked to notify.
@@ -80,7 +85,7 @@ impl Watcher<'_> {
         let Some(w) = self.containers.get(k) else {
             return;
         };
-        let n = w.oom.as_ref().and_then(|(e, _)| e.read().ok()).unwrap_or(0);
+        let n = w.oom.as_ref().and_then(|e| e.read().ok()).unwrap_or(0);
         // The eventfd also fires when the cgroup is removed: then there was
         // no OOM, the container is just gone.
         if !w.dir.path().exists() {
@@ -126,7 +131,12 @@ impl Watcher<'_> {
             new: Some(w.oom_seen),
             ..w.event("oom", &w.sample)
         };
-        w.at_oom = stats::read(&w.dir).ok().map(|s| s.memory);
+        w.at_oom = w
+            .dir
+            .open()
+            .and_then(|d| stats::read(&d))
+            .ok()
+            .map(|s| s.memory);
         self.record(vec![ev]);
         // The notification comes as the OOM starts; `oom_kill` rises when the
         // victim is chosen, and the cgroup may vanish soon after the kill:
@@ -165,7 +175,8 @@ impl Watcher<'_> {
         w.last_pressure = Some(Instant::now());
         let detail = w
             .dir
-            .read("memory.pressure")
+            .open()
+            .and_then(|d| d.read("memory.pressure"))
             .ok()
             .and_then(|t| t.lines().next().map(String::from));
         let ev = Event {
