@@ -43,7 +43,13 @@ fn cpu_rss(pid: u32) -> (f64, u64) {
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let n = if smoke { 20 } else { 1000 };
+    // CGROUPS=10000 for the dense-host case (raise `ulimit -n` first: the
+    // watcher takes up to two descriptors per cgroup).
+    let n: usize = match std::env::var("CGROUPS") {
+        Ok(v) => v.parse().expect("CGROUPS is a number"),
+        Err(_) if smoke => 20,
+        Err(_) => 1000,
+    };
     let measure = Duration::from_secs(if smoke { 3 } else { 30 });
     let ooms = if smoke { 3 } else { 40 };
     let lab = Lab::new("watchbench");
@@ -92,27 +98,35 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Let it find every cgroup (discovery runs every fifth tick) and settle.
-    std::thread::sleep(Duration::from_secs(if smoke { 2 } else { 8 }));
+    // Let it find every cgroup (discovery runs every tenth tick) and settle.
+    std::thread::sleep(Duration::from_secs(if smoke {
+        2
+    } else {
+        8 + n as u64 / 1000
+    }));
     let (c0, _) = cpu_rss(w.id());
     std::thread::sleep(measure);
     let (c1, rss) = cpu_rss(w.id());
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", w.id()))
+        .map(|d| d.count())
+        .unwrap_or(0);
     let cpu = (c1 - c0) / measure.as_secs_f64() * 100.0;
 
     println!(
         "### `cglimit watch`, {n} idle v1 cgroups, 1 s sampling ({}s measured)\n",
         measure.as_secs()
     );
-    println!("| process | CPU, % of one core | RSS |");
-    println!("|---|---|---|");
+    println!("| process | CPU, % of one core | RSS | descriptors |");
+    println!("|---|---|---|---|");
     println!(
-        "| shell loop reading usage only (baseline) | {base_cpu:.2} | {} KiB |",
+        "| shell loop reading usage only (baseline) | {base_cpu:.2} | {} KiB | - |",
         base_rss
     );
     println!(
-        "| `cglimit watch` | {cpu:.2} ({:.2}× the baseline) | {rss} KiB ({:.1} MiB) |",
+        "| `cglimit watch` | {cpu:.2} ({:.2}× the baseline) | {rss} KiB ({:.1} MiB) | {fds} ({:.2} per cgroup) |",
         cpu / base_cpu.max(1e-9),
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        fds as f64 / n as f64
     );
 
     // OOM kill -> recorded line. The benchmark's own eventfd on the same

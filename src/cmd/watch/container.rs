@@ -96,6 +96,18 @@ impl Place {
         &self.path
     }
 
+    /// Memory in use, read by path (for a container without a probe).
+    pub(super) fn usage(&self) -> std::io::Result<u64> {
+        let file = match self.hierarchy {
+            Hierarchy::V1 => "memory.usage_in_bytes",
+            Hierarchy::V2 => "memory.current",
+        };
+        std::fs::read_to_string(self.path.join(file))?
+            .trim()
+            .parse()
+            .map_err(std::io::Error::other)
+    }
+
     /// The directory, opened again (checked to be a cgroup of its
     /// hierarchy, as every open is).
     pub(super) fn open(&self) -> Result<CgroupDir, crate::cgroup::CgroupError> {

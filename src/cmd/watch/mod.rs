@@ -65,9 +65,17 @@ const RESERVED_FDS: u64 = 64;
 /// Probes are kept open only while this many more stay free.
 const PROBE_RESERVE: u64 = 256;
 
-/// Readings go into the history every this many ticks (and when a
-/// container goes, and before the history is written).
-const HISTORY_EVERY: u64 = 10;
+/// An idle container's leak detector gets its (unchanged) reading every
+/// this many ticks.
+const LEAK_IDLE_EVERY: u64 = 10;
+
+/// A container still for this many ticks has its probe read only every
+/// this many ticks.
+const IDLE_PROBE_EVERY: u64 = 5;
+
+/// Readings go into the history every this many ticks, as their peak (and
+/// when a container goes, and before the history is written).
+const HISTORY_EVERY: u64 = 60;
 
 /// Every file of an unchanged container is read again after this many ticks
 /// (limits changed by `apply`, `memory.stat` drift without usage change).
@@ -485,106 +493,46 @@ impl<'a> Watcher<'a> {
         self.gone.retain(|g| g.until > now);
         let t = self.started.elapsed().as_secs_f64();
         let epoch = epoch_seconds() as u64;
-        let keys: Vec<String> = self.containers.keys().cloned().collect();
-        for k in keys {
-            if !self.unchanged(&k) {
-                self.read_one(&k, false);
+        // Who needs a full read: one pass, the probe read in place.
+        let mut fresh: Vec<String> = Vec::new();
+        for (k, w) in self.containers.iter_mut() {
+            if !unchanged(w, tick) {
+                fresh.push(k.clone());
             }
-            let Some(w) = self.containers.get_mut(&k) else {
-                continue;
-            };
-            let released = release_held(w, false);
-            if !released.is_empty() {
-                self.record(released);
-            }
-            let Some(w) = self.containers.get_mut(&k) else {
-                continue;
-            };
+        }
+        for k in &fresh {
+            self.read_one(k, false);
+        }
+        let mut events = Vec::new();
+        let history = &self.history;
+        for w in self.containers.values_mut() {
+            events.extend(release_held(w, false));
             // Into the history every HISTORY_EVERY ticks (spread by token),
-            // the peak of the readings since: a tenth of the work.
+            // the peak of the readings since.
             let ws = w.sample.working_set();
             w.unrecorded = Some(match w.unrecorded {
                 Some((peak, n)) => (peak.max(ws), n + 1),
                 None => (ws, 1),
             });
-            if (w.token + tick).is_multiple_of(HISTORY_EVERY) {
-                flush_history(&self.history, w, epoch);
+            let due = (w.token + tick).is_multiple_of(HISTORY_EVERY);
+            if due {
+                flush_history(history, w, epoch);
             }
-            let (change, growth) = w.leak.push(t, &w.sample.memory);
-            // Who holds what is read only while some kind grows.
-            if w.leak.leaning() {
-                if w.procs_before.is_none() {
-                    w.procs_before = w
-                        .dir
-                        .open()
-                        .and_then(|d| procs::read(&d))
-                        .ok()
-                        .map(|p| (t, p));
-                }
-            } else if w.leak.suspected().is_none() {
-                w.procs_before = None;
+            // An idle container's reading is the last one again: the leak
+            // detector gets it every LEAK_IDLE_EVERY ticks (so that a
+            // warning still clears when growth stops), a growing one every
+            // tick.
+            let read_now = w.stale == 0;
+            let idle_due = (w.token + tick).is_multiple_of(LEAK_IDLE_EVERY);
+            if !(read_now || idle_due || w.leak.leaning() || w.leak.suspected().is_some()) {
+                continue;
             }
-            let ev = match change {
-                leak::Change::None => None,
-                leak::Change::Suspected(rate) => Some(("leak_suspected", Some(rate))),
-                leak::Change::Cleared => Some(("leak_cleared", None)),
-            };
-            if let Some((kind, rate)) = ev {
-                let ttl = rate
-                    .zip(w.sample.limit)
-                    .map(|(r, l)| l.saturating_sub(w.sample.usage) as f64 / r);
-                // Who grew since growth began to show; else who holds the
-                // most now.
-                let process = match (rate, &w.procs_before) {
-                    (Some(_), before) => {
-                        w.dir
-                            .open()
-                            .and_then(|d| procs::read(&d))
-                            .ok()
-                            .and_then(|mut now| {
-                                if let Some((t0, before)) = before {
-                                    procs::set_growth(&mut now, before, t - t0);
-                                }
-                                procs::top_grower(&now).or(now.first()).cloned()
-                            })
-                    }
-                    _ => None,
-                };
-                let e = Event {
-                    rate,
-                    time_to_limit: ttl,
-                    growth: growth.map(String::from),
-                    process,
-                    memory: Some(w.sample.memory.clone()),
-                    ..w.event(kind, &w.sample)
-                };
-                self.record(vec![e]);
+            if let Some(e) = leak_step(w, t) {
+                events.push(e);
             }
         }
-    }
-
-    /// Whether a container is idle: usage and failure counters as at the
-    /// last full read (one `pread` each), and a full read not yet due.
-    fn unchanged(&mut self, key: &str) -> bool {
-        let Some(w) = self.containers.get_mut(key) else {
-            return false;
-        };
-        w.stale += 1;
-        if w.stale >= FULL_EVERY {
-            return false;
-        }
-        let Some(p) = &w.probe else { return false };
-        match p.quick() {
-            // Near its limit a container may hit it without its usage
-            // moving (v1 failcnt is not in the probe): read everything.
-            Ok(q) if w.sample.limit.is_some_and(|l| q.usage >= l - l / 16) => false,
-            Ok(q) => {
-                q.usage == w.sample.usage
-                    && q.counters
-                        .iter()
-                        .all(|(k, v)| w.sample.counters.get(*k) == Some(v))
-            }
-            Err(_) => false,
+        if !events.is_empty() {
+            self.record(events);
         }
     }
 
@@ -881,6 +829,81 @@ impl<'a> Watcher<'a> {
             .filter(|w| w.missing.is_some())
             .count() as u64
     }
+}
+
+/// Whether a container is idle: usage as at the last full read, and a full
+/// read not yet due. Its probe (one `pread`) is read every tick while it
+/// moved lately, every [`IDLE_PROBE_EVERY`] ticks once it has been still
+/// for as many; without a probe (descriptors ran short) its usage is read
+/// by path.
+fn unchanged(w: &mut Watched, tick: u64) -> bool {
+    w.stale += 1;
+    if w.stale >= FULL_EVERY {
+        return false;
+    }
+    if w.stale > IDLE_PROBE_EVERY as u32 && !(w.token + tick).is_multiple_of(IDLE_PROBE_EVERY) {
+        return true;
+    }
+    let usage = match &w.probe {
+        Some(p) => p.quick().map(|q| q.usage),
+        None => w.dir.usage(),
+    };
+    match usage {
+        // Near its limit a container may hit it without its usage moving
+        // (v1 failcnt is not in the probe): read everything.
+        Ok(u) if w.sample.limit.is_some_and(|l| u >= l - l / 16) => false,
+        Ok(u) => u == w.sample.usage,
+        Err(_) => false,
+    }
+}
+
+/// One step of a container's leak detector, and the event it makes.
+fn leak_step(w: &mut Watched, t: f64) -> Option<Event> {
+    let (change, growth) = w.leak.push(t, &w.sample.memory);
+    // Who holds what is read only while some kind grows.
+    if w.leak.leaning() {
+        if w.procs_before.is_none() {
+            w.procs_before = w
+                .dir
+                .open()
+                .and_then(|d| procs::read(&d))
+                .ok()
+                .map(|p| (t, p));
+        }
+    } else if w.leak.suspected().is_none() {
+        w.procs_before = None;
+    }
+    let (kind, rate) = match change {
+        leak::Change::None => return None,
+        leak::Change::Suspected(rate) => ("leak_suspected", Some(rate)),
+        leak::Change::Cleared => ("leak_cleared", None),
+    };
+    let ttl = rate
+        .zip(w.sample.limit)
+        .map(|(r, l)| l.saturating_sub(w.sample.usage) as f64 / r);
+    // Who grew since growth began to show; else who holds the most now.
+    let process = match (rate, &w.procs_before) {
+        (Some(_), before) => w
+            .dir
+            .open()
+            .and_then(|d| procs::read(&d))
+            .ok()
+            .and_then(|mut now| {
+                if let Some((t0, before)) = before {
+                    procs::set_growth(&mut now, before, t - t0);
+                }
+                procs::top_grower(&now).or(now.first()).cloned()
+            }),
+        _ => None,
+    };
+    Some(Event {
+        rate,
+        time_to_limit: ttl,
+        growth: growth.map(String::from),
+        process,
+        memory: Some(w.sample.memory.clone()),
+        ..w.event(kind, &w.sample)
+    })
 }
 
 /// Puts what was read of `w` since the last time into its workload's
