@@ -363,7 +363,16 @@ if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/d
   else
     fail "podman run for the hardened watcher's OOM kill" "$(head -c 400 /tmp/err.pk)"
   fi
+  # Stopped by systemd (SIGTERM), the watcher writes the workloads'
+  # history, and recommend reads it.
   systemctl stop cglimit-watch
+  if [ -s /var/lib/cglimit/history.json ] \
+      && n=$(cglimit recommend --state-dir /var/lib/cglimit --min-history 1s -o json 2>/tmp/rec.err \
+        | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') && [ "$n" -ge 1 ]; then
+    pass "stopped by systemd, the hardened watcher keeps its history: recommend reads $n workloads"
+  else
+    fail "the hardened watcher keeps its history when systemd stops it" "$(ls -l /var/lib/cglimit) $(cat /tmp/rec.err) $(journalctl -u cglimit-watch --no-pager | tail -n 3)"
+  fi
 else
   fail "the .deb installs" "$(tail -c 600 /tmp/dpkg.out)"
 fi
