@@ -336,7 +336,7 @@ impl<'a> Watcher<'a> {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in rechecks {
-                self.read_one(&k, false);
+                self.read_one(&k);
             }
             self.release_ooms();
             let mut wake = next_tick;
@@ -408,7 +408,7 @@ impl<'a> Watcher<'a> {
 
     /// Reads one container's counters now; records rises. A cgroup that is
     /// gone is dropped (after its last counters were read).
-    fn read_one(&mut self, key: &str, from_notification: bool) {
+    fn read_one(&mut self, key: &str) {
         let Some(w) = self.containers.get_mut(key) else {
             return;
         };
@@ -444,7 +444,6 @@ impl<'a> Watcher<'a> {
                 // Only a cgroup whose directory is gone is gone: a read that
                 // fails on a live one (out of descriptors, say) is counted,
                 // said once, and tried again next tick.
-                let _ = from_notification;
                 if w.dir.path().exists() {
                     self.read_failures.set(self.read_failures.get() + 1);
                     if !self.read_failure_said.replace(true) {
@@ -501,7 +500,7 @@ impl<'a> Watcher<'a> {
             }
         }
         for k in &fresh {
-            self.read_one(k, false);
+            self.read_one(k);
         }
         let mut events = Vec::new();
         let history = &self.history;
@@ -694,7 +693,7 @@ impl<'a> Watcher<'a> {
         self.tokens.insert(w.token, cgroup.clone());
         self.containers.insert(cgroup.clone(), w);
         self.arm(&cgroup);
-        self.read_one(&cgroup, false);
+        self.read_one(&cgroup);
     }
 
     /// Sets up what is missing of a container's notifications (its OOM

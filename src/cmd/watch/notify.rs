@@ -89,7 +89,7 @@ impl Watcher<'_> {
         // The eventfd also fires when the cgroup is removed: then there was
         // no OOM, the container is just gone.
         if !w.dir.path().exists() {
-            self.read_one(k, false);
+            self.read_one(k);
             return;
         }
         if let Some(w) = self.containers.get_mut(k) {
@@ -115,7 +115,7 @@ impl Watcher<'_> {
             self.ingest_decisions();
         }
         for k in touched {
-            self.read_one(&k, false);
+            self.read_one(&k);
         }
     }
 
@@ -147,7 +147,7 @@ impl Watcher<'_> {
             .and_then(|w| w.last.get("oom_kill").copied());
         let until = Instant::now() + Duration::from_millis(50);
         loop {
-            self.read_one(key, true);
+            self.read_one(key);
             let now = self
                 .containers
                 .get(key)
