@@ -162,7 +162,8 @@ fn step(bytes: u64) -> (u64, u64) {
 
 /// The step [`readable`] rounds `bytes` by: recommendations from two
 /// sources that sample at different moments agree within it.
-pub fn rounding_step(bytes: u64) -> u64 {
+#[cfg(test)]
+fn rounding_step(bytes: u64) -> u64 {
     let unit = if bytes < GIB { MIB } else { GIB };
     let (num, den) = step(bytes);
     unit * num / den

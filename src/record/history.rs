@@ -272,6 +272,7 @@ pub struct Reading<'a> {
     pub policy: Option<&'a str>,
 }
 
+#[cfg(test)]
 impl Reading<'_> {
     /// One reading.
     pub fn one(working_set: u64, limit: Option<u64>) -> Reading<'static> {
