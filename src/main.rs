@@ -12,6 +12,7 @@ use cglimit::sys::logger;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cglimit::sys::phase::mark("main");
     // The runtime wrapper parses its own argv: everything after its options
     // belongs to runc and must reach it unchanged.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -32,11 +33,14 @@ fn main() -> ExitCode {
         return runtime::run(&args[2..]);
     }
     if args.get(1).is_some_and(|a| a == "hook") {
-        let argv = std::iter::once("cglimit hook".into()).chain(args[2..].iter().cloned());
-        let c = cli::HookCli::parse_from(argv);
+        let c = cli::HookCli::parse_plain(&args[2..]).unwrap_or_else(|| {
+            let argv = std::iter::once("cglimit hook".into()).chain(args[2..].iter().cloned());
+            cli::HookCli::parse_from(argv)
+        });
         if let Err(code) = init_log(&c.log) {
             return code;
         }
+        cglimit::sys::phase::mark("parsed");
         return hook::run(&c.hook);
     }
     let cli = cli::Cli::parse();

@@ -14,6 +14,14 @@ pub fn now_rfc3339() -> String {
 
 /// Formats a Unix time (civil-from-days, proleptic Gregorian).
 pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let mut s = String::with_capacity(30);
+    let _ = write_rfc3339(&mut s, secs, nanos);
+    s
+}
+
+/// [`rfc3339`] into any writer, with no allocation (a signal handler
+/// formats its log line with it).
+pub fn write_rfc3339(w: &mut impl std::fmt::Write, secs: i64, nanos: u32) -> std::fmt::Result {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let z = days + 719_468;
@@ -25,7 +33,8 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
+    write!(
+        w,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
         sod / 3600,
         sod % 3600 / 60,

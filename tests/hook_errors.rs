@@ -128,21 +128,64 @@ fn unwritable_cgroup_file_restores_everything() {
     assert_eq!(lab.decisions()[0]["outcome"], "error");
 }
 
+/// Stuck where only a fatal signal reaches it (the policy file's open is
+/// held by a fanotify permission check until after the limit, as a hung
+/// file server would hold it), the hook is killed just after its limit and
+/// the runtime refuses the container; nothing was written.
 #[test]
 fn hook_gives_up_after_its_timeout() {
+    use std::os::unix::process::ExitStatusExt;
     let lab = Lab::new("timeout");
     let v = Victim::new(&lab, "v");
-    // The policy file's open is held until after the timeout.
     let held = HeldOpens::new(&lab.policy_dir.join("default.yaml"));
     let mut args = lab.hook_args();
     args.extend(["--timeout".into(), "300ms".into()]);
     let t = std::time::Instant::now();
     let out = hook(&args, &state("x", v.pid(), &empty_bundle(&lab)));
     drop(held);
-    assert_error(&out, "timed out after 300ms");
+    assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
-    // Nothing was written.
+    assert!(out.stdout.is_empty());
     assert_eq!(v.read("memory.limit_in_bytes"), V1_UNLIMITED);
+}
+
+/// Stuck where a signal reaches it (a runtime that never closes the hook's
+/// stdin), the hook says why and ends as `--on-error` says: refused, or
+/// started without limits under `allow`.
+#[test]
+fn a_hook_left_waiting_says_why_and_ends_as_on_error_says() {
+    let lab = Lab::new("timeoutmsg");
+    for (on_error, code, level) in [("deny", 1, "error"), ("allow", 0, "warning")] {
+        let mut args = lab.hook_args();
+        args.extend(["--timeout", "300ms", "--on-error", on_error].map(String::from));
+        let t = std::time::Instant::now();
+        let mut child = Command::new(BIN)
+            .args(&args[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Half a state, and stdin kept open.
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, br#"{"ociVersion":"1.0.2","#).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{on_error}: {}",
+            stderr(&out)
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(out.stdout.is_empty());
+        let want = format!("{level}: timed out after 300ms before the limits were applied");
+        assert!(
+            stderr(&out).contains(&want),
+            "{on_error}: want {want:?} in {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

@@ -238,13 +238,29 @@ impl CgroupDir {
     }
 
     pub fn read(&self, name: &str) -> Result<String, CgroupError> {
+        self.read_if(name)?.ok_or_else(|| CgroupError::Io {
+            path: self.file_path(name),
+            op: "open",
+            errno: Errno::ENOENT,
+        })
+    }
+
+    /// [`Self::read`], or `None` where the kernel has no such file (one
+    /// open where [`Self::has`] and a read would take two).
+    pub fn read_if(&self, name: &str) -> Result<Option<String>, CgroupError> {
         let io = |op, errno| CgroupError::Io {
             path: self.file_path(name),
             op,
             errno,
         };
-        let fd = beneath(&self.fd, name, OFlag::O_RDONLY).map_err(|e| io("open", e))?;
-        super::procfs::read_from(std::fs::File::from(fd)).map_err(|e| io("read", errno_of(&e)))
+        let fd = match beneath(&self.fd, name, OFlag::O_RDONLY) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(io("open", e)),
+        };
+        super::procfs::read_from(std::fs::File::from(fd))
+            .map(Some)
+            .map_err(|e| io("read", errno_of(&e)))
     }
 
     /// Writes `value` in one `write(2)`: cgroup files take a whole value

@@ -88,11 +88,39 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
     if member.path == "/" {
         return Err(CgroupError::RootCgroup { pid });
     }
+    if let Some(dir) = at_usual_mount(&member, pid) {
+        return Ok((dir, member.path));
+    }
     let dir = open_member(&member).map_err(|e| match e {
         CgroupError::NoMemoryController { .. } => CgroupError::NoMemoryController { pid },
         e => e,
     })?;
     Ok((dir, member.path))
+}
+
+/// The process's memory cgroup where systemd, Docker and the distributions
+/// mount the hierarchy (`/sys/fs/cgroup/memory` on v1, `/sys/fs/cgroup` on
+/// v2), without reading the mount table (a Docker host's runs to hundreds
+/// of lines). Taken only when the directory there is a memory cgroup that
+/// lists `pid` among its processes: a process is in one cgroup of a
+/// hierarchy, so that is its own, whatever the mount's root or the cgroup
+/// namespace. Anything else (another mount point, a mount of a subtree, a
+/// process not listed) is left to the mount table.
+fn at_usual_mount(member: &procfs::Membership, pid: i32) -> Option<CgroupDir> {
+    let (mount, controller) = match member.hierarchy {
+        Hierarchy::V1 => ("/sys/fs/cgroup/memory", v1::LIMIT),
+        Hierarchy::V2 => ("/sys/fs/cgroup", v2::MAX),
+    };
+    let rel = member.path.trim_start_matches('/');
+    let dir = CgroupDir::open(std::path::Path::new(mount), rel, member.hierarchy.clone()).ok()?;
+    if !dir.has(controller) {
+        return None;
+    }
+    let procs = dir.read("cgroup.procs").ok()?;
+    procs
+        .lines()
+        .any(|l| l.trim().parse::<i32>() == Ok(pid))
+        .then_some(dir)
 }
 
 /// A descriptor of the process `pid` is now (`pidfd_open`), or `None` where
@@ -349,13 +377,12 @@ pub fn apply(dir: &CgroupDir, target: &Limits) -> Result<Applied, CgroupError> {
     }
     // v2: a creator's `memory.low` (runc writes the bundle's reservation
     // there before any hook runs) is held to what the policy allows.
-    if dir.hierarchy == Hierarchy::V2 && dir.has(v2::LOW) {
+    if dir.hierarchy == Hierarchy::V2 {
         let cap = v2::low_cap(target);
-        let low = read_limit(dir, v2::LOW);
-        let over = match low {
-            Ok(Limit::Bytes(b)) => b > cap,
-            Ok(Limit::Unlimited) => true,
-            Err(_) => false,
+        let over = match read_limit_if(dir, v2::LOW) {
+            Ok(Some(Limit::Bytes(b))) => b > cap,
+            Ok(Some(Limit::Unlimited)) => true,
+            Ok(None) | Err(_) => false,
         };
         if over && let Err(cause) = dir.write(v2::LOW, &cap.to_string()) {
             return Err(roll_back(dir, state, before, &written, cause));
@@ -393,11 +420,13 @@ fn hold_socket_buffers(
     dir: &CgroupDir,
     memory: Limit,
 ) -> Result<Option<(Limit, bool)>, CgroupError> {
-    if dir.hierarchy != Hierarchy::V1 || !dir.has(v1::TCP) {
+    if dir.hierarchy != Hierarchy::V1 {
         return Ok(None);
     }
-    if read_limit(dir, v1::TCP)? == memory {
-        return Ok(Some((memory, false)));
+    match read_limit_if(dir, v1::TCP)? {
+        None => return Ok(None),
+        Some(l) if l == memory => return Ok(Some((memory, false))),
+        Some(_) => {}
     }
     dir.write(v1::TCP, &spell(&dir.hierarchy, memory))?;
     Ok(Some((memory, true)))
@@ -465,11 +494,7 @@ impl Files {
     fn snapshot(&self, dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
         Ok(Snapshot {
             memory: read_limit(dir, self.memory)?,
-            swap_file: if dir.has(self.swap) {
-                Some(read_limit(dir, self.swap)?)
-            } else {
-                None
-            },
+            swap_file: read_limit_if(dir, self.swap)?,
             high: read_limit(dir, self.high)?,
         })
     }
@@ -520,6 +545,21 @@ fn read_limit(dir: &CgroupDir, file: &str) -> Result<Limit, CgroupError> {
         path: dir.path().join(file),
         value: raw,
     })
+}
+
+/// [`read_limit`], or `None` where the kernel has no such file (v1 without
+/// swap accounting, kernels before a file existed).
+fn read_limit_if(dir: &CgroupDir, file: &str) -> Result<Option<Limit>, CgroupError> {
+    let Some(raw) = dir.read_if(file)? else {
+        return Ok(None);
+    };
+    let raw = raw.trim();
+    parse_limit(raw)
+        .map(Some)
+        .ok_or_else(|| CgroupError::Parse {
+            path: dir.path().join(file),
+            value: raw.to_string(),
+        })
 }
 
 #[cfg(test)]

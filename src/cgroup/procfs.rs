@@ -5,18 +5,43 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Reads a kernel file (procfs, cgroupfs). They report a size of 0, so
-/// `std::fs::read_to_string` would probe with 32-byte reads and double
-/// (seven `read`s for a `/proc/<pid>/cgroup`); starting with a page takes
-/// one and the end-of-file one.
+/// `std::fs::read_to_string` would `fstat` and `lseek` for a size hint and
+/// then probe with small reads; these files are short, so they are read
+/// into a buffer on the stack (one `read` and the end-of-file one) and the
+/// heap holds only the text.
 pub fn read(path: impl AsRef<Path>) -> std::io::Result<String> {
     read_from(std::fs::File::open(path)?)
 }
 
 /// [`read`] for a file already open.
-pub fn read_from(mut f: std::fs::File) -> std::io::Result<String> {
-    let mut s = String::with_capacity(4096);
-    f.read_to_string(&mut s)?;
-    Ok(s)
+pub fn read_from(f: std::fs::File) -> std::io::Result<String> {
+    let mut f = f;
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            // Longer than a page (a mount table, a long cgroup.procs).
+            let mut v = buf.to_vec();
+            f.read_to_end(&mut v)?;
+            return String::from_utf8(v).map_err(|_| invalid_text());
+        }
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    std::str::from_utf8(&buf[..n])
+        .map(str::to_string)
+        .map_err(|_| invalid_text())
+}
+
+fn invalid_text() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "stream did not contain valid UTF-8",
+    )
 }
 
 /// A cgroup hierarchy that carries the memory controller.

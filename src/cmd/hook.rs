@@ -7,7 +7,6 @@
 //! the operator chose `--on-error allow`.
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cgroup::{self, CgroupDir};
@@ -17,23 +16,21 @@ use crate::enforce::OnError;
 use crate::enforce::{Failure, InCgroup, Run};
 use crate::facts::{FactsError, oci};
 use crate::record::Source;
+use crate::sys::watchdog;
 
 pub fn run(args: &HookArgs) -> ExitCode {
     let started = std::time::Instant::now();
-    // Before the watchdog thread exists: capabilities are per thread.
     crate::sys::privilege::drop_for_hook();
-    // Held from the decision until exit, so the watchdog never ends the
-    // process between a write and its rollback, nor starts a container the
-    // policy refused.
-    let enforcing = Arc::new(Mutex::new(()));
-    watchdog(args.timeout, args.on_error, Arc::clone(&enforcing));
+    crate::sys::phase::mark("caps");
+    arm_watchdog(args.timeout, args.on_error);
+    crate::sys::phase::mark("watchdog");
     let mut run = Run::new(Source::Hook, Default::default());
     match gather(&mut run, args.cri) {
         Ok((dir, path, pid)) => {
+            crate::sys::phase::mark("gathered");
             let writer = |limits: &_| {
-                let guard = enforcing.lock().unwrap_or_else(|e| e.into_inner());
-                // Kept until the process exits.
-                std::mem::forget(guard);
+                // Never end the process between a write and its rollback.
+                watchdog::hands_off();
                 InCgroup {
                     dir: &dir,
                     path: &path,
@@ -50,7 +47,13 @@ pub fn run(args: &HookArgs) -> ExitCode {
                     .policy
                     .open((!args.no_cache).then_some(args.cache_dir.as_path()))
                 {
-                    Ok(policies) => run.enforce(&policies, writer),
+                    Ok(policies) => {
+                        crate::sys::phase::mark("policies");
+                        run.enforce(&policies, writer);
+                        crate::sys::phase::mark("enforced");
+                        // Freed by the exit, not piece by piece.
+                        std::mem::forget(policies);
+                    }
                     Err(e) => run.fail(e),
                 },
             }
@@ -65,10 +68,9 @@ pub fn run(args: &HookArgs) -> ExitCode {
         && run.systemd.as_ref().is_none_or(|p| p.persisted);
     // The run's end is decided: from here on the watchdog stays out, so a
     // refused container is not started by a timeout under `--on-error allow`.
-    if let Ok(guard) = enforcing.try_lock() {
-        std::mem::forget(guard);
-    }
+    watchdog::hands_off();
     let ending = run.finish(args.on_error, args.state_dir.as_deref().filter(|_| !quiet));
+    crate::sys::phase::mark("finished");
     log::debug!("hook done in {} us", started.elapsed().as_micros());
     match ending.refusal {
         Some(m) => {
@@ -84,11 +86,15 @@ pub fn run(args: &HookArgs) -> ExitCode {
 /// process.
 fn gather(run: &mut Run, cri: bool) -> Result<(CgroupDir, String, i32), Failure> {
     let state = oci::read_state(std::io::stdin().lock()).map_err(FactsError::from)?;
+    crate::sys::phase::mark("state");
     run.facts.id = state.id().clone();
     let pid = state.pid().filter(|p| *p > 0).ok_or(FactsError::NoPid)?;
     let config = oci::read_config(state.bundle()).map_err(FactsError::from)?;
+    crate::sys::phase::mark("config");
     run.facts = oci::facts(&state, &config, cri);
+    crate::sys::phase::mark("facts");
     let (dir, cgroup_path) = cgroup::for_pid(pid)?;
+    crate::sys::phase::mark("for_pid");
     run.facts.cgroup = Some(cgroup_path.clone());
     cgroup::exclusive(&dir, pid, &cgroup_path)?;
     Ok((dir, cgroup_path, pid))
@@ -102,18 +108,18 @@ fn user_error(msg: &str) {
     }
 }
 
-fn watchdog(timeout: Duration, on_error: OnError, enforcing: Arc<Mutex<()>>) {
-    std::thread::spawn(move || {
-        std::thread::sleep(timeout);
-        // Never end the process in the middle of a write and its rollback.
-        let _g = enforcing.lock();
-        let msg = format!("timed out after {timeout:?} before the limits were applied");
-        if on_error == OnError::Allow {
-            log::warn!("{msg}; starting the container without enforced limits (--on-error allow)");
-            std::process::exit(0);
-        }
-        log::error!("{msg}");
-        user_error(&msg);
-        std::process::exit(1);
-    });
+/// Ends the hook after `timeout` (runtimes wait for hooks without a
+/// limit), as `--on-error` says.
+fn arm_watchdog(timeout: Duration, on_error: OnError) {
+    let msg = format!("timed out after {timeout:?} before the limits were applied");
+    let (message, allow) = match on_error {
+        OnError::Allow => (
+            format!("{msg}; starting the container without enforced limits (--on-error allow)"),
+            true,
+        ),
+        OnError::Deny => (msg, false),
+    };
+    if let Err(e) = watchdog::arm(timeout, message, allow) {
+        log::warn!("no time limit on this run: {e}");
+    }
 }

@@ -127,6 +127,7 @@ pub struct InCgroup<'a> {
 impl InCgroup<'_> {
     pub fn put(&self, limits: &Limits) -> Result<Written, Failure> {
         let applied = crate::cgroup::apply(self.dir, limits)?;
+        crate::sys::phase::mark("applied");
         let systemd = (self.pid > 0)
             .then(|| persist(self.dir, self.path, self.pid, limits, &applied))
             .flatten();
@@ -213,7 +214,9 @@ impl Run {
     /// container, writes the limits with `writer`. The decision is kept even
     /// when the write fails, so the record says what was meant.
     pub fn enforce(&mut self, policies: &PolicySet, writer: impl Writer) {
-        if self.decide(policies).is_some() {
+        let decided = self.decide(policies).is_some();
+        crate::sys::phase::mark("decided");
+        if decided {
             self.write(writer);
         }
     }

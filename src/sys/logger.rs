@@ -2,11 +2,15 @@
 //! runtime protocol in hook and wrapper modes.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static TO_STDERR: AtomicBool = AtomicBool::new(true);
+
+/// The descriptor the log goes to, for [`write_raw`].
+static SINK_FD: AtomicI32 = AtomicI32::new(2);
 
 /// Whether log lines already reach stderr (no log file): then a message for
 /// the runtime's error output need not be printed twice.
@@ -43,13 +47,7 @@ impl Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let level = match r.level() {
-            Level::Error => "error",
-            Level::Warn => "warning",
-            Level::Info => "info",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        };
+        let level = level_name(r.level());
         let time = crate::time::now_rfc3339();
         let line = match self.format {
             Format::Plain => format!(
@@ -99,6 +97,69 @@ pub fn runc_line(json: bool, level: &str, msg: &str) -> String {
     }
 }
 
+/// Writes one plain-format line from a signal handler: no allocation, no
+/// lock (the logger's own may be held by the code the signal interrupted),
+/// one `write(2)` to the log's descriptor. `msg` is cglimit's own text,
+/// written as it is. Lines longer than 512 bytes are cut.
+pub fn write_raw(level: Level, msg: &str) {
+    if level > log::max_level() {
+        return;
+    }
+    let mut buf = [0u8; 512];
+    let mut w = StackLine {
+        buf: &mut buf,
+        len: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let _ = crate::time::write_rfc3339(&mut w, now.as_secs() as i64, now.subsec_nanos());
+    let _ = std::fmt::Write::write_fmt(
+        &mut w,
+        format_args!(
+            " cglimit[{}]: {}: {msg}",
+            std::process::id(),
+            level_name(level)
+        ),
+    );
+    let len = w.len.min(w.buf.len() - 1);
+    buf[len] = b'\n';
+    // SAFETY: write(2) of a buffer that lives across the call.
+    unsafe {
+        nix::libc::write(
+            SINK_FD.load(Ordering::Relaxed),
+            buf.as_ptr().cast(),
+            len + 1,
+        )
+    };
+}
+
+/// A line being formatted on the stack; what does not fit is dropped.
+struct StackLine<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl std::fmt::Write for StackLine<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Error => "error",
+        Level::Warn => "warning",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
 static FILE: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
 
 /// Whether the log already goes to `path`.
@@ -115,12 +176,14 @@ pub fn init(file: Option<&Path>, level: LevelFilter) -> std::io::Result<()> {
 
 pub fn init_with(file: Option<&Path>, level: LevelFilter, format: Format) -> std::io::Result<()> {
     let sink: Box<dyn Write + Send> = match file {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(p)?,
-        ),
+                .open(p)?;
+            SINK_FD.store(f.as_raw_fd(), Ordering::Relaxed);
+            Box::new(f)
+        }
         None => Box::new(std::io::stderr()),
     };
     TO_STDERR.store(file.is_none(), Ordering::Relaxed);

@@ -6,6 +6,8 @@ pub mod engine;
 pub mod events;
 pub mod kmsg;
 pub mod logger;
+pub mod phase;
 pub mod privilege;
 pub mod shm;
 pub mod systemd;
+pub mod watchdog;

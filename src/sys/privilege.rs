@@ -25,39 +25,87 @@ fn kept() -> CapsHashSet {
     KEPT.iter().map(|(c, _)| *c).collect()
 }
 
-/// The hook executes nothing: it drops every other capability from every
-/// set, the bounding set included, and sets `no_new_privs`, so nothing it
-/// could be tricked into running would get privileges back.
+/// The hook executes nothing: it drops every capability but [`KEPT`] from
+/// its effective, permitted, inheritable and ambient sets and sets
+/// `no_new_privs`, so nothing it could be tricked into running would get
+/// privileges back. The bounding set is left as it is: under
+/// `no_new_privs` an exec never gains a capability (the kernel caps the new
+/// permitted set at the old one, `cap_bprm_creds_from_file`, even for
+/// root's exec, and ignores file capabilities), so the bounding set, which
+/// only limits such gains, adds nothing; dropping it took a `prctl` per
+/// capability, each a new set of credentials: 40 of them on every container
+/// start (35 µs of the hook's time inside `runc run`, BENCHMARKS.md). Raw
+/// system calls, one `capget` and one `capset`.
 pub fn drop_for_hook() {
-    let keep = kept();
     let mut failed = Vec::new();
-    // The bounding set first, while CAP_SETPCAP is still effective.
-    if let Ok(set) = bounding_to_drop() {
-        for c in set.difference(&keep) {
-            if let Err(e) = caps::drop(None, CapSet::Bounding, *c) {
-                failed.push(format!("bounding {c}: {e}"));
-            }
-        }
+    let keep_mask: u64 = KEPT.iter().fold(0, |m, (c, _)| m | (1u64 << c.index()));
+    // SAFETY: prctl(2) with integer arguments.
+    let r = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_CAP_AMBIENT,
+            nix::libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    if r != 0 {
+        failed.push(format!("ambient: {}", nix::errno::Errno::last()));
     }
-    narrow(&keep, &mut failed);
+    if let Err(e) = narrow_raw(keep_mask) {
+        failed.push(format!("capset: {e}"));
+    }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         failed.push(format!("no_new_privs: {e}"));
     }
     report(&failed);
 }
 
-/// The capabilities to drop from the bounding set. With CAP_SETPCAP,
-/// dropping one already gone succeeds, so there is no need to read the set
-/// (one `prctl` per capability), only to know which ones this kernel has
-/// (`cap_last_cap`, one file). Without it every drop fails: the set is read,
-/// so that the warning names only what is really kept.
-fn bounding_to_drop() -> Result<CapsHashSet, caps::errors::CapsError> {
-    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false)
-        && let Ok(known) = caps::runtime::procfs_all_supported(None)
-    {
-        return Ok(known);
+/// Effective and permitted to what of `keep` is permitted now (nothing is
+/// ever raised), inheritable to none: one `capget`, one `capset`.
+fn narrow_raw(keep: u64) -> nix::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
     }
-    caps::read(None, CapSet::Bounding)
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget(2) fills two data structs for version 3.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    };
+    nix::errno::Errno::result(r)?;
+    for (i, d) in data.iter_mut().enumerate() {
+        let k = (keep >> (32 * i)) as u32;
+        d.permitted &= k;
+        d.effective = d.permitted;
+        d.inheritable = 0;
+    }
+    // SAFETY: capset(2) reads the header and two data structs.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_capset,
+            &mut header as *mut Header,
+            data.as_ptr(),
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
 }
 
 /// What of `keep` this thread holds (nothing is ever raised).
@@ -80,25 +128,6 @@ pub fn drop_for_wrapper() {
         failed.push(format!("Effective: {e}"));
     }
     report(&failed);
-}
-
-/// Lowers the ambient, inheritable, effective and permitted sets to `keep`
-/// (never raising anything that was not there).
-fn narrow(keep: &CapsHashSet, failed: &mut Vec<String>) {
-    let target = held(keep);
-    if let Err(e) = caps::clear(None, CapSet::Ambient) {
-        failed.push(format!("ambient: {e}"));
-    }
-    let none = CapsHashSet::new();
-    for (set, value) in [
-        (CapSet::Inheritable, &none),
-        (CapSet::Effective, &target),
-        (CapSet::Permitted, &target),
-    ] {
-        if let Err(e) = caps::set(None, set, value) {
-            failed.push(format!("{set:?}: {e}"));
-        }
-    }
 }
 
 fn report(failed: &[String]) {
