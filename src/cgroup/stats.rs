@@ -181,6 +181,14 @@ fn num(dir: &CgroupDir, file: &str) -> Result<Option<u64>, CgroupError> {
     Ok(crate::cgroup::parse_limit(&v).and_then(|l| l.bytes()))
 }
 
+/// [`num`] of a file the kernel may not have: `None` then (one open, where
+/// a check and a read would take two).
+fn num_if(dir: &CgroupDir, file: &str) -> Result<Option<Option<u64>>, CgroupError> {
+    Ok(dir
+        .read_if(file)?
+        .map(|v| crate::cgroup::parse_limit(v.trim()).and_then(|l| l.bytes())))
+}
+
 pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
     let mut s = Sample::default();
     match dir.hierarchy {
@@ -201,22 +209,19 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
                 .unwrap_or(0);
             s.counters
                 .insert("failcnt".into(), num(dir, "memory.failcnt")?.unwrap_or(0));
-            if dir.has("memory.memsw.failcnt") {
+            if let Some(memsw_failcnt) = num_if(dir, "memory.memsw.failcnt")? {
                 let memsw = num(dir, "memory.memsw.usage_in_bytes")?.unwrap_or(0);
                 s.swap_usage = Some(memsw.saturating_sub(s.usage));
                 s.swap_limit = num(dir, "memory.memsw.limit_in_bytes")?;
-                s.counters.insert(
-                    "memsw_failcnt".into(),
-                    num(dir, "memory.memsw.failcnt")?.unwrap_or(0),
-                );
+                s.counters
+                    .insert("memsw_failcnt".into(), memsw_failcnt.unwrap_or(0));
             }
             let oom = parse_kv(&dir.read("memory.oom_control")?);
             s.under_oom = oom.get("under_oom").copied().unwrap_or(0) > 0;
             s.counters
                 .insert("oom_kill".into(), oom.get("oom_kill").copied().unwrap_or(0));
-            let kmem = |f: &str| -> Result<Option<u64>, CgroupError> {
-                if dir.has(f) { num(dir, f) } else { Ok(None) }
-            };
+            let kmem =
+                |f: &str| -> Result<Option<u64>, CgroupError> { Ok(num_if(dir, f)?.flatten()) };
             s.memory = Breakdown::from_v1(
                 &stat,
                 kmem("memory.kmem.usage_in_bytes")?,
@@ -232,15 +237,14 @@ pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
             s.anon = stat.get("anon").copied().unwrap_or(0);
             s.inactive_file = stat.get("inactive_file").copied().unwrap_or(0);
             s.v2 = true;
-            if dir.has("memory.swap.current") {
-                s.swap_usage = num(dir, "memory.swap.current")?;
+            if let Some(swap) = num_if(dir, "memory.swap.current")? {
+                s.swap_usage = swap;
                 s.swap_limit = num(dir, "memory.swap.max")?;
             }
             // The local file counts this cgroup's own events, not a child's.
-            let events = if dir.has("memory.events.local") {
-                dir.read("memory.events.local")?
-            } else {
-                dir.read("memory.events")?
+            let events = match dir.read_if("memory.events.local")? {
+                Some(e) => e,
+                None => dir.read("memory.events")?,
             };
             s.counters = parse_kv(&events);
             s.memory = Breakdown::from_v2(&stat, s.swap_usage.unwrap_or(0));

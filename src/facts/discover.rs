@@ -93,55 +93,82 @@ pub struct Problem {
 }
 
 pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
-    all_but(args, problems, &|_| false)
+    all_but(args, problems, &|_| false, true, &mut false)
+}
+
+/// A runtime's state directory and its change time and inode (`None`: not
+/// there).
+pub type RootState = (PathBuf, Option<(i64, i64, u64)>);
+
+/// The runtimes' state directories that [`all`] lists (`runc list`, `crun
+/// list`), with what their entries were last changed: each container is a
+/// directory there, so a new or removed one changes its parent's time. A
+/// caller that asks again and again (the watcher) runs the listings, and
+/// the `podman ps` that names their containers, only when this changed.
+pub fn runtime_roots_state(args: &SourceArgs) -> Vec<RootState> {
+    use std::os::unix::fs::MetadataExt;
+    runtime_roots(args)
+        .into_iter()
+        .flat_map(|(_, roots, _)| roots)
+        .map(|r| {
+            let m = std::fs::metadata(&r)
+                .ok()
+                .map(|m| (m.mtime(), m.mtime_nsec(), m.ino()));
+            (r, m)
+        })
+        .collect()
+}
+
+/// runc's and crun's state directories, and whether they were given.
+fn runtime_roots(args: &SourceArgs) -> [(&'static str, Vec<PathBuf>, bool); 2] {
+    let or = |given: &Vec<PathBuf>, default: &str| {
+        if given.is_empty() {
+            vec![PathBuf::from(default)]
+        } else {
+            given.clone()
+        }
+    };
+    [
+        (
+            "runc",
+            or(&args.runc_roots, "/run/runc"),
+            !args.runc_roots.is_empty(),
+        ),
+        (
+            "crun",
+            or(&args.crun_roots, "/run/crun"),
+            !args.crun_roots.is_empty(),
+        ),
+    ]
 }
 
 /// [`all`], leaving out the bare cgroups (`--cgroup-parent`) whose path
 /// `known` says the caller has already: the watcher, which looks again
-/// every ten seconds, then opens and reads only the new ones.
+/// every ten seconds, then opens and reads only the new ones; and without
+/// the runtimes' listings unless `runtimes` (see [`runtime_roots_state`]);
+/// `unsettled` is set when a listed container was still being created.
 pub fn all_but(
     args: &SourceArgs,
     problems: &mut Vec<Problem>,
     known: &dyn Fn(&str) -> bool,
+    runtimes: bool,
+    unsettled: &mut bool,
 ) -> Vec<Target> {
     let mut out = Vec::new();
     if !args.no_docker {
         docker(args, &mut out, problems);
     }
-    let runc = if args.runc_roots.is_empty() {
-        vec![PathBuf::from("/run/runc")]
-    } else {
-        args.runc_roots.clone()
-    };
-    let crun = if args.crun_roots.is_empty() {
-        vec![PathBuf::from("/run/crun")]
-    } else {
-        args.crun_roots.clone()
-    };
-    let podman = if args.no_podman {
-        HashMap::new()
-    } else {
-        podman(args, problems)
-    };
-    for root in &runc {
-        runtime(
-            "runc",
-            root,
-            !args.runc_roots.is_empty(),
-            &podman,
-            &mut out,
-            problems,
-        );
-    }
-    for root in &crun {
-        runtime(
-            "crun",
-            root,
-            !args.crun_roots.is_empty(),
-            &podman,
-            &mut out,
-            problems,
-        );
+    if runtimes {
+        let podman = if args.no_podman {
+            HashMap::new()
+        } else {
+            podman(args, problems)
+        };
+        for (name, roots, explicit) in runtime_roots(args) {
+            for root in &roots {
+                runtime(name, root, explicit, &podman, &mut out, problems, unsettled);
+            }
+        }
     }
     for parent in &args.cgroup_parents {
         cgroups(parent, &mut out, problems, known);
@@ -301,6 +328,7 @@ fn runtime(
     podman: &HashMap<String, ListEntry>,
     out: &mut Vec<Target>,
     problems: &mut Vec<Problem>,
+    unsettled: &mut bool,
 ) {
     if !root.exists() {
         if explicit {
@@ -355,6 +383,12 @@ fn runtime(
             }
         };
     for s in states {
+        if s.status == "creating" {
+            // Its process and cgroup are not there yet: a caller that
+            // lists only on changes must look again.
+            *unsettled = true;
+            continue;
+        }
         if s.status != "running" && s.status != "paused" && s.status != "created" {
             continue;
         }

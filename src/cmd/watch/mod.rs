@@ -77,6 +77,10 @@ const IDLE_PROBE_EVERY: u64 = 5;
 /// when a container goes, and before the history is written).
 const HISTORY_EVERY: u64 = 60;
 
+/// The runtimes' containers are listed at least this often, changed state
+/// directories or not (a listing that failed, a renamed podman container).
+const RELIST: Duration = Duration::from_secs(60);
+
 /// Every file of an unchanged container is read again after this many ticks
 /// (limits changed by `apply`, `memory.stat` drift without usage change).
 const FULL_EVERY: u32 = 30;
@@ -194,6 +198,9 @@ struct Watcher<'a> {
     /// kept in order and retried every tick, so a full disk delays lines
     /// (with their original times) instead of losing them.
     unwritten: std::cell::RefCell<Vec<Event>>,
+    /// The runtimes' state directories as last listed, and when.
+    runtime_roots: Vec<crate::facts::discover::RootState>,
+    runtimes_listed: Instant,
 }
 
 /// At most this many events wait for a full disk; older ones are dropped
@@ -304,6 +311,8 @@ impl<'a> Watcher<'a> {
             read_failure_said: std::cell::Cell::new(false),
             stop,
             unwritten: std::cell::RefCell::new(Vec::new()),
+            runtime_roots: Vec::new(),
+            runtimes_listed: Instant::now(),
         })
     }
 
@@ -579,8 +588,23 @@ impl<'a> Watcher<'a> {
     /// Containers of the engines and runtimes, as `apply` finds them.
     fn discover(&mut self) {
         let mut problems = Vec::new();
+        // The runtimes are listed again (a process each, and podman's)
+        // only when their state directories changed, or once a minute.
+        let roots = crate::facts::discover::runtime_roots_state(&self.args.sources);
+        let runtimes = roots != self.runtime_roots || self.runtimes_listed.elapsed() >= RELIST;
+        if runtimes {
+            self.runtime_roots = roots;
+            self.runtimes_listed = Instant::now();
+        }
         let known = |p: &str| self.containers.contains_key(p);
-        let found = crate::facts::discover::all_but(&self.args.sources, &mut problems, &known);
+        let mut unsettled = false;
+        let found = crate::facts::discover::all_but(
+            &self.args.sources,
+            &mut problems,
+            &known,
+            runtimes,
+            &mut unsettled,
+        );
         // Every new cgroup's directory is open in `found`: closed before
         // any is armed, so that they do not take the descriptors the
         // notifications need.
@@ -597,6 +621,11 @@ impl<'a> Watcher<'a> {
             let cg = facts.cgroup.clone().unwrap_or_default();
             let pod = (facts.namespace.as_deref(), facts.pod.as_deref());
             self.add(cg, who, place, pod);
+        }
+        if runtimes && (unsettled || !problems.is_empty()) {
+            // Something was not taken (a listing failed, a container still
+            // being created): listed again at the next pass.
+            self.runtime_roots.clear();
         }
         for p in problems {
             // Out of descriptors is the watcher's problem, not the
