@@ -32,8 +32,8 @@ trap cleanup EXIT
 [ -e "$tracing/trace_marker" ] || mount -t tracefs none "$tracing"
 
 build() { # build SRC DEST
-    CARGO_TARGET_DIR="$1/target/phases" cargo build -q --release --features trace-phases \
-        --manifest-path "$1/Cargo.toml"
+    # From the checkout itself: its own .cargo/config.toml decides how.
+    (cd "$1" && CARGO_TARGET_DIR="$1/target/phases" cargo build -q --release --features trace-phases)
     cp "$1/target/phases/${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}/release/cglimit" "$2"
 }
 build "$PWD" "$work/cglimit"

@@ -29,6 +29,9 @@ pub(super) struct Watched {
     pub(super) sample: stats::Sample,
     pub(super) oom_seen: u64,
     pub(super) leak: leak::Leaks,
+    /// Whether the leak detector leans towards growth or suspects it, as of
+    /// its last reading: such a container's detector is fed every tick.
+    pub(super) leak_hot: bool,
     /// The processes and what they held when growth began to show (see
     /// [`leak::Leaks::leaning`]), with the time in the leak detector's
     /// seconds: a warning names who grew since.

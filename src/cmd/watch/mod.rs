@@ -201,6 +201,9 @@ struct Watcher<'a> {
     /// The runtimes' state directories as last listed, and when.
     runtime_roots: Vec<crate::facts::discover::RootState>,
     runtimes_listed: Instant,
+    /// Whether some container may have a recheck due (see
+    /// [`Watched::recheck_at`]).
+    rechecks_pending: bool,
 }
 
 /// At most this many events wait for a full disk; older ones are dropped
@@ -313,6 +316,7 @@ impl<'a> Watcher<'a> {
             unwritten: std::cell::RefCell::new(Vec::new()),
             runtime_roots: Vec::new(),
             runtimes_listed: Instant::now(),
+            rechecks_pending: false,
         })
     }
 
@@ -338,22 +342,28 @@ impl<'a> Watcher<'a> {
                 tick_no += 1;
                 next_tick = now + self.args.interval;
             }
-            let rechecks: Vec<String> = self
-                .containers
-                .iter()
-                .filter(|(_, w)| w.recheck_at.is_some_and(|t| t <= Instant::now()))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in rechecks {
-                self.read_one(&k);
-            }
-            self.release_ooms();
             let mut wake = next_tick;
-            for w in self.containers.values() {
-                if let Some(t) = w.recheck_at {
-                    wake = wake.min(t);
+            // Only after an OOM notification does any container wait for a
+            // recheck: otherwise no pass over all of them.
+            if self.rechecks_pending {
+                let rechecks: Vec<String> = self
+                    .containers
+                    .iter()
+                    .filter(|(_, w)| w.recheck_at.is_some_and(|t| t <= Instant::now()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in rechecks {
+                    self.read_one(&k);
+                }
+                self.rechecks_pending = false;
+                for w in self.containers.values() {
+                    if let Some(t) = w.recheck_at {
+                        wake = wake.min(t);
+                        self.rechecks_pending = true;
+                    }
                 }
             }
+            self.release_ooms();
             for (t, _) in &self.held_ooms {
                 wake = wake.min(*t);
             }
@@ -502,41 +512,21 @@ impl<'a> Watcher<'a> {
         let t = self.started.elapsed().as_secs_f64();
         let epoch = epoch_seconds() as u64;
         // Who needs a full read: one pass, the probe read in place.
+        // One pass: an idle container's struct is touched once a tick (at
+        // 10,000 containers the passes cost their cache misses).
         let mut fresh: Vec<String> = Vec::new();
+        let mut events = Vec::new();
         for (k, w) in self.containers.iter_mut() {
-            if !unchanged(w, tick) {
+            if unchanged(w, tick) {
+                after_reading(w, tick, t, epoch, &self.history, &mut events);
+            } else {
                 fresh.push(k.clone());
             }
         }
         for k in &fresh {
             self.read_one(k);
-        }
-        let mut events = Vec::new();
-        let history = &self.history;
-        for w in self.containers.values_mut() {
-            events.extend(release_held(w, false));
-            // Into the history every HISTORY_EVERY ticks (spread by token),
-            // the peak of the readings since.
-            let ws = w.sample.working_set();
-            w.unrecorded = Some(match w.unrecorded {
-                Some((peak, n)) => (peak.max(ws), n + 1),
-                None => (ws, 1),
-            });
-            let due = (w.token + tick).is_multiple_of(HISTORY_EVERY);
-            if due {
-                flush_history(history, w, epoch);
-            }
-            // An idle container's reading is the last one again: the leak
-            // detector gets it every LEAK_IDLE_EVERY ticks (so that a
-            // warning still clears when growth stops), a growing one every
-            // tick.
-            let read_now = w.stale == 0;
-            let idle_due = (w.token + tick).is_multiple_of(LEAK_IDLE_EVERY);
-            if !(read_now || idle_due || w.leak.leaning() || w.leak.suspected().is_some()) {
-                continue;
-            }
-            if let Some(e) = leak_step(w, t) {
-                events.push(e);
+            if let Some(w) = self.containers.get_mut(k) {
+                after_reading(w, tick, t, epoch, &self.history, &mut events);
             }
         }
         if !events.is_empty() {
@@ -705,6 +695,7 @@ impl<'a> Watcher<'a> {
             sample: stats::Sample::default(),
             oom_seen: 0,
             leak: leak::Leaks::new(self.args.leak_window, self.args.leak_threshold as f64),
+            leak_hot: false,
             procs_before: None,
             at_oom: None,
             recheck_at: None,
@@ -885,9 +876,46 @@ fn unchanged(w: &mut Watched, tick: u64) -> bool {
     }
 }
 
+/// What follows a container's reading each tick, read afresh or not: held
+/// changes released, the history's peak, the leak detector.
+fn after_reading(
+    w: &mut Watched,
+    tick: u64,
+    t: f64,
+    epoch: u64,
+    history: &std::cell::RefCell<History>,
+    events: &mut Vec<Event>,
+) {
+    events.extend(release_held(w, false));
+    // Into the history every HISTORY_EVERY ticks (spread by token), the
+    // peak of the readings since.
+    let ws = w.sample.working_set();
+    w.unrecorded = Some(match w.unrecorded {
+        Some((peak, n)) => (peak.max(ws), n + 1),
+        None => (ws, 1),
+    });
+    if (w.token + tick).is_multiple_of(HISTORY_EVERY) {
+        flush_history(history, w, epoch);
+    }
+    // An idle container's reading is the last one again: the leak detector
+    // gets it every LEAK_IDLE_EVERY ticks (so that a warning still clears
+    // when growth stops), a growing one every tick.
+    let read_now = w.stale == 0;
+    let idle_due = (w.token + tick).is_multiple_of(LEAK_IDLE_EVERY);
+    if !(read_now || idle_due || w.leak_hot) {
+        return;
+    }
+    if let Some(e) = leak_step(w, t) {
+        events.push(e);
+    }
+}
+
 /// One step of a container's leak detector, and the event it makes.
 fn leak_step(w: &mut Watched, t: f64) -> Option<Event> {
     let (change, growth) = w.leak.push(t, &w.sample.memory);
+    // Only a push changes the detectors: what the loop asks of them every
+    // tick is kept here, so an idle container's windows are not touched.
+    w.leak_hot = w.leak.leaning() || w.leak.suspected().is_some();
     // Who holds what is read only while some kind grows.
     if w.leak.leaning() {
         if w.procs_before.is_none() {

@@ -159,6 +159,7 @@ impl Watcher<'_> {
         }
         if let Some(w) = self.containers.get_mut(key) {
             w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
+            self.rechecks_pending = true;
         }
     }
 
