@@ -503,13 +503,16 @@ fn prometheus_fires_every_alert_case() {
         "head -c 62914560 /dev/zero > /big/f; sleep 600",
     );
     // The init of a container OOM-killed: the container exits and runc
-    // removes its cgroup at once.
+    // removes its cgroup at once. It waits a second first, as in
+    // `a_container_killed_and_gone_keeps_its_series`: the watcher learns of
+    // a container from the hook's record at its next tick, and a kill
+    // before that is the host's only (`HostOOMKills`).
     let bundle = lab.bundle_with(
         "init",
         None,
         "createRuntime",
         lab.hook_args(),
-        "s=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done",
+        "sleep 1; s=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done",
     );
     let init = format!("{}-init", lab.name);
     assert!(!lab.run("runc", &init, &bundle).status.success());
