@@ -49,10 +49,12 @@ pub enum Change {
 
 impl Detector {
     pub fn new(window: usize, threshold: f64) -> Detector {
+        let window = window.max(10);
         Detector {
-            samples: VecDeque::with_capacity(window + 1),
+            // Exactly the window: thousands of containers keep three each.
+            samples: VecDeque::with_capacity(window),
             base: 0.0,
-            window: window.max(10),
+            window,
             threshold,
             suspected: false,
             rate: 0.0,
@@ -91,11 +93,11 @@ impl Detector {
             }
             self.base = t;
         }
-        self.samples
-            .push_back(((t - self.base) as f32, bytes as f32));
-        while self.samples.len() > self.window {
+        while self.samples.len() >= self.window {
             self.samples.pop_front();
         }
+        self.samples
+            .push_back(((t - self.base) as f32, bytes as f32));
         if self.samples.len() < self.window {
             return Change::None;
         }
@@ -153,9 +155,9 @@ pub struct Leaks {
 
 impl Leaks {
     pub fn new(window: usize, threshold: f64) -> Leaks {
-        let d = Detector::new(window, threshold);
+        // Each made new: a clone would not keep the reserved capacity.
         Leaks {
-            detectors: [d.clone(), d.clone(), d],
+            detectors: std::array::from_fn(|_| Detector::new(window, threshold)),
             threshold,
         }
     }

@@ -677,8 +677,10 @@ fn a_limit_changed_outside_cglimit_is_recorded() {
             .into_iter()
             .filter(|e| e["kind"] == "limit_changed")
             .collect();
-        // An idle container's limits are read at least every 30 ticks.
-        if !e.is_empty() || t.elapsed() > Duration::from_secs(40) {
+        // Seen at once (a watch on the limit files), held for the 5 s in
+        // which it could still be cglimit's own: an idle container's files
+        // are otherwise read again only every 300 ticks.
+        if !e.is_empty() || t.elapsed() > Duration::from_secs(15) {
             break e;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -841,47 +843,15 @@ fn out_of_descriptors_no_container_is_dropped() {
     let oomc = parent.join("zz-oom");
     std::fs::create_dir_all(&oomc).unwrap();
     std::fs::write(oomc.join("memory.limit_in_bytes"), "33554432").unwrap();
-    let none = lab.dir.join("no-runc");
-    std::fs::create_dir_all(&none).unwrap();
-    let port = free_port();
     // 128 descriptors: 64 for notifications, 121 cgroups.
-    let child = Command::new("prlimit")
-        .arg("--nofile=128:128")
-        .arg("--")
-        .arg(BIN)
-        .arg("--log-file")
-        .arg(lab.dir.join("watch.log"))
-        .arg("watch")
-        .arg("--state-dir")
-        .arg(&lab.state_dir)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--interval", "1s"])
-        .args([
-            "--no-docker",
-            "--no-podman",
-            "--cgroup-parent",
-            &lab.cgroup_parent,
-        ])
-        .arg("--runc-root")
-        .arg(&none)
-        .arg("--crun-root")
-        .arg(&none)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _w = Watcher(child);
+    let (_w, pid, port) = watch_parent(&lab, &["prlimit", "--nofile=128:128", "--"], "1s");
     let value = |m: &str, name: &str| -> Option<f64> {
         m.lines()
             .find(|l| l.starts_with(&format!("{name} ")))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     };
-    let scrape = || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| metrics(port))
-            .unwrap_or_default()
-    };
+    let scrape = || scrape(port);
     let t = Instant::now();
     let m = loop {
         let m = scrape();
@@ -942,4 +912,133 @@ fn out_of_descriptors_no_container_is_dropped() {
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", events(&lab));
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A hundred still containers under one parent are read through the
+/// parent's usage, not one by one; one of them that starts to grow is
+/// still seen within a few ticks.
+#[test]
+fn still_containers_are_read_through_their_parent_and_one_that_grows_is_seen() {
+    let lab = Lab::new("watchgroup");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let parent = v1_memory_root().join(lab.cgroup_parent.trim_start_matches('/'));
+    for i in 0..100 {
+        std::fs::create_dir_all(parent.join(format!("still{i}"))).unwrap();
+    }
+    let grower = parent.join("grower");
+    std::fs::create_dir_all(&grower).unwrap();
+    let (_w, pid, port) = watch_parent(&lab, &[], "200ms");
+    let scrape = || scrape(port);
+    let t = Instant::now();
+    while !scrape().contains("cglimit_watched_containers 101") {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", scrape());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Read system calls (read, pread) over 20 ticks, once every container
+    // has been still for long enough: one probe each every fifth tick
+    // would be 400.
+    std::thread::sleep(Duration::from_secs(4));
+    let reads = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("syscr: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = reads();
+    std::thread::sleep(Duration::from_secs(4));
+    let per_tick = (reads() - before) / 20;
+    assert!(
+        per_tick < 10,
+        "{per_tick} reads a tick for 101 still containers: each read alone"
+    );
+    // One of them grows (a shell doubling a string to 16 MiB, then
+    // waiting on its stdin).
+    let mut p = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs; s=aaaaaaaaaaaaaaaa; i=0; while [ $i -lt 20 ]; do s=$s$s; i=$((i+1)); done; read x",
+            grower.display()
+        ))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let grown = |m: &str| {
+        m.lines().any(|l| {
+            l.starts_with("cglimit_memory_usage_bytes{")
+                && l.contains("grower")
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(8.0 * M as f64)
+        })
+    };
+    let t = Instant::now();
+    let seen = loop {
+        let m = metrics(port);
+        if grown(&m) {
+            break None;
+        }
+        // 25 ticks: a full read would come only after 300.
+        if t.elapsed() > Duration::from_secs(5) {
+            break Some(m);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = p.kill();
+    let _ = p.wait();
+    if let Some(m) = seen {
+        panic!("the growing container not seen within 25 ticks:\n{m}");
+    }
+}
+
+/// `cglimit watch` of the cgroups under the lab's cgroup parent, run
+/// through `wrap` (a command and its arguments before the binary), at
+/// `interval`: the watcher, its pid, its metrics port.
+fn watch_parent(lab: &Lab, wrap: &[&str], interval: &str) -> (Watcher, u32, u16) {
+    let none = lab.dir.join("no-runc");
+    std::fs::create_dir_all(&none).unwrap();
+    let port = free_port();
+    let mut cmd = match wrap {
+        [first, rest @ ..] => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
+        }
+        [] => Command::new(BIN),
+    };
+    let child = cmd
+        .arg("--log-file")
+        .arg(lab.dir.join("watch.log"))
+        .arg("watch")
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--interval",
+            interval,
+        ])
+        .args([
+            "--no-docker",
+            "--no-podman",
+            "--cgroup-parent",
+            &lab.cgroup_parent,
+        ])
+        .arg("--runc-root")
+        .arg(&none)
+        .arg("--crun-root")
+        .arg(&none)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    (Watcher(child), pid, port)
+}
+
+/// The watcher's metrics, or nothing while it does not listen yet.
+fn scrape(port: u16) -> String {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .ok()
+        .map(|_| metrics(port))
+        .unwrap_or_default()
 }

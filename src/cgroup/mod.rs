@@ -490,6 +490,16 @@ pub struct Files {
     pub high: &'static str,
 }
 
+/// The files that hold a cgroup's limits (memory, swap, high) in its
+/// hierarchy: what the watcher watches for writes by others.
+pub fn limit_files(hierarchy: &Hierarchy) -> [&'static str; 3] {
+    let f = match hierarchy {
+        Hierarchy::V1 => &v1::FILES,
+        Hierarchy::V2 => &v2::FILES,
+    };
+    [f.memory, f.swap, f.high]
+}
+
 impl Files {
     fn snapshot(&self, dir: &CgroupDir) -> Result<Snapshot, CgroupError> {
         Ok(Snapshot {

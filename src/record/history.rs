@@ -127,11 +127,18 @@ fn upper(bin: u32) -> u64 {
 }
 
 fn push_bounded<T>(v: &mut Vec<T>, item: T, max: usize) {
-    v.push(item);
-    if v.len() > max {
-        let n = v.len() - max;
-        v.drain(..n);
+    if max == 0 {
+        return;
     }
+    // The oldest out first, and room for `max` at most: a vector left to
+    // double would keep up to twice that for every workload.
+    if v.len() >= max {
+        v.drain(..=v.len() - max);
+    }
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() * 2).clamp(4.min(max), max) - v.len());
+    }
+    v.push(item);
 }
 
 impl History {

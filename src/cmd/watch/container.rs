@@ -25,7 +25,11 @@ pub(super) struct Watched {
     pub(super) missing: Option<String>,
     /// v2: the inotify watch on `memory.events`.
     pub(super) wd: Option<WatchDescriptor>,
-    pub(super) last: BTreeMap<String, u64>,
+    /// Inotify watches on its limit files: a write to any of them (by
+    /// `docker update`, systemd, a hand) is seen at once, so that an idle
+    /// container's files need not all be read again for it. Empty where
+    /// they could not be set (then [`super::FULL_EVERY`] bounds it).
+    pub(super) limit_wds: [Option<WatchDescriptor>; 3],
     pub(super) sample: stats::Sample,
     pub(super) oom_seen: u64,
     pub(super) leak: leak::Leaks,
@@ -42,13 +46,18 @@ pub(super) struct Watched {
     pub(super) recheck_at: Option<Instant>,
     pub(super) probe: Option<stats::Probe>,
     /// Ticks since every file was last read.
-    pub(super) stale: u32,
+    pub(super) since_full: u32,
+    /// Ticks since its usage last moved (a full read that finds it
+    /// unchanged does not make it move).
+    pub(super) still: u32,
     /// v2: a PSI trigger on `memory.pressure` (POLLPRI when it fires).
     pub(super) psi: Option<File>,
     /// Sustained pressure fires every window: one event per minute is enough.
     pub(super) last_pressure: Option<Instant>,
     /// This container's key in the epoll set (see [`Watcher::epoll`]).
     pub(super) token: u64,
+    /// Its parent's [`super::group::Group`].
+    pub(super) group: u32,
     /// The limits as last read or as last decided (memory, swap, high, in
     /// the cgroup's own terms; `Some(None)` for no limit): a read that
     /// differs is a `limit_changed` event. `None` where not known yet.
@@ -67,6 +76,17 @@ pub(super) struct Watched {
 }
 
 impl Watched {
+    /// Ticks between full reads of an unchanged container: long when its
+    /// limit files are watched, since then only `memory.stat`'s slow drift
+    /// (pages aging from active to inactive) is left to catch.
+    pub(super) fn full_every(&self) -> u32 {
+        if self.limit_wds[0].is_none() {
+            super::FULL_EVERY
+        } else {
+            super::FULL_IDLE_EVERY
+        }
+    }
+
     /// An event of this container, with its usage and limit from `sample`.
     pub(super) fn event(&self, kind: &str, sample: &stats::Sample) -> Event {
         Event {
@@ -157,7 +177,7 @@ pub(super) fn rises(
 ) -> Vec<Event> {
     let mut out = Vec::new();
     for (k, &new) in &s.counters {
-        let counter = match (&w.dir.hierarchy, k.as_str()) {
+        let counter = match (&w.dir.hierarchy, k) {
             (Hierarchy::V1, "failcnt") => "memory.failcnt".to_string(),
             (Hierarchy::V1, "memsw_failcnt") => "memory.memsw.failcnt".to_string(),
             (Hierarchy::V1, "oom_kill") => "memory.oom_control:oom_kill".to_string(),
@@ -165,7 +185,8 @@ pub(super) fn rises(
             _ => continue,
         };
         let old = w
-            .last
+            .sample
+            .counters
             .get(k)
             .copied()
             .or_else(|| baselines.get(&(w.cgroup.clone(), counter.clone())).copied())
@@ -173,7 +194,7 @@ pub(super) fn rises(
         if new <= old {
             continue;
         }
-        let kind = match k.as_str() {
+        let kind = match k {
             "memsw_failcnt" => "failcnt",
             other => other,
         };

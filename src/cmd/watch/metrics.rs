@@ -502,8 +502,8 @@ mod tests {
             anon: 5,
             ..Default::default()
         };
-        s.counters.insert("oom_kill".into(), 2);
-        s.counters.insert("failcnt".into(), 7);
+        s.counters.insert("oom_kill", 2);
+        s.counters.insert("failcnt", 7);
         let rows = [Row {
             who: &who,
             workload: "web",

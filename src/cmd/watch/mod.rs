@@ -11,6 +11,7 @@
 
 mod container;
 mod decisions;
+mod group;
 
 mod limits;
 mod metrics;
@@ -82,8 +83,12 @@ const HISTORY_EVERY: u64 = 60;
 const RELIST: Duration = Duration::from_secs(60);
 
 /// Every file of an unchanged container is read again after this many ticks
-/// (limits changed by `apply`, `memory.stat` drift without usage change).
+/// where its limit files are not watched (the bound on seeing a limit
+/// changed outside cglimit).
 const FULL_EVERY: u32 = 30;
+/// ... and after this many where they are: a limit change is seen at once,
+/// what is left is `memory.stat`'s drift without usage change.
+const FULL_IDLE_EVERY: u32 = 300;
 
 pub fn run(args: &WatchArgs) -> ExitCode {
     // Blocked before any thread starts, so that every thread inherits the
@@ -162,6 +167,16 @@ struct Watcher<'a> {
     /// eventfds per wake.
     epoll: Epoll,
     tokens: HashMap<u64, String>,
+    /// The containers' parents (a slab: a freed slot is reused), and which
+    /// slot each parent has.
+    groups: Vec<group::Group>,
+    group_of: HashMap<std::path::PathBuf, u32>,
+    free_groups: Vec<u32>,
+    /// Whose file (by token) each inotify watch is on (`memory.events`,
+    /// the limits).
+    watches: HashMap<WatchDescriptor, u64>,
+    /// Whether the limit watches could not all be set and the log said so.
+    limit_watch_said: bool,
     next_token: u64,
     /// Where the watcher is in decisions.jsonl.
     tail: decisions::Tail,
@@ -294,6 +309,11 @@ impl<'a> Watcher<'a> {
             inotify,
             epoll,
             tokens: HashMap::new(),
+            watches: HashMap::new(),
+            groups: Vec::new(),
+            group_of: HashMap::new(),
+            free_groups: Vec::new(),
+            limit_watch_said: false,
             // Container data starts at 4: 0 to 2 are the watcher's own.
             next_token: 2,
             kmsg,
@@ -432,17 +452,27 @@ impl<'a> Watcher<'a> {
             return;
         };
         w.recheck_at = None;
-        w.stale = 0;
+        w.since_full = 0;
         match w.dir.open().and_then(|d| stats::read(&d)) {
             Ok(s) => {
+                if s.usage != w.sample.usage {
+                    w.still = 0;
+                }
                 let mut events = rises(w, &s, &self.baselines);
                 let now = [s.limit, s.swap_limit, s.high];
-                if w.settling.is_some_and(|t| Instant::now() < t) {
+                if let Some(until) = w.settling.filter(|t| Instant::now() < *t) {
                     // cglimit's own change, perhaps still being made: the
                     // decision stays the reference; what it did not say is
-                    // taken from this reading.
+                    // taken from this reading. A difference is read again
+                    // once settled (a write seen at once by its watch
+                    // would otherwise wait for the next full read).
+                    let mut differs = false;
                     for (known, read) in w.limits.iter_mut().zip(now) {
-                        known.get_or_insert(read);
+                        differs |= *known.get_or_insert(read) != read;
+                    }
+                    if differs {
+                        w.recheck_at = Some(until);
+                        self.rechecks_pending = true;
                     }
                 } else {
                     let changed = limit_changes(w, &s, now);
@@ -452,9 +482,6 @@ impl<'a> Watcher<'a> {
                     w.limits = now.map(Some);
                 }
                 events.extend(release_held(w, false));
-                for (k, v) in &s.counters {
-                    w.last.insert(k.clone(), *v);
-                }
                 w.sample = s;
                 self.explain_ooms(&mut events);
                 self.record(events);
@@ -488,13 +515,21 @@ impl<'a> Watcher<'a> {
                         at,
                         until: Instant::now() + self.args.retention,
                     });
-                    if let Some(wd) = w.wd {
-                        let _ = self.inotify.rm_watch(wd);
+                    for wd in w.wd.iter().chain(w.limit_wds.iter().flatten()) {
+                        // Gone with the cgroup's files, mostly.
+                        let _ = self.inotify.rm_watch(*wd);
+                        self.watches.remove(wd);
                     }
                     if w.probe.is_some() {
                         self.probes -= 1;
                     }
                     self.notifications -= u64::from(w.oom.is_some()) + u64::from(w.psi.is_some());
+                    let g = w.group as usize;
+                    self.groups[g].members -= 1;
+                    if self.groups[g].members == 0 {
+                        self.group_of.remove(&self.groups[g].parent);
+                        self.free_groups.push(g as u32);
+                    }
                     // Its descriptors leave the epoll set as they close.
                     self.tokens.remove(&w.token);
                     self.containers.remove(key);
@@ -517,8 +552,10 @@ impl<'a> Watcher<'a> {
         let mut fresh: Vec<String> = Vec::new();
         let mut events = Vec::new();
         for (k, w) in self.containers.iter_mut() {
-            if unchanged(w, tick) {
+            let g = &mut self.groups[w.group as usize];
+            if unchanged(w, tick, g.quiet()) {
                 after_reading(w, tick, t, epoch, &self.history, &mut events);
+                g.count(still(w), w.token, w.sample.usage);
             } else {
                 fresh.push(k.clone());
             }
@@ -527,11 +564,40 @@ impl<'a> Watcher<'a> {
             self.read_one(k);
             if let Some(w) = self.containers.get_mut(k) {
                 after_reading(w, tick, t, epoch, &self.history, &mut events);
+                self.groups[w.group as usize].count(still(w), w.token, w.sample.usage);
             }
+        }
+        for g in &mut self.groups {
+            g.settle();
         }
         if !events.is_empty() {
             self.record(events);
         }
+    }
+
+    /// The slot of `dir`'s parent in [`Watcher::groups`], made if new.
+    fn join_group(&mut self, dir: &container::Place) -> u32 {
+        let parent = dir.path().parent().unwrap_or(dir.path());
+        let slot = match self.group_of.get(parent) {
+            Some(slot) => *slot,
+            None => {
+                let g = group::Group::new(parent, &dir.hierarchy);
+                let slot = match self.free_groups.pop() {
+                    Some(slot) => {
+                        self.groups[slot as usize] = g;
+                        slot
+                    }
+                    None => {
+                        self.groups.push(g);
+                        self.groups.len() as u32 - 1
+                    }
+                };
+                self.group_of.insert(parent.to_path_buf(), slot);
+                slot
+            }
+        };
+        self.groups[slot as usize].members += 1;
+        slot
     }
 
     fn render(&self) {
@@ -681,6 +747,7 @@ impl<'a> Watcher<'a> {
         self.history
             .borrow_mut()
             .container(&k.0, k.1, display_name(&who));
+        let group = self.join_group(&dir);
         let w = Watched {
             who,
             workload: k,
@@ -690,8 +757,8 @@ impl<'a> Watcher<'a> {
             dir,
             oom: None,
             wd: None,
+            limit_wds: [None; 3],
             missing: None,
-            last: BTreeMap::new(),
             sample: stats::Sample::default(),
             oom_seen: 0,
             leak: leak::Leaks::new(self.args.leak_window, self.args.leak_threshold as f64),
@@ -700,10 +767,12 @@ impl<'a> Watcher<'a> {
             at_oom: None,
             recheck_at: None,
             probe: None,
-            stale: 0,
+            since_full: 0,
+            still: 0,
             psi: None,
             last_pressure: None,
             token: self.next_token,
+            group,
             limits: [None; 3],
             limit_changes: 0,
             settling: None,
@@ -714,6 +783,11 @@ impl<'a> Watcher<'a> {
         self.containers.insert(cgroup.clone(), w);
         self.arm(&cgroup);
         self.read_one(&cgroup);
+        // Full reads spread over the ticks, not all containers found
+        // together read together.
+        if let Some(w) = self.containers.get_mut(&cgroup) {
+            w.since_full = (w.token % u64::from(w.full_every())) as u32;
+        }
     }
 
     /// Sets up what is missing of a container's notifications (its OOM
@@ -765,7 +839,10 @@ impl<'a> Watcher<'a> {
                     &w.dir.path().join("memory.events"),
                     AddWatchFlags::IN_MODIFY,
                 ) {
-                    Ok(wd) => w.wd = Some(wd),
+                    Ok(wd) => {
+                        w.wd = Some(wd);
+                        self.watches.insert(wd, w.token);
+                    }
                     Err(e) => why.push(format!("no memory.events watch: {e}")),
                 }
             }
@@ -794,6 +871,24 @@ impl<'a> Watcher<'a> {
                 Err(e) if e.raw_os_error() == Some(libc_enotsup()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => why.push(format!("no pressure trigger: {e}")),
+            }
+        }
+        if w.limit_wds[0].is_none() {
+            match watch_limits(&self.inotify, &w.dir) {
+                Ok(wds) => {
+                    for wd in wds.iter().flatten() {
+                        self.watches.insert(*wd, w.token);
+                    }
+                    w.limit_wds = wds;
+                }
+                Err(e) if !self.limit_watch_said => {
+                    self.limit_watch_said = true;
+                    ::log::warn!(
+                        "{}: its limit files cannot be watched: {e}; a change to them is seen within {FULL_EVERY} ticks instead of at once (fs.inotify.max_user_watches; said once, tried again every {RETRY_EVERY} ticks)",
+                        w.cgroup
+                    );
+                }
+                Err(_) => {}
             }
         }
         // Probes take what every container's notification leaves.
@@ -829,7 +924,7 @@ impl<'a> Watcher<'a> {
         let keys: Vec<String> = self
             .containers
             .iter()
-            .filter(|(_, w)| w.missing.is_some() || w.probe.is_none())
+            .filter(|(_, w)| w.missing.is_some() || w.probe.is_none() || w.limit_wds[0].is_none())
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
@@ -851,16 +946,19 @@ impl<'a> Watcher<'a> {
 }
 
 /// Whether a container is idle: usage as at the last full read, and a full
-/// read not yet due. Its probe (one `pread`) is read every tick while it
-/// moved lately, every [`IDLE_PROBE_EVERY`] ticks once it has been still
-/// for as many; without a probe (descriptors ran short) its usage is read
-/// by path.
-fn unchanged(w: &mut Watched, tick: u64) -> bool {
-    w.stale += 1;
-    if w.stale >= FULL_EVERY {
+/// read not yet due ([`Watched::full_every`]). Its probe (one `pread`) is
+/// read every tick while it moved lately, every [`IDLE_PROBE_EVERY`] ticks
+/// once it has been still for as many; without a probe (descriptors ran
+/// short) its usage is read by path.
+fn unchanged(w: &mut Watched, tick: u64, quiet: bool) -> bool {
+    w.since_full += 1;
+    w.still = w.still.saturating_add(1);
+    if w.since_full >= w.full_every() {
         return false;
     }
-    if w.stale > IDLE_PROBE_EVERY as u32 && !(w.token + tick).is_multiple_of(IDLE_PROBE_EVERY) {
+    if w.still > IDLE_PROBE_EVERY as u32
+        && (!(w.token + tick).is_multiple_of(IDLE_PROBE_EVERY) || quiet && still(w))
+    {
         return true;
     }
     let usage = match &w.probe {
@@ -870,10 +968,20 @@ fn unchanged(w: &mut Watched, tick: u64) -> bool {
     match usage {
         // Near its limit a container may hit it without its usage moving
         // (v1 failcnt is not in the probe): read everything.
-        Ok(u) if w.sample.limit.is_some_and(|l| u >= l - l / 16) => false,
+        Ok(u) if near_limit(u, w.sample.limit) => false,
         Ok(u) => u == w.sample.usage,
         Err(_) => false,
     }
+}
+
+/// Whether its parent's remainder speaks for `w` ([`group`]): still for
+/// a while, and not near its limit.
+fn still(w: &Watched) -> bool {
+    w.still > IDLE_PROBE_EVERY as u32 && !near_limit(w.sample.usage, w.sample.limit)
+}
+
+fn near_limit(usage: u64, limit: Option<u64>) -> bool {
+    limit.is_some_and(|l| usage >= l - l / 16)
 }
 
 /// What follows a container's reading each tick, read afresh or not: held
@@ -900,7 +1008,7 @@ fn after_reading(
     // An idle container's reading is the last one again: the leak detector
     // gets it every LEAK_IDLE_EVERY ticks (so that a warning still clears
     // when growth stops), a growing one every tick.
-    let read_now = w.stale == 0;
+    let read_now = w.since_full == 0;
     let idle_due = (w.token + tick).is_multiple_of(LEAK_IDLE_EVERY);
     if !(read_now || idle_due || w.leak_hot) {
         return;
@@ -978,6 +1086,29 @@ fn flush_history(history: &std::cell::RefCell<History>, w: &mut Watched, now: u6
             },
         );
     }
+}
+
+/// Inotify watches on `dir`'s limit files (a file the hierarchy does not
+/// have, swap without swap accounting, is skipped); none if one fails.
+fn watch_limits(
+    inotify: &Inotify,
+    dir: &container::Place,
+) -> nix::Result<[Option<WatchDescriptor>; 3]> {
+    let mut wds = [None; 3];
+    for (i, file) in cgroup::limit_files(&dir.hierarchy).into_iter().enumerate() {
+        match inotify.add_watch(&dir.path().join(file), AddWatchFlags::IN_MODIFY) {
+            Ok(wd) => wds[i] = Some(wd),
+            // The swap file, without swap accounting.
+            Err(nix::errno::Errno::ENOENT) if i == 1 => {}
+            Err(e) => {
+                for wd in wds.into_iter().flatten() {
+                    let _ = inotify.rm_watch(wd);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(wds)
 }
 
 /// The soft limit on open descriptors.

@@ -105,9 +105,21 @@ impl Watcher<'_> {
         let mut decisions = false;
         let mut touched = Vec::new();
         for e in events {
-            if self.tail.is(e.wd) {
+            if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                // Events were lost: every container is read in full within
+                // FULL_EVERY ticks (spread), as if its limits were not
+                // watched; the decisions are read again.
                 decisions = true;
-            } else if let Some((k, _)) = self.containers.iter().find(|(_, w)| w.wd == Some(e.wd)) {
+                for w in self.containers.values_mut() {
+                    let due =
+                        w.full_every() - FULL_EVERY + (w.token % u64::from(FULL_EVERY)) as u32;
+                    w.since_full = w.since_full.max(due);
+                }
+            } else if self.tail.is(e.wd) {
+                decisions = true;
+            } else if let Some(k) = self.watches.get(&e.wd).and_then(|t| self.tokens.get(t))
+                && !touched.contains(k)
+            {
                 touched.push(k.clone());
             }
         }
@@ -144,14 +156,14 @@ impl Watcher<'_> {
         let before = self
             .containers
             .get(key)
-            .and_then(|w| w.last.get("oom_kill").copied());
+            .and_then(|w| w.sample.counters.get("oom_kill").copied());
         let until = Instant::now() + Duration::from_millis(50);
         loop {
             self.read_one(key);
             let now = self
                 .containers
                 .get(key)
-                .and_then(|w| w.last.get("oom_kill").copied());
+                .and_then(|w| w.sample.counters.get("oom_kill").copied());
             if now != before || now.is_none() || Instant::now() >= until {
                 break;
             }
