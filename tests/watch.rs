@@ -989,6 +989,14 @@ fn still_containers_are_read_through_their_parent_and_one_that_grows_is_seen() {
     if let Some(m) = seen {
         panic!("the growing container not seen within 25 ticks:\n{m}");
     }
+    // The parent is listed again only when a cgroup is made under it (or
+    // once a minute): one made now is watched within a few passes.
+    std::fs::create_dir_all(parent.join("late")).unwrap();
+    let t = Instant::now();
+    while !scrape().contains("cglimit_watched_containers 102") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", scrape());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `cglimit watch` of the cgroups under the lab's cgroup parent, run

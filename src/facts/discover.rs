@@ -93,7 +93,7 @@ pub struct Problem {
 }
 
 pub fn all(args: &SourceArgs, problems: &mut Vec<Problem>) -> Vec<Target> {
-    all_but(args, problems, &|_| false, true, &mut false)
+    all_but(args, problems, &|_| false, true, true, &mut false)
 }
 
 /// A runtime's state directory and its change time and inode (`None`: not
@@ -152,6 +152,7 @@ pub fn all_but(
     problems: &mut Vec<Problem>,
     known: &dyn Fn(&str) -> bool,
     runtimes: bool,
+    parents: bool,
     unsettled: &mut bool,
 ) -> Vec<Target> {
     let mut out = Vec::new();
@@ -170,12 +171,26 @@ pub fn all_but(
             }
         }
     }
-    for parent in &args.cgroup_parents {
-        cgroups(parent, &mut out, problems, known);
+    if parents {
+        out.extend(under_parents(args, problems, known));
     }
     // An engine's container may also be in a runtime's state dir: keep one.
     let mut seen = std::collections::HashSet::new();
     out.retain(|t| seen.insert(t.facts.id.clone()));
+    out
+}
+
+/// The cgroups under the `--cgroup-parent` directories that `known` does
+/// not know.
+pub fn under_parents(
+    args: &SourceArgs,
+    problems: &mut Vec<Problem>,
+    known: &dyn Fn(&str) -> bool,
+) -> Vec<Target> {
+    let mut out = Vec::new();
+    for parent in &args.cgroup_parents {
+        cgroups(parent, &mut out, problems, known);
+    }
     out
 }
 

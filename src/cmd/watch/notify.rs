@@ -110,6 +110,7 @@ impl Watcher<'_> {
                 // FULL_EVERY ticks (spread), as if its limits were not
                 // watched; the decisions are read again.
                 decisions = true;
+                self.parents_changed = true;
                 for w in self.containers.values_mut() {
                     let due =
                         w.full_every() - FULL_EVERY + (w.token % u64::from(FULL_EVERY)) as u32;
@@ -117,6 +118,8 @@ impl Watcher<'_> {
                 }
             } else if self.tail.is(e.wd) {
                 decisions = true;
+            } else if self.parent_wds.iter().any(|(_, wd)| *wd == e.wd) {
+                self.parents_changed = true;
             } else if let Some(k) = self.watches.get(&e.wd).and_then(|t| self.tokens.get(t))
                 && !touched.contains(k)
             {
