@@ -66,6 +66,8 @@ case "${CARGO_BUILD_TARGET:-x86_64-unknown-linux-musl}" in
 esac
 rustc -O -C strip=symbols "${static[@]}" -o "$root/usr/bin/fill-sockets" tests/programs/fill_sockets.rs
 cp "$here/guest.sh" "$root/init"
+# bench/watch-v2.sh: a benchmark in place of the checks.
+if [ -n "${CGLIMIT_VM_BENCH:-}" ]; then cp "$CGLIMIT_VM_BENCH" "$root/cglimit/bench.sh"; fi
 chmod +x "$root/init"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
 echo 'root:x:0:' > "$root/etc/group"
@@ -78,14 +80,14 @@ log=$work/console.log
 start_s=${CGLIMIT_VM_START_TIMEOUT:-150}
 for attempt in 1 2 3; do
   echo "booting $pkg under qemu (TCG), at most ${timeout_s}s (attempt $attempt)" >&2
-  timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -no-reboot \
+  timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "${CGLIMIT_VM_MEMORY:-1536}" -smp 2 -nographic -no-reboot \
     -kernel "$kernel" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 panic=-1 quiet rdinit=/init systemd.unified_cgroup_hierarchy=1" \
     </dev/null >"$log" 2>&1 &
   qemu=$!
   started=
   for _ in $(seq "$start_s"); do
-    if grep -aq '^INFO kernel' "$log"; then started=1; break; fi
+    if grep -aq 'INFO kernel' "$log"; then started=1; break; fi
     kill -0 "$qemu" 2>/dev/null || break
     sleep 1
   done

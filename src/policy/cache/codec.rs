@@ -120,7 +120,7 @@ impl<'a> Dec<'a> {
     pub(super) fn text(&mut self, t: Table<'a>) -> Option<&'a str> {
         let at = self.u32()? as usize;
         let len = self.u32()? as usize;
-        t.0.get(at..at.checked_add(len)?)
+        std::str::from_utf8(t.0.get(at..at.checked_add(len)?)?).ok()
     }
     /// Skips over a list of `arity`-tuples of string references, checking
     /// each lands inside the table on character boundaries, and returns it.
@@ -172,16 +172,18 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// The cache's string table, checked to be UTF-8 once when the file is
-/// read: selection then slices it without checking each string again.
+/// The cache's string table. Each string is checked to be UTF-8 when it
+/// is read: a hook touches the few strings of the policies it considers,
+/// not the whole table.
 #[derive(Clone, Copy)]
-pub(super) struct Table<'a>(pub(super) &'a str);
+pub(super) struct Table<'a>(pub(super) &'a [u8]);
 
-/// Layout: file table, string table, count, then one length-prefixed
-/// record per policy: priority, name and selector first (what selection
-/// reads in place), then the limits (decoded only for the chosen policy).
-/// Strings are (offset, length) into the string table, so skipping over a
-/// record costs nothing per byte.
+/// Layout: file table, string table, count, the [`needs`] of each policy
+/// (`u64`), where each record starts (`u32`, from the first), then one
+/// length-prefixed record per policy: priority, name and selector first
+/// (what selection reads in place), then the limits (decoded only for the
+/// chosen policy). Strings are (offset, length) into the string table, so
+/// skipping over a record costs nothing per byte.
 pub(super) fn encode(e: &mut Enc, policies: &[Policy]) {
     // Origins share a few file names: store each once.
     let mut files: Vec<&Path> = Vec::new();
@@ -194,8 +196,10 @@ pub(super) fn encode(e: &mut Enc, policies: &[Policy]) {
     files.iter().for_each(|f| e.str(&f.to_string_lossy()));
     let mut strings = Strings::default();
     let mut r = Enc::default();
+    let mut starts = Vec::with_capacity(policies.len());
     for p in policies {
         let at = r.0.len();
+        starts.push(at as u32);
         r.u32(0);
         r.i64(p.priority);
         strings.add(&mut r, &p.name);
@@ -253,7 +257,84 @@ pub(super) fn encode(e: &mut Enc, policies: &[Policy]) {
     }
     e.str(&strings.text);
     e.u32(policies.len() as u32);
+    policies.iter().for_each(|p| e.u64(needs(p)));
+    starts.iter().for_each(|at| e.u32(*at));
     e.0.extend_from_slice(&r.0);
+}
+
+/// What a container must have for a policy to have a chance of matching
+/// it, as bits: a selector key it names (a name, an image...), and for
+/// each label and annotation the policy asks for, a bit of its key (of key
+/// and value, where the value is no pattern). A container that lacks one
+/// of a policy's bits ([`have`]) cannot match it, so the hook does not
+/// read the policy's record: with a thousand team policies selected by
+/// labels, a container is checked against the few that could be its.
+pub(super) fn needs(p: &Policy) -> u64 {
+    let s = &p.selector;
+    let mut bits = 0;
+    for (i, list) in [&s.names, &s.images, &s.cgroups, &s.namespaces, &s.pods]
+        .iter()
+        .enumerate()
+    {
+        if !list.is_empty() {
+            bits |= 1 << i;
+        }
+    }
+    if !s.container_types.is_empty() {
+        bits |= 1 << 5;
+    }
+    for (salt, map) in [(b'l', &s.labels), (b'a', &s.annotations)] {
+        for (k, v) in map {
+            bits |= if v.contains(['*', '?', '[', '\\']) {
+                key_bit(salt, k, None)
+            } else {
+                key_bit(salt, k, Some(v))
+            };
+        }
+    }
+    bits
+}
+
+/// The bits of [`needs`] a container has: every policy it matches needs
+/// only bits among these.
+pub(super) fn have(f: &crate::facts::Facts) -> u64 {
+    let mut bits = 0;
+    let fields = [
+        f.name.is_some(),
+        f.image.is_some(),
+        f.cgroup.is_some(),
+        f.namespace.is_some(),
+        f.pod.is_some(),
+        f.container_type.is_some(),
+    ];
+    for (i, present) in fields.into_iter().enumerate() {
+        if present {
+            bits |= 1 << i;
+        }
+    }
+    for (salt, map) in [(b'l', &f.labels), (b'a', &f.annotations)] {
+        for (k, v) in map {
+            bits |= key_bit(salt, k, None) | key_bit(salt, k, Some(v));
+        }
+    }
+    bits
+}
+
+/// One of bits 8 to 63, from an FNV-1a hash of a label's (or an
+/// annotation's) key, and value where given.
+fn key_bit(salt: u8, key: &str, value: Option<&str>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut add = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    add(salt);
+    key.bytes().for_each(&mut add);
+    if let Some(v) = value {
+        add(0);
+        v.bytes().for_each(&mut add);
+    }
+    1 << (8 + (h >> 32) % 56)
 }
 
 /// A policy record read in place: selection needs no allocation.
@@ -371,6 +452,7 @@ impl Candidate for Entry<'_> {
     }
 }
 
+#[cfg(test)]
 /// The records one after another, scanned in place; damage ends the walk
 /// and is remembered, so a ranking over a damaged cache is never used.
 pub(super) struct Records<'a, 'f> {
@@ -380,6 +462,7 @@ pub(super) struct Records<'a, 'f> {
     pub(super) damaged: &'f std::cell::Cell<bool>,
 }
 
+#[cfg(test)]
 impl<'a> Iterator for Records<'a, '_> {
     type Item = Entry<'a>;
 
@@ -398,6 +481,53 @@ impl<'a> Iterator for Records<'a, '_> {
             self.d.i = self.d.b.len();
         }
         e
+    }
+}
+
+/// The records a container could match, by the index: `needs` (a `u64`
+/// per record) and `starts` (a `u32` per record) as written by [`encode`];
+/// a record whose needs the container does not [`have`] is not read.
+/// Damage ends the walk and is remembered, as in [`Records`].
+pub(super) struct Candidates<'a, 'f> {
+    pub(super) needs: &'a [u8],
+    pub(super) starts: &'a [u8],
+    pub(super) records: &'a [u8],
+    pub(super) have: u64,
+    pub(super) table: Table<'a>,
+    pub(super) next: usize,
+    pub(super) damaged: &'f std::cell::Cell<bool>,
+}
+
+impl<'a> Iterator for Candidates<'a, '_> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        loop {
+            let i = self.next;
+            let needs = self.needs.get(i * 8..i * 8 + 8)?;
+            self.next += 1;
+            let needs = u64::from_le_bytes(needs.try_into().ok()?);
+            if needs & !self.have != 0 {
+                continue;
+            }
+            let e = self
+                .starts
+                .get(i * 4..i * 4 + 4)
+                .and_then(|b| Some(u32::from_le_bytes(b.try_into().ok()?) as usize))
+                .and_then(|at| {
+                    Dec {
+                        b: self.records,
+                        i: at,
+                    }
+                    .bytes()
+                })
+                .and_then(|r| Entry::scan(r, self.table));
+            if e.is_none() {
+                self.damaged.set(true);
+                self.next = usize::MAX / 16;
+            }
+            return e;
+        }
     }
 }
 

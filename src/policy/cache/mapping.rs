@@ -1,8 +1,9 @@
 //! The cache file's bytes in memory: a read-only mapping of the file.
 
-/// The cache file's bytes, mapped rather than read: a read into fresh
-/// memory takes a page fault per page of a large policy set, while a
-/// populated mapping of the page cache costs one call.
+/// The cache file's bytes, mapped rather than read: a hook reads the
+/// header, the index and the few records a container could match, so only
+/// the pages those lie on are ever mapped (from the page cache), not the
+/// whole file read into fresh memory.
 ///
 /// A mapping is only sound while nobody changes the file. The cache is
 /// written to a new file and renamed into place, never changed in place,
@@ -19,17 +20,8 @@ impl Mapping {
         let len = std::num::NonZeroUsize::new(usize::try_from(len).ok()?)?;
         // SAFETY: a private read-only mapping of a regular file; see above
         // for why its contents do not change while it exists.
-        let at = unsafe {
-            mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_PRIVATE | MapFlags::MAP_POPULATE,
-                f,
-                0,
-            )
-        }
-        .ok()?;
+        let at =
+            unsafe { mmap(None, len, ProtFlags::PROT_READ, MapFlags::MAP_PRIVATE, f, 0) }.ok()?;
         Some(Mapping { at, len: len.get() })
     }
 

@@ -30,12 +30,14 @@ use super::files::Opened;
 use super::{Policy, PolicyErrors, yaml};
 use crate::facts::Facts;
 use crate::policy::select::{self, Chosen};
-use codec::{Dec, Enc, Records, Table, decode_record, encode};
+#[cfg(test)]
+use codec::Records;
+use codec::{Candidates, Dec, Enc, Table, decode_record, encode};
 use mapping::Mapping;
 
 /// Names the format; a new layout gets a new number, so an old cache is
 /// simply not recognised (and rewritten).
-const MAGIC: &[u8; 8] = b"CGLPOL\x00\x06";
+const MAGIC: &[u8; 8] = b"CGLPOL\x00\x07";
 /// Files changed more recently than this are not cached.
 pub const RACY: Duration = Duration::from_secs(2);
 
@@ -47,13 +49,15 @@ pub(super) enum Loaded {
 }
 
 /// A verified cache file: fingerprint matched, owner and mode checked,
-/// string table checked to be UTF-8.
+/// index and records in bounds.
 pub struct Compiled {
     data: Mapping,
     files: Vec<Arc<Path>>,
     /// Where the string table lies in `data`.
     table: std::ops::Range<usize>,
-    /// Where the policy records start, and how many there are.
+    /// Where the index ([`codec::needs`], then where each record starts)
+    /// and the policy records start, and how many there are.
+    index: usize,
     records: usize,
     count: usize,
 }
@@ -82,10 +86,10 @@ impl Loaded {
 
 impl Compiled {
     fn table(&self) -> Table<'_> {
-        // Checked by `read_cache`; an empty table if that ever changes.
-        Table(std::str::from_utf8(&self.data[self.table.clone()]).unwrap_or_default())
+        Table(&self.data[self.table.clone()])
     }
 
+    #[cfg(test)]
     fn records<'a, 'f>(
         &'a self,
         table: Table<'a>,
@@ -102,12 +106,22 @@ impl Compiled {
         }
     }
 
-    /// Ranks the records as they are scanned: nothing is collected, and
-    /// only the winner (and its baseline) is decoded.
+    /// Ranks the records that could match as they are scanned: nothing is
+    /// collected, and only the winner (and its baseline) is decoded.
     fn choose(&self, facts: &Facts) -> Result<Option<Chosen>, Damaged> {
         let damaged = std::cell::Cell::new(false);
         let t = self.table();
-        let ranking = select::rank(self.records(t, &damaged), facts);
+        let n = self.count;
+        let candidates = Candidates {
+            needs: &self.data[self.index..self.index + n * 8],
+            starts: &self.data[self.index + n * 8..self.records],
+            records: &self.data[self.records..],
+            have: codec::have(facts),
+            table: t,
+            next: 0,
+            damaged: &damaged,
+        };
+        let ranking = select::rank(candidates, facts);
         if damaged.get() {
             return Err(Damaged);
         }
@@ -175,27 +189,53 @@ fn read_cache(file: &Path, fp: &[u8]) -> Option<Compiled> {
         );
         return None;
     }
-    let data = Mapping::of(&f, m.len())?;
-    let mut d = Dec { b: &data, i: 0 };
-    if d.take(8)? != MAGIC || d.bytes()? != fp {
-        return None;
+    Compiled::parse(Mapping::of(&f, m.len())?, fp)
+}
+
+impl Compiled {
+    /// The header and index of a cache file's bytes, checked to lie within
+    /// them and its last record to end where they end (a truncated file is
+    /// not read); `None` for another format or fingerprint.
+    fn parse(data: Mapping, fp: &[u8]) -> Option<Compiled> {
+        let mut d = Dec { b: &data, i: 0 };
+        if d.take(8)? != MAGIC || d.bytes()? != fp {
+            return None;
+        }
+        let nfiles = d.u32()? as usize;
+        let files: Vec<Arc<Path>> = (0..nfiles)
+            .map(|_| d.str().map(|s| Path::new(&s).into()))
+            .collect::<Option<_>>()?;
+        let text = d.bytes()?;
+        let table = d.i - text.len()..d.i;
+        let count = d.u32()? as usize;
+        let index = d.i;
+        let starts = d.i + count.checked_mul(8)?;
+        d.take(count.checked_mul(12)?)?;
+        let records = d.i;
+        let end = match count.checked_sub(1) {
+            None => records,
+            Some(last) => {
+                let b = data.get(starts + last * 4..starts + last * 4 + 4)?;
+                let mut r = Dec {
+                    b: &data,
+                    i: records + u32::from_le_bytes(b.try_into().ok()?) as usize,
+                };
+                r.bytes()?;
+                r.i
+            }
+        };
+        if end != data.len() {
+            return None;
+        }
+        Some(Compiled {
+            data,
+            files,
+            table,
+            index,
+            records,
+            count,
+        })
     }
-    let nfiles = d.u32()? as usize;
-    let files: Vec<Arc<Path>> = (0..nfiles)
-        .map(|_| d.str().map(|s| Path::new(&s).into()))
-        .collect::<Option<_>>()?;
-    let text = d.bytes()?;
-    std::str::from_utf8(text).ok()?;
-    let table = d.i - text.len()..d.i;
-    let count = d.u32()? as usize;
-    let records = d.i;
-    Some(Compiled {
-        data,
-        files,
-        table,
-        records,
-        count,
-    })
 }
 
 fn write_cache(dir: &Path, file: &Path, fp: &[u8], policies: &[Policy]) -> std::io::Result<()> {
@@ -223,6 +263,8 @@ fn write_cache(dir: &Path, file: &Path, fp: &[u8], policies: &[Policy]) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::pod::ContainerType;
+    use std::collections::BTreeMap;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("cglimit-cache-{}-{name}", std::process::id()));
@@ -295,35 +337,26 @@ mod tests {
     fn damage_is_detected_never_a_panic() {
         let parsed = super::super::parse_file(Path::new("x.yaml"), TEXT).unwrap();
         let (bytes, _) = compiled(&parsed);
-        let facts = Facts::default();
-        for cut in 0..bytes.len() {
-            let truncated = &bytes[..cut];
-            let mut d = Dec { b: truncated, i: 0 };
-            let header = (|| {
-                d.take(8)?;
-                d.bytes()?;
-                let n = d.u32()?;
-                for _ in 0..n {
-                    d.str()?;
-                }
-                let text = d.bytes()?;
-                std::str::from_utf8(text).ok()?;
-                let table = d.i - text.len()..d.i;
-                let count = d.u32()? as usize;
-                Some((table, count))
-            })();
-            let Some((table, count)) = header else {
-                continue;
-            };
-            let c = Compiled {
-                data: Mapping::copy_of(truncated),
-                files: vec![Path::new("x.yaml").into()],
-                table,
-                records: d.i,
-                count,
-            };
-            assert!(c.choose(&facts).is_err(), "truncated at {cut}");
+        let everything = Facts {
+            id: "d".into(),
+            name: Some("web-1".into()),
+            image: Some("i".into()),
+            cgroup: Some("c".into()),
+            namespace: Some("batch".into()),
+            pod: Some("job-1".into()),
+            container_type: Some(crate::facts::pod::ContainerType::Container),
+            labels: [("t".to_string(), "x".to_string())].into(),
+            annotations: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        };
+        for cut in 1..bytes.len() {
+            // A truncated file is not read, or its damage is seen.
+            if let Some(c) = Compiled::parse(Mapping::copy_of(&bytes[..cut]), b"fp") {
+                assert!(c.choose(&everything).is_err(), "truncated at {cut}");
+            }
         }
+        let c = Compiled::parse(Mapping::copy_of(&bytes), b"fp").unwrap();
+        assert_eq!(c.choose(&everything).unwrap().unwrap().policy.name, "a");
     }
 
     #[test]
@@ -331,7 +364,7 @@ mod tests {
         let parsed = super::super::parse_file(Path::new("x.yaml"), "name: é\n").unwrap();
         let (bytes, c) = compiled(&parsed);
         let c = c.unwrap();
-        assert_eq!(c.table().0, "é", "each string once");
+        assert_eq!(c.table().0, "é".as_bytes(), "each string once");
         let facts = Facts::default();
         assert_eq!(c.choose(&facts).unwrap().unwrap().policy.name, "é");
         // The name's reference is the record's first after its priority.
@@ -340,13 +373,7 @@ mod tests {
             let mut data = bytes.clone();
             data[name_ref..name_ref + 4].copy_from_slice(&at.to_le_bytes());
             data[name_ref + 4..name_ref + 8].copy_from_slice(&len.to_le_bytes());
-            let damaged = Compiled {
-                data: Mapping::copy_of(&data),
-                files: c.files.clone(),
-                table: c.table.clone(),
-                records: c.records,
-                count: c.count,
-            };
+            let damaged = Compiled::parse(Mapping::copy_of(&data), b"fp").unwrap();
             assert!(damaged.choose(&facts).is_err(), "{at}+{len}");
         }
     }
@@ -383,17 +410,13 @@ mod tests {
     }
 
     #[test]
-    fn a_table_that_is_not_utf8_is_not_read() {
+    fn a_string_that_is_not_utf8_is_damage() {
         let parsed = super::super::parse_file(Path::new("x.yaml"), "name: é\n").unwrap();
         let (mut bytes, c) = compiled(&parsed);
         let c = c.unwrap();
         bytes[c.table.start] = 0xff;
-        let dir = tmp("utf8");
-        let f = dir.join("c.bin");
-        std::fs::write(&f, &bytes).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(read_cache(&f, b"fp").is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        let c = Compiled::parse(Mapping::copy_of(&bytes), b"fp").unwrap();
+        assert!(c.choose(&Facts::default()).is_err());
     }
 
     #[test]
@@ -437,6 +460,98 @@ mod tests {
             assert_eq!(a.policy.name, want);
             assert_eq!(a.why, b.why);
             assert!(a.why.contains(why), "{}", a.why);
+        }
+    }
+
+    /// The index leaves out only policies that cannot match: over random
+    /// policy sets and containers, the cache chooses what the parsed
+    /// policies choose, for the same reason.
+    #[test]
+    fn the_index_never_hides_a_match() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut pick = |options: &[&'static str]| options[next(options.len())];
+        for round in 0..300 {
+            let mut text = String::new();
+            for i in 0..8 {
+                let mut keys = Vec::new();
+                let choices: [(&str, &[&str]); 9] = [
+                    ("names", &["[web-*]", "[db-?, api]", "['*']"]),
+                    ("images", &["[nginx*]", "[redis]"]),
+                    ("cgroups", &["['/docker/*']"]),
+                    ("namespaces", &["[batch]", "[web]"]),
+                    ("pods", &["[job-*]"]),
+                    ("containerTypes", &["[container]", "[sandbox]"]),
+                    (
+                        "labels",
+                        &[
+                            "{team: x}",
+                            "{team: 'f*'}",
+                            "{team: y, tier: a}",
+                            "{tier: '*'}",
+                        ],
+                    ),
+                    ("annotations", &["{k: v}", "{k: '*'}"]),
+                    ("ids", &["[abc]", "[zzz]"]),
+                ];
+                for (key, values) in choices {
+                    if pick(&["", "", "x"]) == "x" {
+                        keys.push(format!("{key}: {}", pick(values)));
+                    }
+                }
+                text.push_str(&format!(
+                    "name: p{i}\npriority: {}\nmatch: {{{}}}\n---\n",
+                    pick(&["0", "1", "2"]),
+                    keys.join(", ")
+                ));
+            }
+            text.push_str("name: fallback\n");
+            let parsed = super::super::parse_file(Path::new("x.yaml"), &text).unwrap();
+            let (_, c) = compiled(&parsed);
+            let c = c.unwrap();
+            for _ in 0..20 {
+                let some = |v: &'static str| (!v.is_empty()).then(|| v.to_string());
+                let pairs = |v: &'static str| -> BTreeMap<String, String> {
+                    v.split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                };
+                let f = Facts {
+                    id: pick(&["abc", "def"]).into(),
+                    name: some(pick(&["web-1", "db-2", "api", ""])),
+                    image: some(pick(&["nginx:1", "redis", ""])),
+                    cgroup: some(pick(&["/docker/abc", ""])),
+                    namespace: some(pick(&["batch", "web", ""])),
+                    pod: some(pick(&["job-1", "web-0", ""])),
+                    container_type: match pick(&["", "c", "s"]) {
+                        "c" => Some(ContainerType::Container),
+                        "s" => Some(ContainerType::Sandbox),
+                        _ => None,
+                    },
+                    labels: pairs(pick(&[
+                        "",
+                        "team=x",
+                        "team=fz,tier=a",
+                        "team=y,tier=a",
+                        "tier=b",
+                    ])),
+                    annotations: pairs(pick(&["", "k=v", "k=w"])),
+                    ..Default::default()
+                };
+                let a = c.choose(&f).unwrap().unwrap();
+                let b = select::choose(&parsed, &f).unwrap();
+                assert_eq!(
+                    (&a.policy.name, &a.why, &a.baseline),
+                    (&b.policy.name, &b.why, &b.baseline),
+                    "round {round}: {f:?}\n{text}"
+                );
+            }
         }
     }
 

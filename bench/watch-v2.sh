@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `cglimit watch` over N idle cgroup v2 memory cgroups (default 10,000),
+# against the shell loop floor, in the v2 VM (tests/v2vm: Debian's cloud
+# kernel under qemu, TCG). Prints the guest's BENCH lines.
+#   N=10000 MEASURE=30 SETTLE=60 bash bench/watch-v2.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+guest=$(mktemp /tmp/cglimit-bench-guest.XXXXXX)
+trap 'rm -f "$guest"' EXIT
+{
+  echo "N=${N:-10000} MEASURE=${MEASURE:-30} SETTLE=${SETTLE:-60}"
+  cat bench/watch-v2-guest.sh
+} >"$guest"
+CGLIMIT_VM_BENCH=$guest CGLIMIT_VM_MEMORY=${CGLIMIT_VM_MEMORY:-3072} \
+  CGLIMIT_VM_TIMEOUT=${CGLIMIT_VM_TIMEOUT:-1200} bash tests/v2vm/run.sh
