@@ -60,6 +60,12 @@ pub struct Applied {
 /// and this mount namespace's mount table, so any runtime's placement
 /// (cgroupfs or systemd driver, relative or absolute paths) is followed.
 pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
+    locate(pid).map(|(dir, path, _)| (dir, path))
+}
+
+/// [`for_pid`], with the cgroup's `cgroup.procs` where it was read on the
+/// way (for [`exclusive`], which then need not read it again).
+pub fn locate(pid: i32) -> Result<(CgroupDir, String, Option<String>), CgroupError> {
     // Held from before the cgroup is read until after: if the process
     // exits and its pid is reused meanwhile, the descriptor says so.
     let pidfd = pidfd_open(pid);
@@ -82,20 +88,24 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
     // A process that has exited reads as a member of the hierarchy's root
     // (the kernel moves it there on exit), so the cgroup read is only the
     // container's if the process is still alive after it.
-    if !alive(pid) || pidfd.as_ref().is_some_and(|fd| !still_running(fd)) {
+    let running = match &pidfd {
+        Some(fd) => running(fd),
+        None => alive(pid),
+    };
+    if !running {
         return Err(CgroupError::ProcessGone { pid });
     }
     if member.path == "/" {
         return Err(CgroupError::RootCgroup { pid });
     }
-    if let Some(dir) = at_usual_mount(&member, pid) {
-        return Ok((dir, member.path));
+    if let Some((dir, procs)) = at_usual_mount(&member, pid) {
+        return Ok((dir, member.path, Some(procs)));
     }
     let dir = open_member(&member).map_err(|e| match e {
         CgroupError::NoMemoryController { .. } => CgroupError::NoMemoryController { pid },
         e => e,
     })?;
-    Ok((dir, member.path))
+    Ok((dir, member.path, None))
 }
 
 /// The process's memory cgroup where systemd, Docker and the distributions
@@ -106,7 +116,7 @@ pub fn for_pid(pid: i32) -> Result<(CgroupDir, String), CgroupError> {
 /// hierarchy, so that is its own, whatever the mount's root or the cgroup
 /// namespace. Anything else (another mount point, a mount of a subtree, a
 /// process not listed) is left to the mount table.
-fn at_usual_mount(member: &procfs::Membership, pid: i32) -> Option<CgroupDir> {
+fn at_usual_mount(member: &procfs::Membership, pid: i32) -> Option<(CgroupDir, String)> {
     let (mount, controller) = match member.hierarchy {
         Hierarchy::V1 => ("/sys/fs/cgroup/memory", v1::LIMIT),
         Hierarchy::V2 => ("/sys/fs/cgroup", v2::MAX),
@@ -120,7 +130,7 @@ fn at_usual_mount(member: &procfs::Membership, pid: i32) -> Option<CgroupDir> {
     procs
         .lines()
         .any(|l| l.trim().parse::<i32>() == Ok(pid))
-        .then_some(dir)
+        .then_some((dir, procs))
 }
 
 /// A descriptor of the process `pid` is now (`pidfd_open`), or `None` where
@@ -133,20 +143,16 @@ fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Whether the process a pidfd refers to has not been reaped.
-fn still_running(fd: &std::os::fd::OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: signal 0 checks for existence and sends nothing.
-    let r = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            0,
-            std::ptr::null::<u8>(),
-            0,
-        )
-    };
-    r == 0
+/// Whether the process a pidfd refers to has not exited: its pidfd turns
+/// readable when it exits (a zombie has), and it cannot refer to another
+/// process that took the pid since.
+fn running(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsFd;
+    let mut p = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(nix::poll::poll(&mut p, nix::poll::PollTimeout::ZERO), Ok(0))
 }
 
 /// Refuses a cgroup that holds processes besides the container's `pid`:
@@ -154,8 +160,18 @@ fn still_running(fd: &std::os::fd::OwnedFd) -> bool {
 /// the container's init alone (podman `--cgroups=disabled`, or a
 /// `cgroupsPath` naming a service's own cgroup, would put the caller's
 /// session or service under the container's limits).
-pub fn exclusive(dir: &CgroupDir, pid: i32, path: &str) -> Result<(), CgroupError> {
-    let procs = dir.read("cgroup.procs")?;
+pub fn exclusive(
+    dir: &CgroupDir,
+    pid: i32,
+    path: &str,
+    read: Option<String>,
+) -> Result<(), CgroupError> {
+    // Read by `locate` after the process was found alive, so no process
+    // joined before it that this list would miss.
+    let procs = match read {
+        Some(p) => p,
+        None => dir.read("cgroup.procs")?,
+    };
     let others: Vec<(i32, String)> = procs
         .lines()
         .filter_map(|l| l.trim().parse::<i32>().ok())

@@ -10,7 +10,16 @@ use std::path::{Path, PathBuf};
 /// into a buffer on the stack (one `read` and the end-of-file one) and the
 /// heap holds only the text.
 pub fn read(path: impl AsRef<Path>) -> std::io::Result<String> {
-    read_from(std::fs::File::open(path)?)
+    // `openat`, not `open`: musl follows an `open` with O_CLOEXEC by an
+    // `fcntl` for kernels that ignored the flag, a system call per file on
+    // the hook's path; `openat` passes the flag as it is.
+    let fd = nix::fcntl::openat(
+        nix::fcntl::AT_FDCWD,
+        path.as_ref(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    read_from(std::fs::File::from(fd))
 }
 
 /// [`read`] for a file already open.

@@ -93,10 +93,10 @@ fn gather(run: &mut Run, cri: bool) -> Result<(CgroupDir, String, i32), Failure>
     crate::sys::phase::mark("config");
     run.facts = oci::facts(&state, &config, cri);
     crate::sys::phase::mark("facts");
-    let (dir, cgroup_path) = cgroup::for_pid(pid)?;
+    let (dir, cgroup_path, procs) = cgroup::locate(pid)?;
     crate::sys::phase::mark("for_pid");
     run.facts.cgroup = Some(cgroup_path.clone());
-    cgroup::exclusive(&dir, pid, &cgroup_path)?;
+    cgroup::exclusive(&dir, pid, &cgroup_path, procs)?;
     Ok((dir, cgroup_path, pid))
 }
 
