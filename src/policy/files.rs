@@ -241,39 +241,64 @@ fn open_entry(dir: &File, name: &str, check: bool) -> Result<OwnedFd, Errno> {
 }
 
 /// The policy names in the open directory `dir`, read through it, each
-/// with whether it is a symlink.
+/// with whether it is a symlink. `getdents64` into a buffer on the stack:
+/// `opendir` would reopen the directory, allocate its buffer and rewind,
+/// seven more system calls on every hook's way. `dir` is left at its end.
 fn list(dir: &File) -> Result<Vec<(String, bool)>, Errno> {
-    use nix::dir::Type;
-    let fd = openat(
-        dir.as_fd(),
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
+    use std::os::fd::AsRawFd;
+    const DT_UNKNOWN: u8 = 0;
+    const DT_LNK: u8 = 10;
     let mut names = Vec::new();
-    for entry in d.iter() {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().to_str() else {
-            continue;
+    let mut buf = [0u64; 512];
+    loop {
+        // SAFETY: the kernel writes at most `len` bytes into `buf`.
+        let n = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            )
         };
-        if !is_policy_name(name) {
-            continue;
+        let n = usize::try_from(Errno::result(n)?).unwrap_or(0);
+        if n == 0 {
+            return Ok(names);
         }
-        let link = match entry.file_type() {
-            Some(t) => t == Type::Symlink,
-            // A filesystem that does not say: ask.
-            None => {
-                nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .is_ok_and(|s| {
-                        s.st_mode & nix::sys::stat::SFlag::S_IFMT.bits()
-                            == nix::sys::stat::SFlag::S_IFLNK.bits()
-                    })
+        // SAFETY: `buf` is a plain buffer of `n` initialised bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let mut at = 0;
+        // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
+        while at + 19 < n {
+            let reclen = usize::from(u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]));
+            let Some(rec) = bytes.get(at..at + reclen).filter(|_| reclen > 19) else {
+                return Err(Errno::EIO);
+            };
+            at += reclen;
+            let raw = &rec[19..];
+            let name = &raw[..raw.iter().position(|b| *b == 0).unwrap_or(raw.len())];
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            if !is_policy_name(name) {
+                continue;
             }
-        };
-        names.push((name.to_string(), link));
+            let link = match rec[18] {
+                DT_LNK => true,
+                // A filesystem that does not say: ask.
+                DT_UNKNOWN => nix::sys::stat::fstatat(
+                    dir.as_fd(),
+                    name,
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .is_ok_and(|s| {
+                    s.st_mode & nix::sys::stat::SFlag::S_IFMT.bits()
+                        == nix::sys::stat::SFlag::S_IFLNK.bits()
+                }),
+                _ => false,
+            };
+            names.push((name.to_string(), link));
+        }
     }
-    Ok(names)
 }
 
 /// Only regular files are read: a FIFO or a device is refused by name.
