@@ -177,6 +177,10 @@ struct Watcher<'a> {
     watches: HashMap<WatchDescriptor, u64>,
     /// Whether the limit watches could not all be set and the log said so.
     limit_watch_said: bool,
+    /// Limit watches held, and the inotify watches this user may hold
+    /// (`fs.inotify.max_user_watches`, read at start).
+    limit_watches: u64,
+    max_watches: u64,
     next_token: u64,
     /// Where the watcher is in decisions.jsonl.
     tail: decisions::Tail,
@@ -319,6 +323,11 @@ impl<'a> Watcher<'a> {
             group_of: HashMap::new(),
             free_groups: Vec::new(),
             limit_watch_said: false,
+            limit_watches: 0,
+            max_watches: std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(8192),
             // Container data starts at 4: 0 to 2 are the watcher's own.
             next_token: 2,
             kmsg,
@@ -528,6 +537,7 @@ impl<'a> Watcher<'a> {
                         let _ = self.inotify.rm_watch(*wd);
                         self.watches.remove(wd);
                     }
+                    self.limit_watches -= w.limit_wds.iter().flatten().count() as u64;
                     if w.probe.is_some() {
                         self.probes -= 1;
                     }
@@ -844,6 +854,8 @@ impl<'a> Watcher<'a> {
     /// container without a probe is read by path, one without its OOM
     /// notification would miss an OOM.
     fn arm(&mut self, key: &str) {
+        let room_for_limits =
+            self.max_watches / 2 >= self.limit_watches + 3 + self.containers.len() as u64;
         let Some(w) = self.containers.get_mut(key) else {
             return;
         };
@@ -921,11 +933,23 @@ impl<'a> Watcher<'a> {
                 Err(e) => why.push(format!("no pressure trigger: {e}")),
             }
         }
-        if w.limit_wds[0].is_none() {
+        // Limit watches are a saving, `memory.events` watches (v2) are how
+        // OOM kills are seen: the limits take at most half of the user's
+        // inotify watches, less one `memory.events` watch per container.
+        if w.limit_wds[0].is_none() && !room_for_limits && !self.limit_watch_said {
+            self.limit_watch_said = true;
+            ::log::warn!(
+                "{}: its limit files are not watched: limit watches take at most half of fs.inotify.max_user_watches ({}) less one per container; a change to them is seen within {FULL_EVERY} ticks instead of at once (said once)",
+                w.cgroup,
+                self.max_watches
+            );
+        }
+        if w.limit_wds[0].is_none() && room_for_limits {
             match watch_limits(&self.inotify, &w.dir) {
                 Ok(wds) => {
                     for wd in wds.iter().flatten() {
                         self.watches.insert(*wd, w.token);
+                        self.limit_watches += 1;
                     }
                     w.limit_wds = wds;
                 }
@@ -972,7 +996,13 @@ impl<'a> Watcher<'a> {
         let keys: Vec<String> = self
             .containers
             .iter()
-            .filter(|(_, w)| w.missing.is_some() || w.probe.is_none() || w.limit_wds[0].is_none())
+            .filter(|(_, w)| {
+                w.missing.is_some()
+                    || w.probe.is_none()
+                    || w.limit_wds[0].is_none()
+                        && self.max_watches / 2
+                            > self.limit_watches + 3 + self.containers.len() as u64
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
