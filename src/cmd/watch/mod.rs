@@ -854,8 +854,7 @@ impl<'a> Watcher<'a> {
     /// container without a probe is read by path, one without its OOM
     /// notification would miss an OOM.
     fn arm(&mut self, key: &str) {
-        let room_for_limits =
-            self.max_watches / 2 >= self.limit_watches + 3 + self.containers.len() as u64;
+        let room_for_limits = self.room_for_limit_watches();
         let Some(w) = self.containers.get_mut(key) else {
             return;
         };
@@ -934,8 +933,7 @@ impl<'a> Watcher<'a> {
             }
         }
         // Limit watches are a saving, `memory.events` watches (v2) are how
-        // OOM kills are seen: the limits take at most half of the user's
-        // inotify watches, less one `memory.events` watch per container.
+        // OOM kills are seen.
         if w.limit_wds[0].is_none() && !room_for_limits && !self.limit_watch_said {
             self.limit_watch_said = true;
             ::log::warn!(
@@ -993,15 +991,12 @@ impl<'a> Watcher<'a> {
     /// its notifications again.
     fn retry_unarmed(&mut self) {
         self.nofile = nofile();
+        let room = self.room_for_limit_watches();
         let keys: Vec<String> = self
             .containers
             .iter()
             .filter(|(_, w)| {
-                w.missing.is_some()
-                    || w.probe.is_none()
-                    || w.limit_wds[0].is_none()
-                        && self.max_watches / 2
-                            > self.limit_watches + 3 + self.containers.len() as u64
+                w.missing.is_some() || w.probe.is_none() || w.limit_wds[0].is_none() && room
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -1012,6 +1007,13 @@ impl<'a> Watcher<'a> {
             self.unarmed_said = false;
             ::log::info!("every watched container has its notifications again");
         }
+    }
+
+    /// Whether another container's limit watches fit: they take at most
+    /// half of the user's inotify watches, less one per container, so that
+    /// v2's `memory.events` watches (how OOM kills are seen) have room.
+    fn room_for_limit_watches(&self) -> bool {
+        self.max_watches / 2 >= self.limit_watches + 3 + self.containers.len() as u64
     }
 
     /// Containers whose notifications could not be set up.

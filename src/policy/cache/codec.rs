@@ -524,7 +524,7 @@ impl<'a> Iterator for Candidates<'a, '_> {
                 .and_then(|r| Entry::scan(r, self.table));
             if e.is_none() {
                 self.damaged.set(true);
-                self.next = usize::MAX / 16;
+                self.needs = &[];
             }
             return e;
         }
