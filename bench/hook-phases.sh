@@ -45,20 +45,7 @@ fi
 printf 'fn main() {}\n' > "$work/noop.rs"
 rustc -O -C strip=symbols --target x86_64-unknown-linux-musl -o "$work/noop" "$work/noop.rs"
 
-mkdir -p "$work/rootfs/bin" "$work/rootfs/proc" "$work/rootfs/dev" "$work/rootfs/sys" "$work/policies"
-cp "$(command -v busybox)" "$work/rootfs/bin/busybox"
-ln -s busybox "$work/rootfs/bin/true"
-python3 - "$work/policies/teams.yaml" <<'PY'
-import sys
-t = ""
-for i in range(999):
-    t += (f"name: team-{i}\npriority: {i % 7}\nmatch:\n  labels: {{team: t{i}}}\n  names: [svc-{i}-*]\n"
-          "memory: {default: 512M, min: 16M, max: 8G}\nswap: {default: 0, max: 1G}\nhigh: 90%\n"
-          "onViolation: clamp\n---\n")
-t += open("policies/00-default.yaml").read()
-open(sys.argv[1], "w").write(t)
-PY
-sleep 2.1 # files younger than 2 s are never cached
+. bench/start-fixture.sh
 bundle() { # bundle NAME HOOK [ARGS...]
     local name=$1; shift
     mkdir -p "$work/$name"

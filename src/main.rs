@@ -11,6 +11,10 @@ use cglimit::sys::logger;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: cglimit::sys::arena::Arena<{ cglimit::sys::arena::ARENA_BYTES }> =
+    cglimit::sys::arena::Arena::new();
+
 fn main() -> ExitCode {
     cglimit::sys::phase::mark("main");
     // The runtime wrapper parses its own argv: everything after its options

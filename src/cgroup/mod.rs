@@ -414,7 +414,13 @@ pub fn apply(dir: &CgroupDir, target: &Limits) -> Result<Applied, CgroupError> {
     if tcp.is_some_and(|(_, wrote)| wrote) {
         written.push(v1::TCP);
     }
-    let after = snapshot(dir)?;
+    // Read back what the kernel made of the writes (v1 rounds to pages);
+    // with nothing written, nothing changed.
+    let after = if written.is_empty() {
+        before
+    } else {
+        snapshot(dir)?
+    };
     Ok(Applied {
         before,
         after,

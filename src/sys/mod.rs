@@ -2,6 +2,7 @@
 //! the process keeps, the Docker engine's API, systemd's, and the size of
 //! a shared `/dev/shm` on the host.
 
+pub mod arena;
 pub mod engine;
 pub mod events;
 pub mod kmsg;
