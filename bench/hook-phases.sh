@@ -42,8 +42,10 @@ if [ -n "${BASELINE_SRC:-}" ]; then
     build "$BASELINE_SRC" "$work/cglimit-baseline"
     hooks+=("$work/cglimit-baseline")
 fi
-printf 'fn main() {}\n' > "$work/noop.rs"
-rustc -O -C strip=symbols --target x86_64-unknown-linux-musl -o "$work/noop" "$work/noop.rs"
+# The floor reads the state, as every hook must; static and
+# position-dependent, as cglimit is.
+printf 'use std::io::Read;\nfn main() {\n    let _ = std::io::stdin().read_to_end(&mut Vec::new());\n}\n' > "$work/noop.rs"
+rustc --edition 2021 -O -C strip=symbols -C relocation-model=static --target x86_64-unknown-linux-musl -o "$work/noop" "$work/noop.rs"
 
 . bench/start-fixture.sh
 bundle() { # bundle NAME HOOK [ARGS...]

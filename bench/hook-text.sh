@@ -69,18 +69,25 @@ rm -f "$work"/cg.hook.*
 runc run --bundle "$work/bundle" "cglimit-text-$$" </dev/null >/dev/null
 
 # The wrapper: a create (it rewrites config.json) and a pass-through call,
-# with `true` as the real runtime so that the record ends at its exec.
+# with `true` as the real runtime.
 cp "$work/config.orig" "$work/bundle/config.json"
+# Called as Docker calls it: through the `cglimit-runtime` link, settings
+# from a file.
+ln -s "$bin" "$work/cglimit-runtime"
+printf 'policyDir: %s/policies\ncacheDir: %s/cache\nruntime: %s\n' "$work" "$work" "$(command -v true)" \
+    > "$work/wrapper.yaml"
 wrap() { # wrap NAME ARGS...
     local name=$1; shift
-    valgrind -q --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$name" \
-        "$bin" runtime --runtime "$(command -v true)" --policy-dir "$work/policies" \
-        --cache-dir "$work/cache" "$@" >/dev/null
+    # Dumped before the exec: the process image is gone after it.
+    CGLIMIT_CONFIG="$work/wrapper.yaml" valgrind -q --tool=callgrind --demangle=no \
+        --dump-before=execve --callgrind-out-file="$work/cg.$name" \
+        "$work/cglimit-runtime" "$@" >/dev/null
 }
 wrap create --root "$work/state" create --bundle "$work/bundle" "cglimit-text-$$"
 wrap state --root "$work/state" state "cglimit-text-$$"
 
-python3 - link/hook-text.ld "$work"/cg.* <<'PY'
+# The hook first: every container start runs it, whatever the engine.
+python3 - link/hook-text.ld "$work"/cg.hook.* "$work"/cg.create* "$work"/cg.state* <<'PY'
 import re, sys
 out, profiles = sys.argv[1], sys.argv[2:]
 def pattern(name):

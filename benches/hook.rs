@@ -226,12 +226,13 @@ fn main() {
         std::fs::write(b.join("config.json"), c.to_string()).unwrap();
         b
     };
-    // The cheapest hook there can be: what runc spends running it is the
-    // floor under any hook.
-    let noop = static_program(&work, "noop", "fn main() {}\n");
+    // The cheapest hook there can be, which reads the state as every hook
+    // must: what runc spends running it is the floor under any hook.
+    let floor_src = "use std::io::Read;\nfn main() {\n    let _ = std::io::stdin().read_to_end(&mut Vec::new());\n}\n";
+    let noop = static_program(&work, "noop", floor_src);
     // The same no-op on glibc: what glibc's start-up costs here (see
     // .cargo/config.toml).
-    let noop_glibc = static_program_with(Libc::Glibc, &work, "noop-glibc", "fn main() {}\n");
+    let noop_glibc = static_program_with(Libc::Glibc, &work, "noop-glibc", floor_src);
     let floor =
         format!("runc run, a static no-op as the hook (the floor; {OWN_LIBC:?}, as cglimit)");
     let runs = [

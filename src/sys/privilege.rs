@@ -13,7 +13,7 @@
 //! Capabilities are per thread: [`drop_for_hook`] and [`drop_for_wrapper`]
 //! must run before any thread is spawned.
 
-use caps::{CapSet, Capability, CapsHashSet};
+use caps::Capability;
 
 /// What is kept, and why (for the log).
 pub const KEPT: &[(Capability, &str)] = &[(
@@ -21,8 +21,9 @@ pub const KEPT: &[(Capability, &str)] = &[(
     "to write cgroup files, state and bundles that belong to another user (delegated subtrees)",
 )];
 
-fn kept() -> CapsHashSet {
-    KEPT.iter().map(|(c, _)| *c).collect()
+/// [`KEPT`] as the kernel's bit mask.
+fn kept() -> u64 {
+    KEPT.iter().fold(0, |m, (c, _)| m | (1u64 << c.index()))
 }
 
 /// The hook executes nothing: it drops every capability but [`KEPT`] from
@@ -38,7 +39,6 @@ fn kept() -> CapsHashSet {
 /// system calls, one `capget` and one `capset`.
 pub fn drop_for_hook() {
     let mut failed = Vec::new();
-    let keep_mask: u64 = KEPT.iter().fold(0, |m, (c, _)| m | (1u64 << c.index()));
     // SAFETY: prctl(2) with integer arguments.
     let r = unsafe {
         nix::libc::prctl(
@@ -52,7 +52,7 @@ pub fn drop_for_hook() {
     if r != 0 {
         failed.push(format!("ambient: {}", nix::errno::Errno::last()));
     }
-    if let Err(e) = narrow_raw(keep_mask) {
+    if let Err(e) = narrow(kept(), Narrow::Hook) {
         failed.push(format!("capset: {e}"));
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
@@ -61,9 +61,19 @@ pub fn drop_for_hook() {
     report(&failed);
 }
 
-/// Effective and permitted to what of `keep` is permitted now (nothing is
-/// ever raised), inheritable to none: one `capget`, one `capset`.
-fn narrow_raw(keep: u64) -> nix::Result<()> {
+/// Which sets [`narrow`] lowers.
+#[derive(Clone, Copy, PartialEq)]
+enum Narrow {
+    /// Effective and permitted to what of `keep` is permitted now,
+    /// inheritable to none.
+    Hook,
+    /// Effective only, to what of `keep` is permitted now.
+    Wrapper,
+}
+
+/// Lowers this thread's sets to `keep` as `how` says; nothing is ever
+/// raised. One `capget`, one `capset`.
+fn narrow(keep: u64, how: Narrow) -> nix::Result<()> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -93,9 +103,11 @@ fn narrow_raw(keep: u64) -> nix::Result<()> {
     nix::errno::Errno::result(r)?;
     for (i, d) in data.iter_mut().enumerate() {
         let k = (keep >> (32 * i)) as u32;
-        d.permitted &= k;
-        d.effective = d.permitted;
-        d.inheritable = 0;
+        d.effective = d.permitted & k;
+        if how == Narrow::Hook {
+            d.permitted = d.effective;
+            d.inheritable = 0;
+        }
     }
     // SAFETY: capset(2) reads the header and two data structs.
     let r = unsafe {
@@ -108,12 +120,6 @@ fn narrow_raw(keep: u64) -> nix::Result<()> {
     nix::errno::Errno::result(r).map(drop)
 }
 
-/// What of `keep` this thread holds (nothing is ever raised).
-fn held(keep: &CapsHashSet) -> CapsHashSet {
-    let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
-    permitted.intersection(keep).copied().collect()
-}
-
 /// The wrapper ends by executing runc, which must start exactly as if its
 /// caller had executed it. It lowers only its effective set for its own
 /// work. Lowering the permitted set too would make the exec of runc *gain*
@@ -121,10 +127,12 @@ fn held(keep: &CapsHashSet) -> CapsHashSet {
 /// kernel treats a gain like a setuid exec: it clears the parent-death
 /// signal (containerd's shim runs runc with `SIGKILL` there, so a runc
 /// whose shim died would live on) and makes runc non-dumpable. Measured
-/// through `create` before this: parent-death signal 9 became 0.
+/// through `create` before this: parent-death signal 9 became 0. Raw
+/// system calls, as the hook's: the `caps` crate's sets of capabilities
+/// took 20,000 instructions and a `getrandom` on every runtime call.
 pub fn drop_for_wrapper() {
     let mut failed = Vec::new();
-    if let Err(e) = caps::set(None, CapSet::Effective, &held(&kept())) {
+    if let Err(e) = narrow(kept(), Narrow::Wrapper) {
         failed.push(format!("Effective: {e}"));
     }
     report(&failed);

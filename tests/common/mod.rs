@@ -515,7 +515,8 @@ pub fn static_program_with(libc: Libc, dir: &Path, name: &str, source: &str) -> 
         Libc::Glibc => ["-C", "target-feature=+crt-static"],
     };
     let st = std::process::Command::new("rustc")
-        .args(["-O", "-C", "strip=symbols"])
+        // Position-dependent, as cglimit is built (.cargo/config.toml).
+        .args(["-O", "-C", "strip=symbols", "-C", "relocation-model=static"])
         .args(target)
         .arg("-o")
         .arg(&out)
