@@ -3,7 +3,8 @@
 # `trace-phases` feature writes a mark to the kernel's trace buffer at the
 # end of each phase (src/sys/phase.rs); the scheduler's events give its
 # fork, exec and exit and the time it spent off the CPU. The floor, a static
-# no-op hook (musl, as cglimit), runs in the same rounds, interleaved.
+# hook that reads the state and does nothing (musl and position-dependent,
+# as cglimit), runs in the same rounds, interleaved.
 #   bash bench/hook-phases.sh                  # 200 rounds, 1,000 policies
 #   ROUNDS=500 bash bench/hook-phases.sh
 #   BASELINE_SRC=/path/to/older/checkout bash bench/hook-phases.sh
@@ -46,6 +47,10 @@ fi
 # position-dependent, as cglimit is.
 printf 'use std::io::Read;\nfn main() {\n    let _ = std::io::stdin().read_to_end(&mut Vec::new());\n}\n' > "$work/noop.rs"
 rustc --edition 2021 -O -C strip=symbols -C relocation-model=static --target x86_64-unknown-linux-musl -o "$work/noop" "$work/noop.rs"
+# And one that exits without reading it: below any hook (runc's write of
+# the state then goes to a pipe nobody reads), shown for comparison.
+printf 'fn main() {}\n' > "$work/exit.rs"
+rustc -O -C strip=symbols -C relocation-model=static --target x86_64-unknown-linux-musl -o "$work/noop-exit" "$work/exit.rs"
 
 . bench/start-fixture.sh
 bundle() { # bundle NAME HOOK [ARGS...]
@@ -66,7 +71,8 @@ json.dump(c, open(f"{work}/{name}/config.json", "w"))
 PY
 }
 bundle floor "$work/noop"
-names=(floor)
+bundle exit "$work/noop-exit"
+names=(floor exit)
 for i in "${!hooks[@]}"; do
     bundle "hook$i" "${hooks[$i]}" hook --policy-dir "$work/policies" --cache-dir "$work/cache$i"
     names+=("hook$i")
@@ -86,7 +92,7 @@ done
 echo 0 > "$tracing/tracing_on"
 cat "$tracing/trace" > "$work/trace.txt"
 
-python3 - "$work/trace.txt" "$work/noop" "${hooks[@]}" <<'PY'
+python3 - "$work/trace.txt" "$work/noop" "$work/noop-exit" "${hooks[@]}" <<'PY'
 import collections, re, statistics, sys
 trace, programs = sys.argv[1], sys.argv[2:]
 rx = re.compile(r'^\s*(.+?)-(\d+)\s+\[\d+\]\s+\S+\s+([\d.]+):\s+(\w+):\s*(.*)$')
@@ -127,7 +133,8 @@ for pid, (te, prog) in execd.items():
     r["off the CPU (preempted or waiting)"] = off[pid]
     r["**fork → exit**"] = exits[pid] - fork[pid]
     runs[prog].append(r)
-labels = ["the floor (static no-op)"] + ["cglimit hook"] + (["the baseline build's hook"] if len(programs) > 2 else [])
+labels = (["the floor (static, reads the state)", "a no-op that exits at once", "cglimit hook"]
+          + (["the baseline build's hook"] if len(programs) > 3 else []))
 rows = []
 for prog in programs:
     for r in runs[prog]:
@@ -147,5 +154,5 @@ for k in rows:
 tot = {p: [r["**fork → exit**"] for r in runs[p]] for p in programs}
 floor = statistics.median(tot[programs[0]])
 for p, label in zip(programs[1:], labels[1:]):
-    print(f"\n{label}: +{(statistics.median(tot[p]) - floor) * 1e6:.0f} µs over the floor (fork → exit, medians)")
+    print(f"\n{label}: {(statistics.median(tot[p]) - floor) * 1e6:+.0f} µs over the floor (fork → exit, medians)")
 PY
