@@ -947,9 +947,19 @@ fn still_containers_are_read_through_their_parent_and_one_that_grows_is_seen() {
             .parse()
             .unwrap()
     };
-    let before = reads();
-    std::thread::sleep(Duration::from_secs(4));
-    let per_tick = (reads() - before) / 20;
+    // The best of a few windows of 10 ticks: other tests' memory pressure
+    // can move a still cgroup's usage (the kernel reclaiming what is
+    // charged to it), and a moving one is rightly probed again for a
+    // while; with the parent ignored every window reads each container.
+    let mut per_tick = u64::MAX;
+    for _ in 0..4 {
+        let before = reads();
+        std::thread::sleep(Duration::from_secs(2));
+        per_tick = per_tick.min((reads() - before) / 10);
+        if per_tick < 10 {
+            break;
+        }
+    }
     assert!(
         per_tick < 10,
         "{per_tick} reads a tick for 101 still containers: each read alone"
