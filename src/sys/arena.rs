@@ -29,7 +29,9 @@ pub struct Arena<const N: usize> {
     bytes: UnsafeCell<[u8; N]>,
 }
 
-// Every byte is handed out once, through `next`'s compare-and-swap.
+// A byte is handed out only while no live block holds it: `next` moves
+// only by compare-and-swap, forward for a new block and back only over the
+// last block, given back.
 unsafe impl<const N: usize> Sync for Arena<N> {}
 
 impl<const N: usize> Arena<N> {
