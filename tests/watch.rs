@@ -364,11 +364,7 @@ fn a_container_killed_and_gone_keeps_its_series() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let value = |name: &str| -> Option<f64> {
-        gone.lines()
-            .find(|l| l.starts_with(name) && l.contains(&id))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    };
+    let value = |name: &str| series(&gone, name, &id);
     assert_eq!(value("cglimit_oom_kills_total"), Some(1.0), "{gone}");
     assert_eq!(value("cglimit_memory_limit_bytes"), Some((64 * M) as f64));
     assert!(
@@ -391,6 +387,96 @@ fn a_container_killed_and_gone_keeps_its_series() {
                 && l.ends_with(" 1")),
         "{again}"
     );
+}
+
+/// The watcher is not always there when the kill happens: frozen while a
+/// container's init is killed and runc removes its cgroup, it wakes to find
+/// the cgroup gone, its `oom_kill` counter never read after the kill, and
+/// counts the kill from the kernel's report of it.
+#[test]
+fn a_kill_read_too_late_is_counted_from_the_kernel_log() {
+    let mut lab = Lab::new("watchlate");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let (w, port) = start_watch(&lab, None);
+    let bundle = lab.bundle_with(
+        "init",
+        None,
+        "createRuntime",
+        lab.hook_args(),
+        "while [ ! -e /go ]; do sleep 0.1; done; s=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done",
+    );
+    let id = format!("{}-init", lab.name);
+    let mut runc = lab.spawn_run("runc", &id, &bundle);
+    let t = Instant::now();
+    while !metrics(port)
+        .lines()
+        .any(|l| l.starts_with("cglimit_container_info") && l.contains(&id))
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "{id} not watched");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let watcher = nix::unistd::Pid::from_raw(w.0.id() as i32);
+    nix::sys::signal::kill(watcher, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = Resume(watcher);
+    std::fs::write(bundle.join("rootfs/go"), "").unwrap();
+    let status = runc.wait().unwrap();
+    assert!(!status.success(), "the init was not killed");
+    let cgroup = v1_memory_root()
+        .join(lab.cgroup_parent.trim_start_matches('/'))
+        .join("init");
+    assert!(!cgroup.exists(), "runc left the cgroup");
+    drop(resume);
+    let t = Instant::now();
+    let kill = loop {
+        if let Some(e) = events(&lab)
+            .into_iter()
+            .find(|e| e["kind"] == "oom_kill" && e["container"]["id"] == id.as_str())
+        {
+            break e;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no oom_kill event for {id}: {:?}\n{}",
+            events(&lab),
+            std::fs::read_to_string(lab.dir.join("watch.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(kill["counter"], "/dev/kmsg", "{kill}");
+    assert_eq!(
+        (&kill["old"], &kill["new"]),
+        (&0.into(), &1.into()),
+        "{kill}"
+    );
+    assert_eq!(kill["victim"]["comm"], "sh", "{kill}");
+    assert!(
+        kill["victim"]["anon_rss"].as_u64().unwrap() > 16 * M,
+        "{kill}"
+    );
+    let m = metrics(port);
+    assert_eq!(series(&m, "cglimit_oom_kills_total", &id), Some(1.0), "{m}");
+    assert!(
+        m.contains("cglimit_host_events_total{kind=\"oom_kill\"} 1"),
+        "{m}"
+    );
+    assert_eq!(
+        events(&lab)
+            .iter()
+            .filter(|e| e["kind"] == "oom_kill")
+            .count(),
+        1,
+        "{:?}",
+        events(&lab)
+    );
+}
+
+/// Sends SIGCONT to a stopped process when dropped, also on a failure.
+struct Resume(nix::unistd::Pid);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 /// The shipped alert rules pass promtool and their unit tests, and a real

@@ -182,13 +182,26 @@ impl Lab {
 
     /// Runs a container to completion with `runtime` (runc or crun).
     pub fn run(&mut self, runtime: &str, id: &str, bundle: &Path) -> Output {
+        self.run_command(runtime, id, bundle).output().unwrap()
+    }
+
+    /// `runtime run --bundle BUNDLE ID`, to be cleaned up with the lab.
+    fn run_command(&mut self, runtime: &str, id: &str, bundle: &Path) -> Command {
         self.containers.push((runtime.to_string(), id.to_string()));
-        Command::new(runtime)
-            .args(["run", "--bundle"])
+        let mut c = Command::new(runtime);
+        c.args(["run", "--bundle"])
             .arg(bundle)
             .arg(id)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `runtime run` of `bundle` as `id`, not waited for; cleaned up with
+    /// the lab.
+    pub fn spawn_run(&mut self, runtime: &str, id: &str, bundle: &Path) -> std::process::Child {
+        self.run_command(runtime, id, bundle)
+            .stdout(Stdio::null())
+            .spawn()
             .unwrap()
     }
 

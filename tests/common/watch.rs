@@ -153,3 +153,10 @@ pub fn start_prometheus(lab: &Lab, cfg: &std::path::Path) -> (Watcher, u16) {
         .expect("prometheus (tests/all.sh installs it)");
     (Watcher(prom), web)
 }
+
+/// The value of the series `name` of container `id` in the exposition `m`.
+pub fn series(m: &str, name: &str, id: &str) -> Option<f64> {
+    m.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("id=\"{id}\"")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}

@@ -146,6 +146,9 @@ pub(super) struct Gone {
     pub(super) cgroup: String,
     pub(super) sample: stats::Sample,
     pub(super) oom_total: u64,
+    /// What its memory was at its last OOM notification, if it was not
+    /// yet put on an `oom_kill` event.
+    pub(super) at_oom: Option<stats::Breakdown>,
     pub(super) limit_changes: u64,
     /// When it was found gone, in seconds since the epoch.
     pub(super) at: f64,

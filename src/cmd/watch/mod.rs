@@ -192,6 +192,9 @@ struct Watcher<'a> {
     oom_reports: Vec<(Instant, OomReport)>,
     /// `oom_kill` events waiting for their report, until then.
     held_ooms: Vec<(Instant, Event)>,
+    /// Cgroups of `oom_kill` events recorded without their report, with
+    /// when: a report that comes later is theirs, not another kill.
+    owed_reports: Vec<(Instant, String)>,
     metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
@@ -334,6 +337,7 @@ impl<'a> Watcher<'a> {
             kmsg_problem,
             oom_reports: Vec::new(),
             held_ooms: Vec::new(),
+            owed_reports: Vec::new(),
             tail: decisions::Tail::default(),
             metrics,
             demand,
@@ -528,6 +532,7 @@ impl<'a> Watcher<'a> {
                         cgroup: w.cgroup.clone(),
                         sample: w.sample.clone(),
                         oom_total,
+                        at_oom: w.at_oom.take(),
                         limit_changes: w.limit_changes,
                         at,
                         until: Instant::now() + self.args.retention,
@@ -554,6 +559,9 @@ impl<'a> Watcher<'a> {
                     if !last.is_empty() {
                         self.record(last);
                     }
+                    // A kill its counters were not read for in time (the
+                    // cgroup went with its victim) is in the kernel's log.
+                    self.drain_kmsg();
                 }
             }
         }

@@ -227,6 +227,65 @@ impl Watcher<'_> {
             self.oom_reports.drain(..n);
         }
         self.release_ooms();
+        self.count_gone_kills();
+    }
+
+    /// Counts the kills that the kernel reported in a container found gone
+    /// before its `oom_kill` counter was read after them: the commonest OOM
+    /// (the init killed, the container exiting, its cgroup removed at once)
+    /// races the reading, and the report is what is left of it. Each makes
+    /// an `oom_kill` event, its counter the kernel log.
+    fn count_gone_kills(&mut self) {
+        if self.gone.is_empty() || self.oom_reports.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.owed_reports
+            .retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(300));
+        let source = self.kmsg.as_ref().map_or("the kernel log", |k| k.name());
+        let mut events = Vec::new();
+        let mut i = 0;
+        while i < self.oom_reports.len() {
+            let r = &self.oom_reports[i].1;
+            let Some(g) = self
+                .gone
+                .iter_mut()
+                .find(|g| within(&r.task_memcg, &g.cgroup))
+            else {
+                i += 1;
+                continue;
+            };
+            let (_, r) = self.oom_reports.remove(i);
+            if let Some(o) = self.owed_reports.iter().position(|(_, c)| *c == g.cgroup) {
+                // The report of a kill already counted, come late.
+                self.owed_reports.remove(o);
+                continue;
+            }
+            let old = g.sample.counters.get("oom_kill").copied().unwrap_or(0);
+            g.sample.counters.insert("oom_kill", old + 1);
+            events.push(Event {
+                time: crate::time::now_rfc3339(),
+                kind: "oom_kill".into(),
+                container: g.who.clone(),
+                cgroup: g.cgroup.clone(),
+                counter: Some(source.into()),
+                old: Some(old),
+                new: Some(old + 1),
+                usage: g.sample.usage,
+                limit: g.sample.limit,
+                memory: Some(g.at_oom.take().unwrap_or_else(|| g.sample.memory.clone())),
+                detail: Some(
+                    "the cgroup was removed before its oom_kill counter was read again: counted from the kernel's report"
+                        .into(),
+                ),
+                victim: Some(r.victim),
+                tasks: r.tasks,
+                ..Default::default()
+            });
+        }
+        if !events.is_empty() {
+            self.record(events);
+        }
     }
 
     /// Puts on each `oom_kill` event what the memory was, and the kernel's
@@ -285,6 +344,7 @@ impl Watcher<'_> {
                 ready.push(e);
             } else if self.held_ooms[i].0 <= now {
                 let (_, mut e) = self.held_ooms.remove(i);
+                self.owed_reports.push((now, cgroup));
                 e.detail = Some(
                     "the kernel's report of this kill was not found in its log (it prints at most 10 in 5 s)"
                         .into(),
@@ -307,4 +367,10 @@ impl Watcher<'_> {
             .position(|(_, r)| r.task_memcg == cgroup || r.oom_memcg == cgroup)?;
         Some(self.oom_reports.remove(i).1)
     }
+}
+
+/// Whether the memory cgroup `path` is `cgroup` or below it.
+fn within(path: &str, cgroup: &str) -> bool {
+    path.strip_prefix(cgroup)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
