@@ -769,13 +769,7 @@ mod tests {
             "team",
             "-x",
         ];
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::draws();
         let mut plain = 0;
         for _ in 0..20_000 {
             let len = next(7);

@@ -35,3 +35,16 @@ pub mod size;
 pub mod sizing;
 pub mod sys;
 pub mod time;
+
+/// Deterministic draws for the property tests: `draws()(n)` is in `0..n`,
+/// the same sequence on every run (xorshift64).
+#[cfg(test)]
+pub(crate) fn draws() -> impl FnMut(usize) -> usize {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}

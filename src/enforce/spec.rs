@@ -355,6 +355,7 @@ fn object_in<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String
 
 /// Replaces `path` with `bytes` atomically, keeping its permissions.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let old = std::fs::symlink_metadata(path).ok();
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o644);
@@ -372,12 +373,51 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        std::fs::rename(&tmp, path)
+        match old {
+            Some(m) if m.is_file() => exchange(&tmp, path),
+            _ => std::fs::rename(&tmp, path),
+        }
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Puts `tmp` in place of the regular file `path`: the two are exchanged
+/// (`RENAME_EXCHANGE`) and the old file, now at `tmp`, unlinked. As atomic
+/// for a reader of `path` as a rename over it, without ext4's
+/// replace-by-rename heuristic (`auto_da_alloc`), which writes the new
+/// file's blocks back inside the rename (`bench/exec-floor.sh`: a bundle on
+/// ext4). Where the filesystem cannot exchange, a plain rename.
+fn exchange(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const RENAME_EXCHANGE: nix::libc::c_uint = 2;
+    let (Ok(from), Ok(to)) = (
+        std::ffi::CString::new(tmp.as_os_str().as_bytes()),
+        std::ffi::CString::new(path.as_os_str().as_bytes()),
+    ) else {
+        return std::fs::rename(tmp, path);
+    };
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_renameat2,
+            nix::libc::AT_FDCWD,
+            from.as_ptr(),
+            nix::libc::AT_FDCWD,
+            to.as_ptr(),
+            RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        // The old file, now under the temporary name: left behind, it
+        // would be only a stray file.
+        let _ = std::fs::remove_file(tmp);
+        Ok(())
+    } else {
+        std::fs::rename(tmp, path)
+    }
 }
 
 #[cfg(test)]
@@ -676,5 +716,29 @@ mod tests {
             "no temporary file left"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// On tmpfs too (where containerd and dockerd keep bundles), and where
+    /// there is nothing to replace yet.
+    #[test]
+    fn atomic_write_on_tmpfs_and_new_files() {
+        for base in [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+            if !base.is_dir() {
+                continue;
+            }
+            let dir = base.join(format!("cglimit-spec-new-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = dir.join("config.json");
+            write_atomically(&p, b"1").unwrap();
+            write_atomically(&p, b"22").unwrap();
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), "22");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+            // A directory in the way stays one: no exchange with it.
+            let d = dir.join("sub");
+            std::fs::create_dir(&d).unwrap();
+            assert!(write_atomically(&d, b"x").is_err());
+            assert!(d.is_dir());
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }

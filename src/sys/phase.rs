@@ -1,8 +1,10 @@
-//! Phase marks on the hook's path, for `bench/hook-phases.sh`: built with
+//! Phase marks on the hook's and the wrapper's paths, for
+//! `bench/hook-phases.sh` and `bench/wrapper-phases.sh`: built with
 //! the `trace-phases` feature, each mark writes its name to the kernel's
 //! trace buffer (tracefs `trace_marker`), where it is timed against the
 //! scheduler's own events (the hook's fork, exec and exit inside `runc
-//! run`). Without the feature a mark is nothing.
+//! run`; the wrapper's exec and its exec of the runtime). Without the
+//! feature a mark is nothing.
 
 /// Marks the end of a phase named `what`.
 #[cfg(feature = "trace-phases")]

@@ -37,8 +37,10 @@ pub fn run(raw: &[OsString]) -> ExitCode {
         .collect();
     let (flags, n) = options::own_flags(&args);
     let runc_args = argv::parse(&args[n..]);
+    crate::sys::phase::mark("argv");
     let opts = match options::options(&flags) {
         Ok(o) => {
+            crate::sys::phase::mark("options");
             init_log(o.log_file.as_deref(), &runc_args);
             o
         }
@@ -60,13 +62,17 @@ pub fn run(raw: &[OsString]) -> ExitCode {
             fallback
         }
     };
+    crate::sys::phase::mark("config");
     let hooked = opts.creates_by_hook && runc_args.verb.as_deref() != Some("restore");
     if runc_args.creates() && !hooked {
         crate::sys::privilege::drop_for_wrapper();
+        crate::sys::phase::mark("caps");
         let run = decide_and_write(&opts, &runc_args);
+        crate::sys::phase::mark("written");
         if let Some(m) = run.finish(opts.on_error, opts.state_dir.as_deref()).refusal {
             return refuse(&m, &runc_args);
         }
+        crate::sys::phase::mark("finished");
     }
     let mut argv = raw[n..].to_vec();
     let mut then = None;
@@ -206,6 +212,7 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
     // The engine's answer is the longest wait of a create: ask first, and
     // read the bundle and the policies while the engine looks it up.
     let question = ask_engine(o, &run.facts.id);
+    crate::sys::phase::mark("asked");
     let bytes = match oci::read_config_bytes(&path) {
         Ok(b) => b,
         Err(e) => {
@@ -228,14 +235,17 @@ fn decide_and_write(o: &Options, r: &argv::RuncArgs) -> Run {
         }
     };
     run.facts = oci::bundle_facts(&run.facts.id, &narrow, r.cri());
+    crate::sys::phase::mark("bundle");
     let loaded = policy::open(
         &o.policy_dir,
         o.cache_dir.as_deref(),
         !o.insecure_policy_perms,
     );
+    crate::sys::phase::mark("policies");
     let waiting = std::time::Instant::now();
     let image_id = add_engine_facts(question, &mut run);
     let engine_time = waiting.elapsed();
+    crate::sys::phase::mark("engine");
     let policies = match loaded {
         Ok(p) => p,
         Err(e) => {

@@ -468,13 +468,7 @@ mod tests {
     /// policies choose, for the same reason.
     #[test]
     fn the_index_never_hides_a_match() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::draws();
         let mut pick = |options: &[&'static str]| options[next(options.len())];
         for round in 0..300 {
             let mut text = String::new();
