@@ -255,8 +255,18 @@ runc delete -f oomi >/dev/null 2>&1
 bundle /b/pres /test/pres '{}' "$(hook $P)" '["sh", "-c", "sleep 2; head -c 34603008 /dev/zero > /big/f; sleep 3"]'
 timeout 60 runc run --bundle /b/pres pres </dev/null >/dev/null 2>&1
 runc delete -f pres >/dev/null 2>&1
-grep -q '"kind":"pressure"' /cglimit/state/events.jsonl && pass "watch records memory pressure (PSI trigger)" \
-  || fail "watch records memory pressure (PSI trigger)" "$(grep -c . /cglimit/state/events.jsonl) events; $(tail -3 /tmp/watch.log)"
+grep '"kind":"pressure"' /cglimit/state/events.jsonl | grep -q '"id":"pres"' && pass "watch records the stalled container's memory pressure (its parent's PSI trigger)" \
+  || fail "watch records the stalled container's memory pressure" "$(grep -c . /cglimit/state/events.jsonl) events; $(tail -3 /tmp/watch.log)"
+# One trigger for the parent, not one per container: the kernel runs a
+# psimon thread for each cgroup that has a trigger.
+for n in idle1 idle2 idle3; do
+  bundle /b/$n /test/$n '{}' "$(hook $P)" '["sleep", "600"]'
+  runc run -d --bundle /b/$n $n </dev/null >/dev/null 2>&1
+done
+sleep 3
+psimon=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^psimon' || true)
+check "one pressure trigger (psimon thread) for four containers' parent" 1 "$psimon"
+for n in idle1 idle2 idle3; do runc delete -f $n >/dev/null 2>&1; done
 kill $W
 runc delete -f oomw >/dev/null 2>&1
 

@@ -19,8 +19,7 @@ pub(super) struct Watched {
     pub(super) dir: Place,
     /// v1: the OOM eventfd.
     pub(super) oom: Option<EventFd>,
-    /// What could not be set up for it (its OOM notification, its
-    /// pressure trigger), and why: retried every [`super::RETRY_EVERY`]
+    /// What could not be set up for it (its OOM notification), and why: retried every [`super::RETRY_EVERY`]
     /// ticks, counted in the metrics.
     pub(super) missing: Option<String>,
     /// v2: the inotify watch on `memory.events`.
@@ -50,8 +49,10 @@ pub(super) struct Watched {
     /// Ticks since its usage last moved (a full read that finds it
     /// unchanged does not make it move).
     pub(super) still: u32,
-    /// v2: a PSI trigger on `memory.pressure` (POLLPRI when it fires).
-    pub(super) psi: Option<File>,
+    /// v2: the `some total` of its `memory.pressure` (microseconds stalled)
+    /// when last read: at its start, and at each reading of its parent's
+    /// members after the parent's trigger fired.
+    pub(super) psi_total: Option<u64>,
     /// Sustained pressure fires every window: one event per minute is enough.
     pub(super) last_pressure: Option<Instant>,
     /// This container's key in the epoll set (see [`Watcher::epoll`]).

@@ -13,8 +13,10 @@
 //! container's probe is read as usual: the remainder can only save reads,
 //! never hide a change.
 
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::cgroup::Hierarchy;
 
@@ -45,6 +47,13 @@ pub(super) struct Group {
     last: Option<(i128, u32, u64)>,
     /// Ticks the remainder has been the same.
     quiet: u32,
+    /// v2: the parent's PSI trigger (see [`super::notify`]): the one
+    /// pressure trigger for all its containers.
+    pub(super) psi: Option<File>,
+    /// When the members' pressure is to be read, after the trigger fired.
+    pub(super) scan_at: Option<Instant>,
+    /// Whether the parent is in a v2 hierarchy (where pressure is kept).
+    pub(super) unified: bool,
 }
 
 impl Group {
@@ -66,6 +75,9 @@ impl Group {
             moving: 0,
             last: None,
             quiet: 0,
+            psi: None,
+            scan_at: None,
+            unified: *hierarchy == Hierarchy::V2,
         }
     }
 

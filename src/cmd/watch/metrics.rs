@@ -318,7 +318,7 @@ pub fn render(rows: &[Row], host: &Host) -> String {
     family(
         "cglimit_notification_failures",
         "gauge",
-        "Watched containers whose OOM notification (v1 eventfd, v2 memory.events watch) or pressure trigger could not be set up, usually for want of descriptors; retried every 10 ticks.",
+        "Watched containers whose OOM notification (v1 eventfd, v2 memory.events watch) could not be set up, usually for want of descriptors; retried every 10 ticks.",
         &mut |o| {
             let _ = writeln!(o, "cglimit_notification_failures {}", host.unarmed);
         },

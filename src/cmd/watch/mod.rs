@@ -19,7 +19,7 @@ mod notify;
 
 use container::{Gone, Watched, oom_total, rises};
 use limits::{decided_limits, limit_changes, release_held};
-use notify::{psi_trigger, register_oom};
+use notify::register_oom;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -45,7 +45,8 @@ use crate::sys::kmsg::{KernelLog, OomReport};
 use journal::{Event, EventLog, Who};
 
 /// Epoll data of the watcher's own descriptors; a container's descriptors
-/// carry its token shifted left by one, plus [`OOM`] or [`PSI`].
+/// carry its token shifted left by one, plus [`OOM`]; a parent's pressure
+/// trigger, its group's slot with [`GROUP_PSI`].
 /// How long after a decision record a limit may still be on its way.
 const SETTLING: Duration = Duration::from_secs(5);
 
@@ -55,7 +56,7 @@ const KMSG: u64 = 2;
 /// SIGTERM or SIGINT: the history is written before the watcher exits.
 const STOP: u64 = 3;
 const OOM: u64 = 0;
-const PSI: u64 = 1;
+const GROUP_PSI: u64 = 1 << 62;
 
 /// Notifications that could not be set up are tried again every this many
 /// ticks.
@@ -203,7 +204,7 @@ struct Watcher<'a> {
     nofile: u64,
     /// Probes kept open: they use only what the notifications leave.
     probes: u64,
-    /// Notification descriptors open (v1 eventfds, v2 pressure triggers).
+    /// Notification descriptors open (v1 eventfds).
     notifications: u64,
     /// Whether a container's notifications could not be set up and the log
     /// said so (said once, until every container has them again).
@@ -231,6 +232,10 @@ struct Watcher<'a> {
     /// Whether some container may have a recheck due (see
     /// [`Watched::recheck_at`]).
     rechecks_pending: bool,
+    /// The kernel keeps no memory pressure (no PSI): no triggers tried.
+    pressure_absent: bool,
+    /// Whether a trigger that could not be set up was said (once).
+    pressure_said: bool,
 }
 
 /// At most this many events wait for a full disk; older ones are dropped
@@ -358,6 +363,8 @@ impl<'a> Watcher<'a> {
             parents_changed: true,
             parents_listed: Instant::now(),
             rechecks_pending: false,
+            pressure_absent: false,
+            pressure_said: false,
         })
     }
 
@@ -403,6 +410,9 @@ impl<'a> Watcher<'a> {
                         self.rechecks_pending = true;
                     }
                 }
+            }
+            if let Some(t) = self.scan_groups() {
+                wake = wake.min(t);
             }
             self.release_ooms();
             for (t, _) in &self.held_ooms {
@@ -546,10 +556,12 @@ impl<'a> Watcher<'a> {
                     if w.probe.is_some() {
                         self.probes -= 1;
                     }
-                    self.notifications -= u64::from(w.oom.is_some()) + u64::from(w.psi.is_some());
+                    self.notifications -= u64::from(w.oom.is_some());
                     let g = w.group as usize;
                     self.groups[g].members -= 1;
                     if self.groups[g].members == 0 {
+                        self.groups[g].psi = None;
+                        self.groups[g].scan_at = None;
                         self.group_of.remove(&self.groups[g].parent);
                         self.free_groups.push(g as u32);
                     }
@@ -623,6 +635,9 @@ impl<'a> Watcher<'a> {
             }
         };
         self.groups[slot as usize].members += 1;
+        if dir.hierarchy == Hierarchy::V2 && self.groups[slot as usize].psi.is_none() {
+            self.arm_group(slot);
+        }
         slot
     }
 
@@ -835,7 +850,7 @@ impl<'a> Watcher<'a> {
             probe: None,
             since_full: 0,
             still: 0,
-            psi: None,
+            psi_total: None,
             last_pressure: None,
             token: self.next_token,
             group,
@@ -857,7 +872,7 @@ impl<'a> Watcher<'a> {
     }
 
     /// Sets up what is missing of a container's notifications (its OOM
-    /// eventfd or `memory.events` watch, its pressure trigger), then its
+    /// eventfd or `memory.events` watch, its first stall reading), then its
     /// probe where descriptors allow. The notifications come first: a
     /// container without a probe is read by path, one without its OOM
     /// notification would miss an OOM.
@@ -915,30 +930,8 @@ impl<'a> Watcher<'a> {
             }
             _ => {}
         }
-        if w.dir.hierarchy == Hierarchy::V2 && w.psi.is_none() && free == 0 {
-            why.push(format!("no pressure trigger: {}", full()));
-        } else if w.dir.hierarchy == Hierarchy::V2 && w.psi.is_none() {
-            match w
-                .dir
-                .open()
-                .map_err(std::io::Error::other)
-                .and_then(|d| psi_trigger(&d, self.args.pressure_stall))
-            {
-                Ok(f) => {
-                    let ev = EpollEvent::new(EpollFlags::EPOLLPRI, w.token << 1 | PSI);
-                    match self.epoll.add(f.as_fd(), ev) {
-                        Ok(()) => {
-                            w.psi = Some(f);
-                            self.notifications += 1;
-                        }
-                        Err(e) => why.push(format!("no pressure trigger: epoll: {e}")),
-                    }
-                }
-                // A kernel without PSI (or with it off) has none to give.
-                Err(e) if e.raw_os_error() == Some(libc_enotsup()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => why.push(format!("no pressure trigger: {e}")),
-            }
+        if w.dir.hierarchy == Hierarchy::V2 && w.psi_total.is_none() {
+            w.psi_total = notify::stall(w.dir.path()).map(|(_, total, _)| total);
         }
         // Limit watches are a saving, `memory.events` watches (v2) are how
         // OOM kills are seen.
@@ -1010,6 +1003,12 @@ impl<'a> Watcher<'a> {
             .collect();
         for k in keys {
             self.arm(&k);
+        }
+        for slot in 0..self.groups.len() {
+            let g = &self.groups[slot];
+            if g.unified && g.members > 0 && g.psi.is_none() {
+                self.arm_group(slot as u32);
+            }
         }
         if self.unarmed_said && self.unarmed() == 0 {
             self.unarmed_said = false;

@@ -1,6 +1,8 @@
 //! The kernel's notifications the watcher waits on: v1's OOM eventfd
 //! (`cgroup.event_control`), v2's PSI trigger on `memory.pressure`.
 
+use std::path::Path;
+
 use super::*;
 
 /// v1: an eventfd that the kernel signals on OOM in this cgroup (and on its
@@ -33,18 +35,53 @@ pub(super) enum NotifyError {
     Register(#[from] cgroup::CgroupError),
 }
 
-/// v2: a PSI trigger: the kernel signals POLLPRI when tasks of the cgroup
-/// stall on memory for `stall` within a one-second window ("some").
-pub(super) fn psi_trigger(dir: &CgroupDir, stall: Duration) -> std::io::Result<File> {
+/// v2: a PSI trigger on `memory.pressure` (the kernel's own file where it
+/// is the root: `/proc/pressure/memory`): the kernel signals POLLPRI when
+/// tasks below stall on memory for `stall` within a one-second window
+/// ("some").
+///
+/// One per parent, not per container: the kernel gives each cgroup with a
+/// trigger a kernel thread of its own (`psimon`) and its memory, about
+/// 33 KiB a container in the v2 VM (`bash bench/watch-v2.sh`: 2,000
+/// triggers, 2,000 threads, +67 MiB of kernel stacks and slab), and a
+/// parent's pressure counts every task below it.
+pub(super) fn psi_trigger(parent: &Path, stall: Duration) -> std::io::Result<File> {
     use std::io::Write;
+    let own = parent.join("memory.pressure");
+    let path = if own.exists() {
+        own
+    } else {
+        std::path::PathBuf::from("/proc/pressure/memory")
+    };
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(dir.path().join("memory.pressure"))?;
+        .open(path)?;
     f.write_all(format!("some {} 1000000", stall.as_micros()).as_bytes())?;
     Ok(f)
 }
+
+/// A cgroup's memory stall: `some`'s `avg10` (percent), `total`
+/// (microseconds) and the line itself.
+pub(super) fn stall(dir: &Path) -> Option<(f64, u64, String)> {
+    let text = std::fs::read_to_string(dir.join("memory.pressure")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+    };
+    Some((
+        field("avg10")?.parse().ok()?,
+        field("total")?.parse().ok()?,
+        line.to_string(),
+    ))
+}
+
+/// How long after a parent's trigger fires its members' pressure is read:
+/// the kernel updates `avg10` every 2 s, and the reading needs the stall
+/// in it.
+const SCAN_DELAY: Duration = Duration::from_millis(2100);
 
 impl Watcher<'_> {
     /// Sleeps until `timeout`, an OOM eventfd, a PSI trigger, an inotify
@@ -66,15 +103,12 @@ impl Watcher<'_> {
                     self.render();
                     self.demand.done();
                 }
+                d if d & GROUP_PSI != 0 => self.group_pressure((d & !GROUP_PSI) as u32),
                 d => {
                     let Some(k) = self.tokens.get(&(d >> 1)).cloned() else {
                         continue;
                     };
-                    if d & 1 == PSI {
-                        self.pressure(&k);
-                    } else {
-                        self.oom_fired(&k);
-                    }
+                    self.oom_fired(&k);
                 }
             }
         }
@@ -178,29 +212,114 @@ impl Watcher<'_> {
         }
     }
 
-    /// v2 PSI trigger fired: memory stall above the threshold in the window.
-    fn pressure(&mut self, key: &str) {
-        let Some(w) = self.containers.get_mut(key) else {
-            return;
-        };
-        if w.last_pressure
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-        {
+    /// Sets up the pressure trigger of group `slot`'s parent (v2).
+    pub(super) fn arm_group(&mut self, slot: u32) {
+        if self.pressure_absent {
             return;
         }
-        w.last_pressure = Some(Instant::now());
-        let detail = w
-            .dir
-            .open()
-            .and_then(|d| d.read("memory.pressure"))
-            .ok()
-            .and_then(|t| t.lines().next().map(String::from));
-        let ev = Event {
-            counter: Some("memory.pressure".into()),
-            detail,
-            ..w.event("pressure", &w.sample)
-        };
-        self.record(vec![ev]);
+        let parent = self.groups[slot as usize].parent.clone();
+        match psi_trigger(&parent, self.args.pressure_stall) {
+            Ok(f) => {
+                let ev = EpollEvent::new(EpollFlags::EPOLLPRI, GROUP_PSI | u64::from(slot));
+                match self.epoll.add(f.as_fd(), ev) {
+                    Ok(()) => self.groups[slot as usize].psi = Some(f),
+                    Err(e) => self.pressure_failed(&parent, &e.to_string()),
+                }
+            }
+            // A kernel without PSI (or with it off) has none to give.
+            Err(e)
+                if e.raw_os_error() == Some(libc_enotsup())
+                    || e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                self.pressure_absent = true;
+                ::log::info!("no memory pressure events: the kernel keeps no pressure ({e})");
+            }
+            Err(e) => self.pressure_failed(&parent, &e.to_string()),
+        }
+    }
+
+    fn pressure_failed(&mut self, parent: &Path, why: &str) {
+        if !self.pressure_said {
+            self.pressure_said = true;
+            ::log::warn!(
+                "{}: no pressure trigger: {why}; tried again every {RETRY_EVERY} ticks (said once)",
+                parent.display()
+            );
+        }
+    }
+
+    /// A parent's trigger fired: some task below it stalled on memory for
+    /// the threshold within a second. Its members are read shortly.
+    fn group_pressure(&mut self, slot: u32) {
+        if let Some(g) = self.groups.get_mut(slot as usize)
+            && g.members > 0
+            && g.scan_at.is_none()
+        {
+            g.scan_at = Some(Instant::now() + SCAN_DELAY);
+        }
+    }
+
+    /// Reads the members of each group whose scan is due; returns when the
+    /// next one is.
+    pub(super) fn scan_groups(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for slot in 0..self.groups.len() {
+            match self.groups[slot].scan_at {
+                Some(t) if t <= now => {
+                    self.groups[slot].scan_at = None;
+                    self.scan_group(slot as u32);
+                }
+                Some(t) => next = Some(next.map_or(t, |n| n.min(t))),
+                None => {}
+            }
+        }
+        next
+    }
+
+    /// Which of the group's containers stalled: those whose stall time grew
+    /// by the threshold since it was last read, and recently (`avg10` at
+    /// least a twentieth of the threshold's share of a second: 0.75% for
+    /// 150 ms). One event a minute at most per container.
+    fn scan_group(&mut self, slot: u32) {
+        let stall_us = self.args.pressure_stall.as_micros() as u64;
+        let min_avg10 = self.args.pressure_stall.as_secs_f64() * 100.0 / 20.0;
+        let keys: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, w)| w.group == slot)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut events = Vec::new();
+        for k in keys {
+            let Some(w) = self.containers.get_mut(&k) else {
+                continue;
+            };
+            let Some((avg10, total, line)) = stall(w.dir.path()) else {
+                continue;
+            };
+            let grew = total.saturating_sub(w.psi_total.unwrap_or(0));
+            w.psi_total = Some(total);
+            if grew < stall_us || avg10 < min_avg10 {
+                continue;
+            }
+            if w.last_pressure
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+            {
+                continue;
+            }
+            w.last_pressure = Some(Instant::now());
+            events.push(Event {
+                counter: Some("memory.pressure".into()),
+                old: Some(total - grew),
+                new: Some(total),
+                detail: Some(line),
+                ..w.event("pressure", &w.sample)
+            });
+        }
+        if !events.is_empty() {
+            self.record(events);
+        }
     }
 
     /// Keeps the OOM reports the kernel logged since the last call, for
