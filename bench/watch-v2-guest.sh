@@ -26,6 +26,15 @@ kill $S
 floor=$(awk -v a=$c0 -v b=$c1 -v m=$MEASURE -v hz=$hz 'BEGIN { printf "%.2f", (b - a) / hz / m * 100 }')
 mkdir -p /tmp/none /cglimit/bench-state
 ulimit -n 30000
+[ -n "${WATCHES:-}" ] && echo "$WATCHES" > /proc/sys/fs/inotify/max_user_watches
+echo "INFO fs.inotify.max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches)"
+kernel_mem() { # KiB of kernel stacks and unreclaimable slab
+  awk '/^KernelStack|^SUnreclaim/ { s += $2 } END { print s }' /proc/meminfo
+}
+threads() { # kernel threads named $1
+  cat /proc/[0-9]*/comm 2>/dev/null | grep -c "^$1" || true
+}
+k0=$(kernel_mem)
 cglimit --log-file /tmp/bench-watch.log watch --state-dir /cglimit/bench-state --no-docker --no-podman \
   --runc-root /tmp/none --crun-root /tmp/none --cgroup-parent /bench --interval 1s &
 W=$!
@@ -34,11 +43,14 @@ c0=$(cpu_of $W); sleep $MEASURE; c1=$(cpu_of $W)
 watch=$(awk -v a=$c0 -v b=$c1 -v m=$MEASURE -v hz=$hz 'BEGIN { printf "%.2f", (b - a) / hz / m * 100 }')
 rss=$(rss_of $W)
 fds=$(ls /proc/$W/fd | wc -l)
+k1=$(kernel_mem)
+psimon=$(threads psimon)
 
 kill $W
 echo "BENCH v2 idle cgroups: $N; measured ${MEASURE}s after ${SETTLE}s"
 echo "BENCH shell loop reading usage only (floor): $floor% of a core"
 echo "BENCH cglimit watch: $watch% of a core ($(awk -v a=$watch -v b=$floor 'BEGIN { printf "%.3f", a / b }')x the floor), RSS $rss KiB, $fds descriptors"
+echo "BENCH kernel memory (stacks, unreclaimable slab) while it watches: +$((k1 - k0)) KiB; psimon kernel threads: $psimon"
 tail -3 /tmp/bench-watch.log | sed 's/^/INFO /'
 echo "CGLIMIT-VM: 1 passed, 0 failed"
 sync

@@ -411,6 +411,13 @@ pub struct WatchArgs {
     #[arg(long, default_value = "262144", value_name = "BYTES")]
     pub leak_threshold: u64,
 
+    /// Inotify watches the containers' limit files may take (three a
+    /// container; one whose files are not watched has its limits read
+    /// every 30 ticks instead). Default: half of
+    /// fs.inotify.max_user_watches, less one per container.
+    #[arg(long, value_name = "N")]
+    pub limit_watches: Option<u64>,
+
     /// v2: record a `pressure` event when the container's tasks stall on
     /// memory this long within one second (a PSI trigger on memory.pressure).
     #[arg(long, default_value = "150ms", value_parser = parse_duration, value_name = "DURATION")]

@@ -729,9 +729,24 @@ fn a_full_state_dir_delays_events_and_loses_none() {
 /// one cglimit makes itself (an update through the wrapper) is not.
 #[test]
 fn a_limit_changed_outside_cglimit_is_recorded() {
-    let mut lab = Lab::new("watchlimit");
+    limit_change_case("watchlimit", &[], Duration::from_secs(15));
+}
+
+/// The same where the limit files are not watched (out of inotify watches,
+/// here `--limit-watches 0`): their limits are read every 30 ticks.
+#[test]
+fn an_unwatched_limit_changed_outside_cglimit_is_recorded() {
+    limit_change_case(
+        "watchlimitread",
+        &["--limit-watches", "0", "--interval", "200ms"],
+        Duration::from_secs(20),
+    );
+}
+
+fn limit_change_case(name: &str, flags: &[&str], within: Duration) {
+    let mut lab = Lab::new(name);
     std::fs::create_dir_all(&lab.state_dir).unwrap();
-    let (_w, port) = start_watch(&lab, None);
+    let (_w, port) = start_watch_with(&lab, flags);
     let id = lab.detached("c", None, "sleep 600");
     let cg = v1_memory_root()
         .join(lab.cgroup_parent.trim_start_matches('/'))
@@ -766,7 +781,7 @@ fn a_limit_changed_outside_cglimit_is_recorded() {
         // Seen at once (a watch on the limit files), held for the 5 s in
         // which it could still be cglimit's own: an idle container's files
         // are otherwise read again only every 300 ticks.
-        if !e.is_empty() || t.elapsed() > Duration::from_secs(15) {
+        if !e.is_empty() || t.elapsed() > within {
             break e;
         }
         std::thread::sleep(Duration::from_millis(200));

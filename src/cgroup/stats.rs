@@ -250,6 +250,23 @@ fn num_if(dir: &CgroupDir, file: &str) -> Result<Option<Option<u64>>, CgroupErro
         .map(|v| crate::cgroup::parse_limit(v.trim()).and_then(|l| l.bytes())))
 }
 
+/// The limits alone, as [`read`] reads them: `[limit, swap_limit, high]`.
+pub fn limits(dir: &CgroupDir) -> Result<[Option<u64>; 3], CgroupError> {
+    let (memory, swap, high) = match dir.hierarchy {
+        Hierarchy::V1 => (
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            "memory.soft_limit_in_bytes",
+        ),
+        Hierarchy::V2 => ("memory.max", "memory.swap.max", "memory.high"),
+    };
+    Ok([
+        num(dir, memory)?,
+        num_if(dir, swap)?.flatten(),
+        num(dir, high)?,
+    ])
+}
+
 pub fn read(dir: &CgroupDir) -> Result<Sample, CgroupError> {
     let mut s = Sample::default();
     match dir.hierarchy {

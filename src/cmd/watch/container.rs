@@ -81,11 +81,7 @@ impl Watched {
     /// limit files are watched, since then only `memory.stat`'s slow drift
     /// (pages aging from active to inactive) is left to catch.
     pub(super) fn full_every(&self) -> u32 {
-        if self.limit_wds[0].is_none() {
-            super::FULL_EVERY
-        } else {
-            super::FULL_IDLE_EVERY
-        }
+        super::FULL_IDLE_EVERY
     }
 
     /// An event of this container, with its usage and limit from `sample`.

@@ -83,12 +83,13 @@ const HISTORY_EVERY: u64 = 60;
 /// directories or not (a listing that failed, a renamed podman container).
 const RELIST: Duration = Duration::from_secs(60);
 
-/// Every file of an unchanged container is read again after this many ticks
-/// where its limit files are not watched (the bound on seeing a limit
-/// changed outside cglimit).
+/// The limit files of an unchanged container whose limit files are not
+/// watched are read every this many ticks (the bound on seeing a limit
+/// changed outside cglimit), and all its files if one changed.
 const FULL_EVERY: u32 = 30;
-/// ... and after this many where they are: a limit change is seen at once,
-/// what is left is `memory.stat`'s drift without usage change.
+/// Every file of an unchanged container is read again after this many
+/// ticks: a limit change is seen by its watch or the read above; what is
+/// left is `memory.stat`'s drift without usage change.
 const FULL_IDLE_EVERY: u32 = 300;
 
 pub fn run(args: &WatchArgs) -> ExitCode {
@@ -1020,7 +1021,10 @@ impl<'a> Watcher<'a> {
     /// half of the user's inotify watches, less one per container, so that
     /// v2's `memory.events` watches (how OOM kills are seen) have room.
     fn room_for_limit_watches(&self) -> bool {
-        self.max_watches / 2 >= self.limit_watches + 3 + self.containers.len() as u64
+        match self.args.limit_watches {
+            Some(n) => n >= self.limit_watches + 3,
+            None => self.max_watches / 2 >= self.limit_watches + 3 + self.containers.len() as u64,
+        }
     }
 
     /// Containers whose notifications could not be set up.
@@ -1041,6 +1045,18 @@ fn unchanged(w: &mut Watched, tick: u64, quiet: bool) -> bool {
     w.since_full += 1;
     w.still = w.still.saturating_add(1);
     if w.since_full >= w.full_every() {
+        return false;
+    }
+    // Limits not watched: read every FULL_EVERY ticks (spread by token),
+    // the limit files alone; a full read only if one changed.
+    if w.limit_wds[0].is_none()
+        && (w.token + tick).is_multiple_of(u64::from(FULL_EVERY))
+        && !w
+            .dir
+            .open()
+            .and_then(|d| stats::limits(&d))
+            .is_ok_and(|l| l == [w.sample.limit, w.sample.swap_limit, w.sample.high])
+    {
         return false;
     }
     if w.still > IDLE_PROBE_EVERY as u32
