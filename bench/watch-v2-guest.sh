@@ -39,7 +39,9 @@ cglimit --log-file /tmp/bench-watch.log watch --state-dir /cglimit/bench-state -
   --runc-root /tmp/none --crun-root /tmp/none --cgroup-parent /bench --interval 1s &
 W=$!
 sleep $SETTLE
+r0=$(awk '/^syscr/ { print $2 }' /proc/$W/io)
 c0=$(cpu_of $W); sleep $MEASURE; c1=$(cpu_of $W)
+r1=$(awk '/^syscr/ { print $2 }' /proc/$W/io)
 watch=$(awk -v a=$c0 -v b=$c1 -v m=$MEASURE -v hz=$hz 'BEGIN { printf "%.2f", (b - a) / hz / m * 100 }')
 rss=$(rss_of $W)
 fds=$(ls /proc/$W/fd | wc -l)
@@ -50,6 +52,7 @@ kill $W
 echo "BENCH v2 idle cgroups: $N; measured ${MEASURE}s after ${SETTLE}s"
 echo "BENCH shell loop reading usage only (floor): $floor% of a core"
 echo "BENCH cglimit watch: $watch% of a core ($(awk -v a=$watch -v b=$floor 'BEGIN { printf "%.3f", a / b }')x the floor), RSS $rss KiB, $fds descriptors"
+echo "BENCH cglimit watch: $(( (r1 - r0) / MEASURE )) read system calls a second"
 echo "BENCH kernel memory (stacks, unreclaimable slab) while it watches: +$((k1 - k0)) KiB; psimon kernel threads: $psimon"
 tail -3 /tmp/bench-watch.log | sed 's/^/INFO /'
 echo "CGLIMIT-VM: 1 passed, 0 failed"
