@@ -25,7 +25,7 @@ c0=$(cpu_of $S); sleep $MEASURE; c1=$(cpu_of $S)
 kill $S
 floor=$(awk -v a=$c0 -v b=$c1 -v m=$MEASURE -v hz=$hz 'BEGIN { printf "%.2f", (b - a) / hz / m * 100 }')
 mkdir -p /tmp/none /cglimit/bench-state
-ulimit -n 30000
+ulimit -n ${NOFILE:-30000}
 [ -n "${WATCHES:-}" ] && echo "$WATCHES" > /proc/sys/fs/inotify/max_user_watches
 echo "INFO fs.inotify.max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches)"
 kernel_mem() { # KiB of kernel stacks and unreclaimable slab
