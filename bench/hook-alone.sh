@@ -16,8 +16,18 @@ work=$(mktemp -d /tmp/cglimit-alone.XXXXXX)
 sleeper=
 cg=
 cleanup() {
-    [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null && wait "$sleeper" 2>/dev/null
-    [ -n "$cg" ] && rmdir "$cg" 2>/dev/null
+    # Under `set -e`, a failing last command would end the cleanup here.
+    if [ -n "$sleeper" ]; then
+        kill "$sleeper" 2>/dev/null || true
+        wait "$sleeper" 2>/dev/null || true
+    fi
+    # The killed sleeper may still be leaving the cgroup: a few tries.
+    if [ -n "$cg" ]; then
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            rmdir "$cg" 2>/dev/null && break
+            sleep 0.1
+        done
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
