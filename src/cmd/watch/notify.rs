@@ -363,44 +363,37 @@ impl Watcher<'_> {
             .retain(|(t, _)| now.duration_since(*t) < Duration::from_secs(300));
         let source = self.kmsg.as_ref().map_or("the kernel log", |k| k.name());
         let mut events = Vec::new();
-        let mut i = 0;
-        while i < self.oom_reports.len() {
-            let r = &self.oom_reports[i].1;
-            let Some(g) = self
-                .gone
-                .iter_mut()
-                .find(|g| within(&r.task_memcg, &g.cgroup))
-            else {
-                i += 1;
-                continue;
-            };
-            let (_, r) = self.oom_reports.remove(i);
-            if let Some(o) = self.owed_reports.iter().position(|(_, c)| *c == g.cgroup) {
-                // The report of a kill already counted, come late.
-                self.owed_reports.remove(o);
-                continue;
+        for g in self.gone.iter_mut() {
+            // Every report of a kill in it, oldest first.
+            while let Some(i) = report_of(self.oom_reports.iter().map(|(_, r)| r), &g.cgroup) {
+                let (_, r) = self.oom_reports.remove(i);
+                if let Some(o) = self.owed_reports.iter().position(|(_, c)| *c == g.cgroup) {
+                    // The report of a kill already counted, come late.
+                    self.owed_reports.remove(o);
+                    continue;
+                }
+                let old = g.sample.counters.get("oom_kill").copied().unwrap_or(0);
+                g.sample.counters.insert("oom_kill", old + 1);
+                events.push(Event {
+                    time: crate::time::now_rfc3339(),
+                    kind: "oom_kill".into(),
+                    container: g.who.clone(),
+                    cgroup: g.cgroup.clone(),
+                    counter: Some(source.into()),
+                    old: Some(old),
+                    new: Some(old + 1),
+                    usage: g.sample.usage,
+                    limit: g.sample.limit,
+                    memory: Some(g.at_oom.take().unwrap_or_else(|| g.sample.memory.clone())),
+                    detail: Some(
+                        "the cgroup was removed before its oom_kill counter was read again: counted from the kernel's report"
+                            .into(),
+                    ),
+                    victim: Some(r.victim),
+                    tasks: r.tasks,
+                    ..Default::default()
+                });
             }
-            let old = g.sample.counters.get("oom_kill").copied().unwrap_or(0);
-            g.sample.counters.insert("oom_kill", old + 1);
-            events.push(Event {
-                time: crate::time::now_rfc3339(),
-                kind: "oom_kill".into(),
-                container: g.who.clone(),
-                cgroup: g.cgroup.clone(),
-                counter: Some(source.into()),
-                old: Some(old),
-                new: Some(old + 1),
-                usage: g.sample.usage,
-                limit: g.sample.limit,
-                memory: Some(g.at_oom.take().unwrap_or_else(|| g.sample.memory.clone())),
-                detail: Some(
-                    "the cgroup was removed before its oom_kill counter was read again: counted from the kernel's report"
-                        .into(),
-                ),
-                victim: Some(r.victim),
-                tasks: r.tasks,
-                ..Default::default()
-            });
         }
         if !events.is_empty() {
             self.record(events);
@@ -480,16 +473,63 @@ impl Watcher<'_> {
 
     /// The first report of a kill in `cgroup` read so far.
     fn take_report(&mut self, cgroup: &str) -> Option<OomReport> {
-        let i = self
-            .oom_reports
-            .iter()
-            .position(|(_, r)| r.task_memcg == cgroup || r.oom_memcg == cgroup)?;
+        let i = report_of(self.oom_reports.iter().map(|(_, r)| r), cgroup)?;
         Some(self.oom_reports.remove(i).1)
     }
+}
+
+/// Which of `reports` (the first, oldest first) is of a kill in `cgroup`:
+/// one that names it, as the killed task's cgroup or as the cgroup whose
+/// limit was hit, else one whose killed task was below it (a container
+/// with cgroups of its own: its counters count their kills too).
+fn report_of<'a>(
+    reports: impl Iterator<Item = &'a OomReport> + Clone,
+    cgroup: &str,
+) -> Option<usize> {
+    reports
+        .clone()
+        .position(|r| r.task_memcg == cgroup || r.oom_memcg == cgroup)
+        .or_else(|| {
+            reports
+                .into_iter()
+                .position(|r| within(&r.task_memcg, cgroup))
+        })
 }
 
 /// Whether the memory cgroup `path` is `cgroup` or below it.
 fn within(path: &str, cgroup: &str) -> bool {
     path.strip_prefix(cgroup)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(oom: &str, task: &str) -> OomReport {
+        OomReport {
+            oom_memcg: oom.into(),
+            task_memcg: task.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_report_is_found_by_its_cgroup_then_below_it() {
+        let reports = [
+            report("/pod", "/pod/c1/inner"),
+            report("/pod/c2", "/pod/c2"),
+            report("/pod/c1", "/pod/c1"),
+        ];
+        // Named exactly, it comes first, even after one below.
+        assert_eq!(report_of(reports.iter(), "/pod/c1"), Some(2));
+        assert_eq!(report_of(reports.iter(), "/pod/c2"), Some(1));
+        // The pod's limit hit: its report names it.
+        assert_eq!(report_of(reports.iter(), "/pod"), Some(0));
+        // Only below it: a container's own cgroups.
+        assert_eq!(report_of(reports[..1].iter(), "/pod/c1"), Some(0));
+        // A sibling whose name begins the same is not below it.
+        assert_eq!(report_of(reports[..1].iter(), "/pod/c"), None);
+        assert_eq!(report_of(reports.iter(), "/other"), None);
+    }
 }
