@@ -356,9 +356,13 @@ fn object_in<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String
 /// Replaces `path` with `bytes` atomically, keeping its permissions.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let old = std::fs::symlink_metadata(path).ok();
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
+    // The mode of what `path` names: a symbolic link's is its target's.
+    let mode = match &old {
+        Some(m) if !m.file_type().is_symlink() => Some(m.permissions().mode()),
+        Some(_) => std::fs::metadata(path).ok().map(|m| m.permissions().mode()),
+        None => None,
+    }
+    .map_or(0o644, |m| m & 0o7777);
     let tmp = path.with_file_name(format!(
         ".{}.cglimit-{}",
         path.file_name()
@@ -715,6 +719,19 @@ mod tests {
             1,
             "no temporary file left"
         );
+        // A symbolic link: replaced by a file with its target's mode; the
+        // target is left as it was.
+        let target = dir.join("target.json");
+        std::fs::write(&target, "{}").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomically(&link, b"[]").unwrap();
+        let m = std::fs::symlink_metadata(&link).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.permissions().mode() & 0o777, 0o640);
+        assert_eq!(std::fs::read_to_string(&link).unwrap(), "[]");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
