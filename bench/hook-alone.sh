@@ -8,6 +8,8 @@
 # interleaved round by round; medians.
 #   bash bench/hook-alone.sh                # 300 rounds
 #   ROUNDS=500 BASELINE_BIN=/path/to/older/cglimit bash bench/hook-alone.sh
+#   BREAKDOWN=1 bash bench/hook-alone.sh    # and what each group of the
+#                                           # system calls costs
 # Needs root, perf, rustc with the musl target, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,12 +78,19 @@ for p in "${progs[@]}"; do $(hook "$p") < "$work/state.json" 2>/dev/null; done
 cache=$(ls "$work/cache-cglimit"/*.bin)
 
 python3 - "$rounds" "$work" "$sleeper" "$mount" "$rel" "$cache" "${progs[@]}" <<'PY'
-import statistics, subprocess, sys
+import os, statistics, subprocess, sys
 rounds, work, pid, mount, rel, cache, progs = int(sys.argv[1]), *sys.argv[2:7], sys.argv[7:]
 cases = {"the floor (static, musl: reads the state)": [f"{work}/noop"],
          "the hook's system calls alone (bench/hook-syscalls.rs)":
              [f"{work}/syscalls", pid, mount, rel, f"{work}/policies", "teams.yaml", cache,
               f"{work}/bundle/config.json"]}
+groups = ["guards", "state", "process", "cgroupfs", "policies", "cache", "log"]
+breakdown = os.environ.get("BREAKDOWN") == "1"
+replay = cases["the hook's system calls alone (bench/hook-syscalls.rs)"]
+if breakdown:
+    for g in groups:
+        cases[f"without {g}"] = replay + [g]
+    cases["without any group"] = replay + [",".join(groups)]
 names = {"cglimit": "cglimit hook, this build", "baseline": "cglimit hook, the baseline build"}
 for p in progs:
     cases[names[p]] = [f"{work}/{p}", "hook", "--policy-dir", f"{work}/policies",
@@ -104,6 +113,19 @@ floor = [statistics.median(v) for v in res["the floor (static, musl: reads the s
 print(f"| process alone ({rounds} rounds, interleaved) | page faults | CPU ms (task-clock) |")
 print("|---|---|---|")
 for k, (pf, cpu) in res.items():
+    if k.startswith("without "):
+        continue
     m = statistics.median(pf), statistics.median(cpu)
     print(f"| {k} | {m[0]:.0f} ({m[0] / floor[0]:.1f}×) | {m[1]:.3f} ({m[1] / floor[1]:.1f}×) |")
+if breakdown:
+    # A group's cost: the replay's CPU less the replay's without it, round
+    # by round (both ran in the same round), median and 90% interval.
+    full = res["the hook's system calls alone (bench/hook-syscalls.rs)"][1]
+    print()
+    print("| group of system calls | CPU ms (replay − replay without it; median, 90% of rounds) |")
+    print("|---|---|")
+    for g in groups + ["any group"]:
+        d = sorted(a - b for a, b in zip(full, res[f"without {g}"][1]))
+        lo, hi = d[len(d) // 20], d[len(d) - 1 - len(d) // 20]
+        print(f"| {g} | {statistics.median(d):+.3f} [{lo:+.3f}..{hi:+.3f}] |")
 PY

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `cglimit watch` over N idle cgroup v2 memory cgroups (default 10,000),
-# against the shell loop floor, in the v2 VM (tests/v2vm: Debian's cloud
+# `cglimit watch` over N idle memory cgroups (default 10,000), on v2, then on v1
+# in the same boot, against the shell loop floor, in the v2 VM (tests/v2vm: Debian's cloud
 # kernel under qemu, TCG). Prints the guest's BENCH lines.
 #   N=10000 MEASURE=30 SETTLE=60 bash bench/watch-v2.sh
 # WATCHES sets fs.inotify.max_user_watches in the guest first; NOFILE the

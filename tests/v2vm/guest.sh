@@ -25,6 +25,17 @@ mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm
 mount -t cgroup2 none /sys/fs/cgroup
 echo "+memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
 echo "INFO kernel $(uname -r); controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+# Binds the memory controller to a v1 hierarchy at /run/v1mem, once no v2
+# cgroup uses it (the caller removed them); why not, in /tmp/v1mount.err.
+memory_to_v1() {
+  echo "-memory" > /sys/fs/cgroup/cgroup.subtree_control
+  mkdir -p /run/v1mem
+  # Removed cgroups linger while page cache is charged to them: drop it.
+  i=0
+  until mount -t cgroup -o memory none /run/v1mem 2>/tmp/v1mount.err || [ $i -ge 40 ]; do
+    sync; echo 3 > /proc/sys/vm/drop_caches; sleep 0.5; i=$((i+1))
+  done
+}
 # A benchmark in place of the checks (bench/watch-v2.sh).
 [ -e /cglimit/bench.sh ] && . /cglimit/bench.sh
 
@@ -305,13 +316,7 @@ for c in leak shm steady; do runc delete -f $c >/dev/null 2>&1; done
 # that hits its limit (and the OOM kill that follows).
 for id in $(runc list -q 2>/dev/null); do runc delete -f "$id" >/dev/null 2>&1; done
 find /sys/fs/cgroup -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-echo "-memory" > /sys/fs/cgroup/cgroup.subtree_control
-mkdir -p /run/v1mem
-# Removed cgroups linger while page cache is charged to them: drop it.
-i=0
-until mount -t cgroup -o memory none /run/v1mem 2>/tmp/v1mount.err || [ $i -ge 20 ]; do
-  sync; echo 3 > /proc/sys/vm/drop_caches; sleep 0.5; i=$((i+1))
-done
+memory_to_v1
 echo "INFO left in cgroup2: $(find /sys/fs/cgroup -mindepth 1 -type d | tr '\n' ' ')"
 if grep -q ' /run/v1mem ' /proc/mounts; then
   mkdir -p /run/v1mem/bare/fc
