@@ -35,7 +35,6 @@ macro_rules! call {
 
 const READ: i64 = 0;
 const WRITE: i64 = 1;
-const OPEN: i64 = 2;
 const CLOSE: i64 = 3;
 const STAT: i64 = 4;
 const FSTAT: i64 = 5;
@@ -45,7 +44,6 @@ const MMAP: i64 = 9;
 const RT_SIGACTION: i64 = 13;
 const SETITIMER: i64 = 38;
 const GETPID: i64 = 39;
-const FCNTL: i64 = 72;
 const GETEUID: i64 = 107;
 const CAPGET: i64 = 125;
 const CAPSET: i64 = 126;
@@ -99,6 +97,14 @@ unsafe fn openat2(dir: i64, path: &CString, flags: i64, resolve: u64) -> i64 {
     }
 }
 
+/// Reads a `memory.*` file as the hook does: one read (a short read of
+/// one kernel record is its end).
+unsafe fn read_record(fd: i64, buf: &mut [u8]) {
+    unsafe {
+        call!(READ, fd, buf.as_mut_ptr(), buf.len());
+    }
+}
+
 /// Reads to the end as the hook does: a read, then one that returns 0.
 unsafe fn read_all(fd: i64, buf: &mut [u8]) {
     unsafe {
@@ -145,8 +151,7 @@ fn main() {
         call!(TIMER_SETTIME, timer, 0, its.as_ptr(), 0);
         group("state");
         read_all(0, &mut buf);
-        let fd = call!(OPEN, config.as_ptr(), O_RDONLY | O_CLOEXEC);
-        call!(FCNTL, fd, 2, 1);
+        let fd = call!(OPENAT, AT_FDCWD, config.as_ptr(), O_RDONLY | O_CLOEXEC);
         call!(FSTAT, fd, st.as_mut_ptr());
         read_all(fd, &mut buf);
         call!(CLOSE, fd);
@@ -160,11 +165,11 @@ fn main() {
         call!(POLL, pfd.as_mut_ptr(), 1, 0);
         group("cgroupfs");
         let root = call!(
-            OPEN,
+            OPENAT,
+            AT_FDCWD,
             mount.as_ptr(),
             O_RDONLY | O_CLOEXEC | O_PATH | O_DIRECTORY,
         );
-        call!(FCNTL, root, 2, 1);
         let cgdir = openat2(root, &rel, O_RDONLY | O_PATH | O_DIRECTORY | O_NOFOLLOW, cg);
         call!(FSTATFS, cgdir, st.as_mut_ptr());
         call!(CLOSE, root);
@@ -212,8 +217,7 @@ fn main() {
         call!(FSTAT, pf, st.as_mut_ptr());
         call!(CLOSE, dfd);
         group("cache");
-        let cf = call!(OPEN, cache.as_ptr(), O_RDONLY | O_CLOEXEC);
-        call!(FCNTL, cf, 2, 1);
+        let cf = call!(OPENAT, AT_FDCWD, cache.as_ptr(), O_RDONLY | O_CLOEXEC);
         call!(FSTAT, cf, st.as_mut_ptr());
         call!(GETEUID);
         let size = i64::from_ne_bytes(st[48..56].try_into().unwrap());
@@ -239,7 +243,7 @@ fn main() {
             "memory.kmem.tcp.limit_in_bytes",
         ] {
             let fd = openat2(cgdir, &c(f), O_RDONLY | O_NOFOLLOW, cg);
-            read_all(fd, &mut buf);
+            read_record(fd, &mut buf);
             call!(CLOSE, fd);
         }
         call!(CLOSE, cgdir);

@@ -10,20 +10,26 @@ use std::path::{Path, PathBuf};
 /// into a buffer on the stack (one `read` and the end-of-file one) and the
 /// heap holds only the text.
 pub fn read(path: impl AsRef<Path>) -> std::io::Result<String> {
-    // `openat`, not `open`: musl follows an `open` with O_CLOEXEC by an
-    // `fcntl` for kernels that ignored the flag, a system call per file on
-    // the hook's path; `openat` passes the flag as it is.
-    let fd = nix::fcntl::openat(
-        nix::fcntl::AT_FDCWD,
-        path.as_ref(),
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    read_from(std::fs::File::from(fd))
+    read_from(crate::sys::open_read(path.as_ref())?)
 }
 
 /// [`read`] for a file already open.
 pub fn read_from(f: std::fs::File) -> std::io::Result<String> {
+    read_to_end(f, false)
+}
+
+/// [`read_from`] for a kernel file that prints one record: a cgroup's
+/// `memory.*` files (a value, or `memory.stat`'s lines from one call).
+/// The kernel's `seq_file` then fills a read with all of it, or with as
+/// much as fits, so a read that returns less than asked for has reached
+/// the end, and the read that would return 0 is not made. (A file of many
+/// records, `cgroup.procs` or a mount table, may stop short of a record
+/// that does not fit the kernel's page: those are read to the end.)
+pub fn read_record_from(f: std::fs::File) -> std::io::Result<String> {
+    read_to_end(f, true)
+}
+
+fn read_to_end(f: std::fs::File, one_record: bool) -> std::io::Result<String> {
     let mut f = f;
     let mut buf = [0u8; 4096];
     let mut n = 0;
@@ -36,6 +42,10 @@ pub fn read_from(f: std::fs::File) -> std::io::Result<String> {
         }
         match f.read(&mut buf[n..]) {
             Ok(0) => break,
+            Ok(k) if one_record && n + k < buf.len() => {
+                n += k;
+                break;
+            }
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -132,7 +132,7 @@ pub fn read_config(bundle: &Path) -> Result<Config, OciError> {
 /// The bytes of a `config.json`, refusing one larger than 16 MiB (it is
 /// the container creator's input, and real ones are a few KiB).
 pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, ConfigProblem> {
-    let f = std::fs::File::open(path).map_err(ConfigProblem::Open)?;
+    let f = crate::sys::open_read(path).map_err(ConfigProblem::Open)?;
     // Sized from the file's length: one read instead of a dozen doubling ones.
     let len = f.metadata().map(|m| m.len()).unwrap_or(0).min(MAX_CONFIG);
     let mut buf = Vec::with_capacity(len as usize + 1);

@@ -180,7 +180,7 @@ fn cache_name(path: &Path) -> String {
 }
 
 fn read_cache(file: &Path, fp: &[u8]) -> Option<Compiled> {
-    let f = std::fs::File::open(file).ok()?;
+    let f = crate::sys::open_read(file).ok()?;
     let m = f.metadata().ok()?;
     if m.uid() != nix::unistd::geteuid().as_raw() || m.permissions().mode() & 0o022 != 0 {
         log::warn!(
