@@ -259,9 +259,12 @@ mod tests {
         let e = crate::policy::files::check_policies(&d).unwrap_err();
         assert!(e.to_string().contains("a symlink leading out of"), "{e}");
         std::fs::remove_file(&link).unwrap();
-        std::fs::write(std::env::temp_dir().join("cglimit-out.yaml"), "name: o\n").unwrap();
-        std::os::unix::fs::symlink("../cglimit-out.yaml", &link).unwrap();
+        let out = format!("cglimit-out-{}.yaml", std::process::id());
+        let out_path = d.parent().unwrap().join(&out);
+        std::fs::write(&out_path, "name: o\n").unwrap();
+        std::os::unix::fs::symlink(format!("../{out}"), &link).unwrap();
         let e = crate::policy::files::check_policies(&d).unwrap_err();
+        std::fs::remove_file(&out_path).unwrap();
         assert!(e.to_string().contains("a symlink leading out of"), "{e}");
         std::fs::remove_file(&link).unwrap();
         // Relative and inside, through a directory others can write.
