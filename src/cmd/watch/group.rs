@@ -123,7 +123,7 @@ impl Group {
 
 fn read_u64(path: &Path) -> Option<u64> {
     let mut buf = [0u8; 32];
-    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    let n = crate::sys::open_read(path).ok()?.read(&mut buf).ok()?;
     std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
