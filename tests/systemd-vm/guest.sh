@@ -336,16 +336,19 @@ if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/d
   echo "INFO systemd-analyze security cglimit-watch.service: $score"
   if [ -n "$score" ] && awk "BEGIN{exit !($score <= 2.0)}"; then pass "the watcher's unit scores $score (<= 2.0) in systemd-analyze security"
   else fail "the watcher's unit scores <= 2.0" "[$score] $(systemd-analyze security cglimit-watch.service 2>&1 | grep '✗' | head -n 5)"; fi
-  systemctl start cglimit-watch
+  # Bounded: a watcher that does not come up is a failure named here, not
+  # the whole VM's timeout.
+  timeout 120 systemctl start cglimit-watch \
+    || fail "the hardened watcher starts" "$(systemctl status cglimit-watch 2>&1 | tail -n 5)"
   # A child grows past memory.high (90%): the kernel throttles it and
   # counts `high` events, then `max`/`oom_kill` once it reaches the limit.
-  if id=$(podman --runtime crun run -d --network none cglimit-busybox:1 sh -c 'sleep 2; sh -c "s=aaaaaaaaaaaaaaaa; while :; do s=\$s\$s; done"; sleep 600' 2>/tmp/err.pw); then
+  if id=$(timeout 120 podman --runtime crun run -d --network none cglimit-busybox:1 sh -c 'sleep 2; sh -c "s=aaaaaaaaaaaaaaaa; while :; do s=\$s\$s; done"; sleep 600' 2>/tmp/err.pw); then
     ev() { grep -E "\"kind\":\"(high|max|oom_kill)\".*$id" /var/lib/cglimit/events.jsonl 2>/dev/null | head -n 1; }
     i=0
     while [ -z "$(ev)" ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
     if [ -n "$(ev)" ]; then pass "the hardened watcher records the container's memory events ($(ev | sed 's/.*"kind":"\([a-z_]*\)".*/\1/'))"
     else fail "the hardened watcher records memory events" "$(systemctl status cglimit-watch 2>&1 | tail -n 5) $(journalctl -u cglimit-watch 2>&1 | tail -n 5)"; fi
-    m=$(python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9477/metrics").read().decode())' 2>&1)
+    m=$(python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=30).read().decode())' 2>&1)
     echo "$m" | grep -q "cglimit_memory_events_total{id=\"$id\"" && pass "the hardened watcher serves them on /metrics" \
       || fail "the hardened watcher serves them on /metrics" "$(echo "$m" | grep memory_events | head -n 3)"
     journalctl -u cglimit-watch --no-pager 2>/dev/null | grep -q "$id" && pass "the watcher logs to the journal" \
@@ -357,7 +360,7 @@ if DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold $T/cglimit.deb >/tmp/d
   # Through to a kill (no memory.high, so nothing throttles the child
   # first): the kernel's report, which the hardened unit reads from the
   # journal, is on the event.
-  if kid=$(podman --runtime crun run -d --network none --annotation cglimit.test/nohigh=yes cglimit-busybox:1 sh -c 'sleep 2; sh -c "s=aaaaaaaaaaaaaaaa; while :; do s=\$s\$s; done"; sleep 600' 2>/tmp/err.pk); then
+  if kid=$(timeout 120 podman --runtime crun run -d --network none --annotation cglimit.test/nohigh=yes cglimit-busybox:1 sh -c 'sleep 2; sh -c "s=aaaaaaaaaaaaaaaa; while :; do s=\$s\$s; done"; sleep 600' 2>/tmp/err.pk); then
     k=
     i=0
     while [ -z "$k" ] && [ $i -lt 150 ]; do
