@@ -223,12 +223,17 @@ fn main() {
         pct(&mut crowd, 1.0)
     );
 
-    // Churn: 1,000 containers a minute come and go (a cgroup made, and
-    // removed 20 s later: discovery by `--cgroup-parent` runs every 10 s),
-    // on top of the idle ones; the gone keep their series for the
-    // retention window, which a minute does not reach.
+    // Churn: 1,000 containers a minute come and go (CHURN sets how many;
+    // a cgroup made, and removed 20 s later: discovery by
+    // `--cgroup-parent` runs every 10 s), on top of the idle ones; the gone
+    // keep their series for the retention window, which a minute does not
+    // reach.
     let churn = Duration::from_secs(if smoke { 3 } else { 60 });
-    let per_minute = if smoke { 60 } else { 1000 };
+    let per_minute: usize = match std::env::var("CHURN") {
+        Ok(v) => v.parse().expect("CHURN is a number of containers a minute"),
+        Err(_) if smoke => 60,
+        Err(_) => 1000,
+    };
     let gap = Duration::from_secs_f64(60.0 / per_minute as f64);
     // Runs the churn for `churn`, measuring `pid`'s CPU and RSS meanwhile.
     let run_churn = |pid: u32, tag: &str| {
