@@ -4,14 +4,26 @@
 //! The kernel charges a cgroup's pages to every ancestor too, so a parent's
 //! usage (v1 `memory.usage_in_bytes` with `use_hierarchy`, v2
 //! `memory.current`) is the sum of its children's plus its own. Less what
-//! the moving containers use (each read this tick), what is left is the
-//! still containers' share plus the rest of the parent's: while it stays
-//! the same byte for byte, no still container moved, and their probes need
-//! not be read. One read of the parent instead of a `pread` per container;
-//! anything else moving under the parent (a service beside the containers,
-//! a container not watched) changes the remainder, and then every still
-//! container's probe is read as usual: the remainder can only save reads,
-//! never hide a change.
+//! every member was last read to use, what is left (the residual) is the
+//! parent's own pages plus whatever the still containers, whose probes
+//! were left unread, moved since: while it stays the same byte for byte, no
+//! still container moved, and their probes need not be read. One read of
+//! the parent instead of a `pread` per container; anything else moving
+//! under the parent (a service beside the containers, a container not
+//! watched) changes the residual, and then every still container's probe
+//! is read as usual: the residual can only save reads, never hide a change.
+//!
+//! The residual is compared with what it was when the still containers
+//! were last all read, not tick by tick, and only a drift larger than the
+//! counters' own imprecision counts ([`fuzz`]): a still container that
+//! creeps is seen once it has moved by more than that in all, not never.
+//!
+//! Containers that come, go, start or stop moving do not change the
+//! residual by themselves: each was read when it did (a container is read
+//! when it is found, every tick while it moves, and its last reading is
+//! kept when its cgroup goes, whose pages the kernel keeps charged to the
+//! parent until they are freed). So on a host where containers come and
+//! go, the still ones stay quiet.
 
 use std::fs::File;
 use std::io::Read;
@@ -25,7 +37,7 @@ use crate::cgroup::Hierarchy;
 /// [`super::IDLE_PROBE_EVERY`] ticks).
 pub(super) const MIN_STILL: u32 = 32;
 
-/// The still containers' probes are left unread only after the remainder
+/// The still containers' probes are left unread only after the residual
 /// was the same for this many ticks in a row, with every still container's
 /// probe read in between (each is read once per
 /// [`super::IDLE_PROBE_EVERY`] ticks) and found unchanged.
@@ -38,14 +50,18 @@ pub(super) struct Group {
     usage: Option<PathBuf>,
     /// Containers in it.
     pub(super) members: u32,
-    /// This tick: still containers, the sum of their tokens (who they
-    /// are), and what the others were read to use.
+    /// This tick: still containers, and what every member was last read
+    /// to use.
     still: u32,
-    tokens: u64,
-    moving: u64,
-    /// The remainder last computed, and for which still containers.
-    last: Option<(i128, u32, u64)>,
-    /// Ticks the remainder has been the same.
+    read: u64,
+    /// What members that went were last read to use: their pages stay
+    /// charged to the parent until freed.
+    gone: u64,
+    /// The residual when the still containers were last all read.
+    anchor: Option<i128>,
+    /// How far the residual may drift from it and still be the same.
+    fuzz: i128,
+    /// Ticks the residual has been the same.
     quiet: u32,
     /// v2: the parent's PSI trigger (see [`super::notify`]): the one
     /// pressure trigger for all its containers.
@@ -71,9 +87,10 @@ impl Group {
             usage,
             members: 0,
             still: 0,
-            tokens: 0,
-            moving: 0,
-            last: None,
+            read: 0,
+            gone: 0,
+            anchor: None,
+            fuzz: i128::from(fuzz()),
             quiet: 0,
             psi: None,
             scan_at: None,
@@ -86,39 +103,67 @@ impl Group {
         self.quiet >= QUIET
     }
 
-    /// A container as it stands after this tick's reading: `still` if it
-    /// is one of those the remainder speaks for.
-    pub(super) fn count(&mut self, still: bool, token: u64, usage: u64) {
-        if still {
-            self.still += 1;
-            self.tokens = self.tokens.wrapping_add(token);
-        } else {
-            self.moving = self.moving.saturating_add(usage);
-        }
+    /// A member as it stands after this tick's reading: `still` if it is
+    /// one of those the residual speaks for, `usage` as last read.
+    pub(super) fn count(&mut self, still: bool, usage: u64) {
+        self.still += u32::from(still);
+        self.read = self.read.saturating_add(usage);
+    }
+
+    /// A member went, `usage` as last read.
+    pub(super) fn leave(&mut self, usage: u64) {
+        self.gone = self.gone.saturating_add(usage);
     }
 
     /// After every member was counted: the parent is read and the
-    /// remainder compared with the last tick's.
+    /// residual compared with the last tick's.
     pub(super) fn settle(&mut self) {
-        let (still, tokens, moving) = (self.still, self.tokens, self.moving);
-        (self.still, self.tokens, self.moving) = (0, 0, 0);
+        let (still, read) = (self.still, self.read);
+        (self.still, self.read) = (0, 0);
         let parent = match &self.usage {
             Some(path) if still >= MIN_STILL => read_u64(path),
             _ => None,
         };
         let Some(parent) = parent else {
-            self.last = None;
+            self.anchor = None;
             self.quiet = 0;
             return;
         };
-        let now = (i128::from(parent) - i128::from(moving), still, tokens);
-        if self.last == Some(now) {
-            self.quiet = self.quiet.saturating_add(1);
-        } else {
-            self.last = Some(now);
-            self.quiet = 0;
+        let now = i128::from(parent) - i128::from(read) - i128::from(self.gone);
+        match self.anchor {
+            Some(a) if (now - a).abs() <= self.fuzz => self.quiet = self.quiet.saturating_add(1),
+            _ => {
+                self.anchor = Some(now);
+                self.quiet = 0;
+            }
         }
     }
+}
+
+/// The kernel charges a memory cgroup's counter (and its ancestors') in
+/// batches of this many pages (`MEMCG_CHARGE_BATCH`: 64 since Linux 6.1,
+/// 32 before), kept as a per-CPU
+/// stock that later charges draw on: between two readings a usage moves by
+/// up to a batch per CPU with no page used or freed. (The cgroup v1
+/// documentation calls `memory.usage_in_bytes` a "fuzz value" for this.)
+const CHARGE_BATCH_PAGES: u64 = 64;
+
+/// How far a parent's usage can move from the charge stocks alone: a batch
+/// of pages per online CPU.
+fn fuzz() -> u64 {
+    static FUZZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FUZZ.get_or_init(|| {
+        use nix::unistd::{SysconfVar, sysconf};
+        let value = |v| {
+            sysconf(v)
+                .ok()
+                .flatten()
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        let page = value(SysconfVar::PAGE_SIZE).unwrap_or(crate::size::PAGE_SIZE);
+        let cpus = value(SysconfVar::_NPROCESSORS_ONLN).unwrap_or(1).max(1);
+        CHARGE_BATCH_PAGES * page * cpus
+    })
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -156,65 +201,119 @@ mod tests {
 
     fn group(dir: &Path, usage: u64) -> Group {
         std::fs::write(dir.join("memory.current"), format!("{usage}\n")).unwrap();
-        Group::new(dir, &Hierarchy::V2)
+        let mut g = Group::new(dir, &Hierarchy::V2);
+        // Exact unless a test says otherwise.
+        g.fuzz = 0;
+        g
     }
 
+    /// One tick: the still members and the moving ones, by their usage.
     fn tick(g: &mut Group, still: &[u64], moving: &[u64]) {
-        for t in still {
-            g.count(true, *t, 0);
+        for u in still {
+            g.count(true, *u);
         }
         for u in moving {
-            g.count(false, 0, *u);
+            g.count(false, *u);
         }
         g.settle();
     }
 
-    fn tokens() -> Vec<u64> {
-        (0..=MIN_STILL as u64).collect()
+    /// Enough still members, using 10 bytes each.
+    fn members() -> Vec<u64> {
+        vec![10; MIN_STILL as usize + 1]
+    }
+
+    fn parent(d: &Dir, usage: u64) {
+        std::fs::write(d.path().join("memory.current"), format!("{usage}\n")).unwrap();
     }
 
     #[test]
-    fn quiet_only_after_the_remainder_held_for_a_full_round_of_probes() {
+    fn quiet_only_after_the_residual_held_for_a_full_round_of_probes() {
         let d = Dir::new("quiet");
-        let mut g = group(d.path(), 1000);
+        let base = 1000 + 10 * members().len() as u64;
+        let mut g = group(d.path(), base + 100);
         for _ in 0..QUIET {
-            tick(&mut g, &tokens(), &[100]);
+            tick(&mut g, &members(), &[100]);
             assert!(!g.quiet());
         }
-        tick(&mut g, &tokens(), &[100]);
+        tick(&mut g, &members(), &[100]);
         assert!(g.quiet());
         // The moving container grew and the parent with it: the same
-        // remainder, still quiet.
-        std::fs::write(d.path().join("memory.current"), "1500").unwrap();
-        tick(&mut g, &tokens(), &[600]);
+        // residual, still quiet.
+        parent(&d, base + 600);
+        tick(&mut g, &members(), &[600]);
         assert!(g.quiet());
         // Something else grew: probes again, until it holds again.
-        std::fs::write(d.path().join("memory.current"), "1501").unwrap();
-        tick(&mut g, &tokens(), &[600]);
+        parent(&d, base + 601);
+        tick(&mut g, &members(), &[600]);
         assert!(!g.quiet());
+        for _ in 1..QUIET {
+            tick(&mut g, &members(), &[600]);
+            assert!(!g.quiet());
+        }
+        tick(&mut g, &members(), &[600]);
+        assert!(g.quiet());
     }
 
     #[test]
-    fn a_container_that_stops_or_starts_moving_breaks_the_quiet() {
-        let d = Dir::new("breaks");
-        let mut g = group(d.path(), 1000);
+    fn containers_that_come_go_or_start_moving_keep_the_quiet() {
+        let d = Dir::new("churn");
+        let mut still = members();
+        let mut usage = 1000 + still.iter().sum::<u64>();
+        let mut g = group(d.path(), usage);
         for _ in 0..=QUIET {
-            tick(&mut g, &tokens(), &[]);
+            tick(&mut g, &still, &[]);
         }
         assert!(g.quiet());
-        let mut fewer = tokens();
-        fewer.pop();
-        tick(&mut g, &fewer, &[0]);
-        assert!(!g.quiet(), "one less still container, same usage");
+        // One starts moving, read at 10 as it was.
+        still.pop();
+        tick(&mut g, &still, &[10]);
+        assert!(g.quiet(), "a still container that starts moving, read");
+        // A new one, read at 50, which the parent already counted.
+        usage += 50;
+        parent(&d, usage);
+        tick(&mut g, &still, &[10, 50]);
+        assert!(g.quiet(), "a new container, read when found");
+        // The first one's cgroup goes; its pages stay charged to the parent.
+        g.leave(10);
+        tick(&mut g, &still, &[50]);
+        assert!(g.quiet(), "a container gone");
+        // The new one goes still.
+        still.push(50);
+        tick(&mut g, &still, &[]);
+        assert!(g.quiet(), "a container that went still");
+        // A still one moves unseen: the parent shows it.
+        parent(&d, usage + 4096);
+        tick(&mut g, &still, &[]);
+        assert!(!g.quiet(), "a still container that moved unseen");
+    }
+
+    #[test]
+    fn a_drift_within_the_charge_stocks_keeps_the_quiet_until_it_adds_up() {
+        let d = Dir::new("fuzz");
+        let usage = (100 << 20) + members().iter().sum::<u64>();
+        let mut g = group(d.path(), usage);
+        g.fuzz = 4096 * 64;
         for _ in 0..=QUIET {
-            tick(&mut g, &fewer, &[0]);
+            tick(&mut g, &members(), &[]);
         }
         assert!(g.quiet());
-        // Another container in its place, as many as before.
-        let mut other = fewer.clone();
-        other.push(1000);
-        tick(&mut g, &other, &[]);
-        assert!(!g.quiet());
+        // A stock refilled, then drawn on.
+        for drift in [4096 * 64, 4096, -4096 * 63, 0] {
+            parent(&d, (usage as i64 + drift) as u64);
+            tick(&mut g, &members(), &[]);
+            assert!(g.quiet(), "{drift} within the stocks");
+        }
+        // A still container creeping a page a tick: seen once it is more
+        // than the stocks from where they were all read.
+        let mut crept = 0;
+        while g.quiet() {
+            crept += 4096;
+            parent(&d, usage + crept);
+            tick(&mut g, &members(), &[]);
+            assert!(crept <= 4096 * 65, "never seen");
+        }
+        assert_eq!(crept, 4096 * 65);
     }
 
     #[test]
@@ -225,15 +324,15 @@ mod tests {
         let mut flat = Group::new(d.path(), &Hierarchy::V1);
         let mut few = group(d.path(), 1000);
         for _ in 0..=QUIET * 2 {
-            tick(&mut flat, &tokens(), &[]);
-            tick(&mut few, &tokens()[..MIN_STILL as usize - 1], &[]);
+            tick(&mut flat, &members(), &[]);
+            tick(&mut few, &members()[..MIN_STILL as usize - 1], &[]);
         }
         assert!(!flat.quiet());
         assert!(!few.quiet());
         let gone = d.path().join("gone");
         let mut unreadable = Group::new(&gone, &Hierarchy::V2);
         for _ in 0..=QUIET * 2 {
-            tick(&mut unreadable, &tokens(), &[]);
+            tick(&mut unreadable, &members(), &[]);
         }
         assert!(!unreadable.quiet());
     }

@@ -560,6 +560,7 @@ impl<'a> Watcher<'a> {
                     self.notifications -= u64::from(w.oom.is_some());
                     let g = w.group as usize;
                     self.groups[g].members -= 1;
+                    self.groups[g].leave(w.sample.usage);
                     if self.groups[g].members == 0 {
                         self.groups[g].psi = None;
                         self.groups[g].scan_at = None;
@@ -594,7 +595,7 @@ impl<'a> Watcher<'a> {
             let g = &mut self.groups[w.group as usize];
             if unchanged(w, tick, g.quiet()) {
                 after_reading(w, tick, t, epoch, &self.history, &mut events);
-                g.count(still(w), w.token, w.sample.usage);
+                g.count(still(w), w.sample.usage);
             } else {
                 fresh.push(k.clone());
             }
@@ -603,7 +604,7 @@ impl<'a> Watcher<'a> {
             self.read_one(k);
             if let Some(w) = self.containers.get_mut(k) {
                 after_reading(w, tick, t, epoch, &self.history, &mut events);
-                self.groups[w.group as usize].count(still(w), w.token, w.sample.usage);
+                self.groups[w.group as usize].count(still(w), w.sample.usage);
             }
         }
         for g in &mut self.groups {
@@ -1077,7 +1078,7 @@ fn unchanged(w: &mut Watched, tick: u64, quiet: bool) -> bool {
     }
 }
 
-/// Whether its parent's remainder speaks for `w` ([`group`]): still for
+/// Whether its parent's residual speaks for `w` ([`group`]): still for
 /// a while, and not near its limit.
 fn still(w: &Watched) -> bool {
     w.still > IDLE_PROBE_EVERY as u32 && !near_limit(w.sample.usage, w.sample.limit)
