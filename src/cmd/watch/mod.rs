@@ -26,7 +26,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::PollTimeout;
@@ -197,7 +197,6 @@ struct Watcher<'a> {
     /// Cgroups of `oom_kill` events recorded without their report, with
     /// when: a report that comes later is theirs, not another kill.
     owed_reports: Vec<(Instant, String)>,
-    metrics: Arc<Mutex<String>>,
     demand: Arc<metrics::Demand>,
     started: Instant,
     /// Descriptors this process may open (the soft limit, read again at
@@ -261,7 +260,6 @@ impl<'a> Watcher<'a> {
         });
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| WatchError::Kernel("inotify", e.into()))?;
-        let metrics = Arc::new(Mutex::new(String::new()));
         let demand = metrics::Demand::new().map_err(|e| WatchError::Kernel("eventfd", e))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .and_then(|ep| {
@@ -311,7 +309,7 @@ impl<'a> Watcher<'a> {
                 addr: addr.clone(),
                 source,
             })?;
-            metrics::serve(l, Arc::clone(&metrics), Arc::clone(&demand));
+            metrics::serve(l, Arc::clone(&demand));
         }
         Ok(Watcher {
             args,
@@ -345,7 +343,6 @@ impl<'a> Watcher<'a> {
             held_ooms: Vec::new(),
             owed_reports: Vec::new(),
             tail: decisions::Tail::default(),
-            metrics,
             demand,
             started: Instant::now(),
             history: std::cell::RefCell::new(history),
@@ -678,10 +675,7 @@ impl<'a> Watcher<'a> {
             unarmed: self.unarmed(),
             read_failures: self.read_failures.get(),
         };
-        let text = metrics::render(&rows, &host);
-        if let Ok(mut m) = self.metrics.lock() {
-            *m = text;
-        }
+        self.demand.done(metrics::render(&rows, &host));
     }
 
     /// Containers of the engines and runtimes, as `apply` finds them.

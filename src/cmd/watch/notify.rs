@@ -100,8 +100,10 @@ impl Watcher<'_> {
                 STOP => self.stop(),
                 DEMAND => {
                     let _ = self.demand.wake.read();
-                    self.render();
-                    self.demand.done();
+                    // Not for a scrape that gave up waiting.
+                    if self.demand.wanted() {
+                        self.render();
+                    }
                 }
                 d if d & GROUP_PSI != 0 => self.group_pressure((d & !GROUP_PSI) as u32),
                 d => {
