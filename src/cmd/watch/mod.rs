@@ -11,6 +11,7 @@
 
 mod container;
 mod decisions;
+mod discovery;
 mod group;
 
 mod limits;
@@ -53,6 +54,8 @@ const SETTLING: Duration = Duration::from_secs(5);
 const INOTIFY: u64 = 0;
 const DEMAND: u64 = 1;
 const KMSG: u64 = 2;
+/// The discovery thread's answer (above any container's token).
+const DISCOVERED: u64 = 1 << 61;
 /// SIGTERM or SIGINT: the history is written before the watcher exits.
 const STOP: u64 = 3;
 const OOM: u64 = 0;
@@ -226,6 +229,8 @@ struct Watcher<'a> {
     parent_wds: Vec<(String, WatchDescriptor)>,
     parents_changed: bool,
     parents_listed: Instant,
+    /// Finds containers without holding the loop up.
+    discovery: discovery::Discovery,
     /// The runtimes' state directories as last listed, and when.
     runtime_roots: Vec<crate::facts::discover::RootState>,
     runtimes_listed: Instant,
@@ -274,6 +279,15 @@ impl<'a> Watcher<'a> {
                 Ok(ep)
             })
             .map_err(|e| WatchError::Kernel("epoll", e.into()))?;
+        let discovery = discovery::Discovery::start(args.sources.clone())
+            .and_then(|d| {
+                epoll.add(
+                    d.ready.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, DISCOVERED),
+                )?;
+                Ok(d)
+            })
+            .map_err(|e| WatchError::Kernel("discovery thread", e))?;
         let stop = nix::sys::signalfd::SignalFd::with_flags(
             &stop_signals(),
             nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
@@ -355,6 +369,7 @@ impl<'a> Watcher<'a> {
             read_failure_said: std::cell::Cell::new(false),
             stop,
             unwritten: std::cell::RefCell::new(Vec::new()),
+            discovery,
             runtime_roots: Vec::new(),
             runtimes_listed: Instant::now(),
             parent_wds: Vec::new(),
@@ -678,9 +693,13 @@ impl<'a> Watcher<'a> {
         self.demand.done(metrics::render(&rows, &host));
     }
 
-    /// Containers of the engines and runtimes, as `apply` finds them.
+    /// Asks the discovery thread for the containers of the engines and
+    /// runtimes, as `apply` finds them, and for the new cgroups under the
+    /// parents; unless it is still answering the last time's.
     fn discover(&mut self) {
-        let mut problems = Vec::new();
+        if self.discovery.busy() {
+            return;
+        }
         // The runtimes are listed again (a process each, and podman's)
         // only when their state directories changed, or once a minute.
         let roots = crate::facts::discover::runtime_roots_state(&self.args.sources);
@@ -689,42 +708,33 @@ impl<'a> Watcher<'a> {
             self.runtime_roots = roots;
             self.runtimes_listed = Instant::now();
         }
-        // The cgroup parents likewise (ten thousand entries take 14 ms to
+        // The cgroup parents likewise (ten thousand entries take 12 ms to
         // list): only when a cgroup was made or removed under one.
         let parents = self.parents_changed || self.parents_listed.elapsed() >= RELIST;
         if parents {
             self.parents_changed = !self.watch_parents();
             self.parents_listed = Instant::now();
         }
-        let known = |p: &str| self.containers.contains_key(p);
-        let mut unsettled = false;
-        let mut found = crate::facts::discover::all_but(
-            &self.args.sources,
-            &mut problems,
-            &known,
+        let known = match parents {
+            true => self.containers.keys().cloned().collect(),
+            false => Default::default(),
+        };
+        self.discovery.ask(discovery::Request {
             runtimes,
-            false,
-            &mut unsettled,
-        );
-        if parents {
-            let mut trouble = Vec::new();
-            found.extend(crate::facts::discover::under_parents(
-                &self.args.sources,
-                &mut trouble,
-                &known,
-            ));
-            // Listed again at the next pass until it goes through.
-            self.parents_changed |= !trouble.is_empty();
-            problems.extend(trouble);
-        }
-        // Every new cgroup's directory is open in `found`: closed before
-        // any is armed, so that they do not take the descriptors the
-        // notifications need.
-        let found: Vec<_> = found
-            .into_iter()
-            .map(|t| (container::Place::of(&t.dir), t.facts))
-            .collect();
-        for (place, facts) in found {
+            parents,
+            known,
+        });
+    }
+
+    /// What the discovery thread found: each container watched (a known
+    /// one's names kept up to date).
+    fn discovered(&mut self) {
+        let Some(found) = self.discovery.take() else {
+            return;
+        };
+        // Listed again at the next pass until it goes through.
+        self.parents_changed |= found.parents_trouble;
+        for (place, facts) in found.containers {
             let who = Who {
                 id: facts.id.clone(),
                 name: facts.name.clone(),
@@ -734,7 +744,8 @@ impl<'a> Watcher<'a> {
             let pod = (facts.namespace.as_deref(), facts.pod.as_deref());
             self.add(cg, who, place, pod);
         }
-        if runtimes && (unsettled || !problems.is_empty()) {
+        let problems = found.problems;
+        if found.runtimes && (found.unsettled || !problems.is_empty()) {
             // Something was not taken (a listing failed, a container still
             // being created): listed again at the next pass.
             self.runtime_roots.clear();

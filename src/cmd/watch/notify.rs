@@ -97,6 +97,7 @@ impl Watcher<'_> {
             match data {
                 INOTIFY => self.inotify_ready(),
                 KMSG => self.drain_kmsg(),
+                DISCOVERED => self.discovered(),
                 STOP => self.stop(),
                 DEMAND => {
                     let _ = self.demand.wake.read();
