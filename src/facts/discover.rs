@@ -457,15 +457,8 @@ fn cgroups(
     problems: &mut Vec<Problem>,
     known: &dyn Fn(&str) -> bool,
 ) {
-    let parent_dir = match cgroup::open_path(parent) {
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(Problem {
-                container: parent.into(),
-                message: e.to_string(),
-            });
-            return;
-        }
+    let Some(parent_dir) = open_parent(parent, problems) else {
+        return;
     };
     let entries = match std::fs::read_dir(parent_dir.path()) {
         Ok(e) => e,
@@ -483,6 +476,44 @@ fn cgroups(
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    children(parent, &parent_dir, names, out, problems, known);
+}
+
+/// The cgroups `names` directly under the `--cgroup-parent` `parent`, as
+/// inotify named them when they were made: what the watcher takes between
+/// two listings of the parent.
+pub fn named_under_parent(
+    parent: &str,
+    names: Vec<String>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Target> {
+    let mut out = Vec::new();
+    if let Some(parent_dir) = open_parent(parent, problems) {
+        children(parent, &parent_dir, names, &mut out, problems, &|_| false);
+    }
+    out
+}
+
+fn open_parent(parent: &str, problems: &mut Vec<Problem>) -> Option<CgroupDir> {
+    cgroup::open_path(parent)
+        .map_err(|e| {
+            problems.push(Problem {
+                container: parent.into(),
+                message: e.to_string(),
+            })
+        })
+        .ok()
+}
+
+/// Each of `names` under `parent` that `known` does not know, opened.
+fn children(
+    parent: &str,
+    parent_dir: &CgroupDir,
+    names: Vec<String>,
+    out: &mut Vec<Target>,
+    problems: &mut Vec<Problem>,
+    known: &dyn Fn(&str) -> bool,
+) {
     for n in names {
         let path = format!("{}/{n}", parent.trim_end_matches('/'));
         if known(&path) {

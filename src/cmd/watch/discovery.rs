@@ -23,6 +23,9 @@ pub(super) struct Request {
     /// passed): the cgroups there that `known` does not hold are opened.
     pub(super) parents: bool,
     pub(super) known: HashSet<String>,
+    /// Cgroups made under a parent since, by parent and name (when the
+    /// parents are not listed).
+    pub(super) made: Vec<(String, String)>,
 }
 
 /// What the thread found.
@@ -31,7 +34,8 @@ pub(super) struct Found {
     /// the loop arms them with the descriptors it has).
     pub(super) containers: Vec<(Place, Facts)>,
     pub(super) problems: Vec<Problem>,
-    /// A runtime's container was still being created.
+    /// A runtime's container was still being created, or an engine or
+    /// runtime could not be asked.
     pub(super) unsettled: bool,
     pub(super) runtimes: bool,
     /// A `--cgroup-parent` could not be listed whole.
@@ -112,12 +116,21 @@ fn find(sources: &SourceArgs, r: Request) -> Found {
         false,
         &mut unsettled,
     );
+    unsettled |= !problems.is_empty();
     let mut parents_trouble = false;
     if r.parents {
         let mut trouble = Vec::new();
         found.extend(discover::under_parents(sources, &mut trouble, &known));
         parents_trouble = !trouble.is_empty();
         problems.extend(trouble);
+    }
+    let mut made = r.made;
+    made.sort();
+    for (parent, names) in made.chunk_by(|a, b| a.0 == b.0).map(|c| {
+        let names: Vec<String> = c.iter().map(|(_, n)| n.clone()).collect();
+        (&c[0].0, names)
+    }) {
+        found.extend(discover::named_under_parent(parent, names, &mut problems));
     }
     // Each directory is closed here, as it is turned into a place.
     let containers = found

@@ -228,6 +228,9 @@ struct Watcher<'a> {
     /// made or removed under one since they were last listed, and when.
     parent_wds: Vec<(String, WatchDescriptor)>,
     parents_changed: bool,
+    /// Cgroups made under a `--cgroup-parent` since it was last listed:
+    /// the parent and the name inotify gave.
+    made_under_parents: Vec<(String, String)>,
     parents_listed: Instant,
     /// Finds containers without holding the loop up.
     discovery: discovery::Discovery,
@@ -374,6 +377,7 @@ impl<'a> Watcher<'a> {
             runtimes_listed: Instant::now(),
             parent_wds: Vec::new(),
             parents_changed: true,
+            made_under_parents: Vec::new(),
             parents_listed: Instant::now(),
             rechecks_pending: false,
             pressure_absent: false,
@@ -708,13 +712,20 @@ impl<'a> Watcher<'a> {
             self.runtime_roots = roots;
             self.runtimes_listed = Instant::now();
         }
-        // The cgroup parents likewise (ten thousand entries take 12 ms to
-        // list): only when a cgroup was made or removed under one.
+        // The cgroup parents are listed (ten thousand entries take 12 ms)
+        // once a minute and when their watches say something other than
+        // a cgroup made; a cgroup made is taken by the name its watch gave.
         let parents = self.parents_changed || self.parents_listed.elapsed() >= RELIST;
+        let mut made = std::mem::take(&mut self.made_under_parents);
         if parents {
             self.parents_changed = !self.watch_parents();
             self.parents_listed = Instant::now();
+            made.clear();
         }
+        made.retain(|(parent, name)| {
+            let path = format!("{}/{name}", parent.trim_end_matches('/'));
+            !self.containers.contains_key(&path)
+        });
         let known = match parents {
             true => self.containers.keys().cloned().collect(),
             false => Default::default(),
@@ -723,6 +734,7 @@ impl<'a> Watcher<'a> {
             runtimes,
             parents,
             known,
+            made,
         });
     }
 
@@ -745,7 +757,7 @@ impl<'a> Watcher<'a> {
             self.add(cg, who, place, pod);
         }
         let problems = found.problems;
-        if found.runtimes && (found.unsettled || !problems.is_empty()) {
+        if found.runtimes && found.unsettled {
             // Something was not taken (a listing failed, a container still
             // being created): listed again at the next pass.
             self.runtime_roots.clear();

@@ -155,8 +155,18 @@ impl Watcher<'_> {
                 }
             } else if self.tail.is(e.wd) {
                 decisions = true;
-            } else if self.parent_wds.iter().any(|(_, wd)| *wd == e.wd) {
-                self.parents_changed = true;
+            } else if let Some((parent, _)) = self.parent_wds.iter().find(|(_, wd)| *wd == e.wd) {
+                // A cgroup made there is taken by its name; one removed is
+                // seen by its own notification. Anything else (the parent
+                // itself gone) lists the parent again.
+                let made = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ISDIR;
+                match &e.name {
+                    Some(name) if e.mask.contains(made) => self
+                        .made_under_parents
+                        .push((parent.clone(), name.to_string_lossy().into_owned())),
+                    _ if e.mask.contains(AddWatchFlags::IN_DELETE) => {}
+                    _ => self.parents_changed = true,
+                }
             } else if let Some(k) = self.watches.get(&e.wd).and_then(|t| self.tokens.get(t))
                 && !touched.contains(k)
             {
