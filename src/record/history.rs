@@ -12,7 +12,6 @@
 //! recently are forgotten first).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -159,18 +158,20 @@ impl History {
 
     /// Writes the history beside its file, then renames it over: a reader
     /// (or a crash) sees the old one or the new one, never half.
-    pub fn save(&self, state_dir: &Path) -> Result<(), HistoryError> {
+    /// Written whole, streamed (the watcher saves it every minute: ten
+    /// thousand workloads are megabytes, neither copied nor held as text).
+    pub fn save(&mut self, state_dir: &Path) -> Result<(), HistoryError> {
         let path = Self::path(state_dir);
         let tmp = state_dir.join(format!(".{FILE}.tmp"));
         let io = |source| HistoryError::Io {
             path: path.clone(),
             source,
         };
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        let mut doc = self.clone();
-        doc.version = VERSION;
-        let bytes = serde_json::to_vec(&doc).map_err(|e| io(e.into()))?;
-        f.write_all(&bytes).map_err(io)?;
+        let f = std::fs::File::create(&tmp).map_err(io)?;
+        self.version = VERSION;
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, f);
+        serde_json::to_writer(&mut out, self).map_err(|e| io(e.into()))?;
+        let f = out.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)
     }
