@@ -13,6 +13,9 @@ hz=100
 cpu_of() { # pid -> clock ticks used (utime + stime)
   awk '{ sub(/.*\) /, ""); print $12 + $13 }' /proc/$1/stat
 }
+user_of() { # pid -> clock ticks used in user space
+  awk '{ sub(/.*\) /, ""); print $12 }' /proc/$1/stat
+}
 rss_of() { awk '/^VmRSS/ { print $2 }' /proc/$1/status; }
 kernel_mem() { # KiB of kernel stacks and unreclaimable slab
   awk '/^KernelStack|^SUnreclaim/ { s += $2 } END { print s }' /proc/meminfo
@@ -46,7 +49,7 @@ bench() { # VERSION MOUNT USAGE_FILE: N cgroups under MOUNT/bench, measured
   W=$!
   sleep $SETTLE
   r0=$(awk '/^syscr/ { print $2 }' /proc/$W/io)
-  c0=$(cpu_of $W); sleep $MEASURE; c1=$(cpu_of $W)
+  c0=$(cpu_of $W); u0=$(user_of $W); sleep $MEASURE; c1=$(cpu_of $W); u1=$(user_of $W)
   r1=$(awk '/^syscr/ { print $2 }' /proc/$W/io)
   watch=$(percent $c0 $c1)
   rss=$(rss_of $W)
@@ -58,7 +61,7 @@ bench() { # VERSION MOUNT USAGE_FILE: N cgroups under MOUNT/bench, measured
   echo "BENCH $v idle cgroups: $N; measured ${MEASURE}s after ${SETTLE}s"
   echo "BENCH $v shell loop reading usage only (floor): $floor% of a core"
   echo "BENCH $v cglimit watch: $watch% of a core ($(awk -v a=$watch -v b=$floor 'BEGIN { printf "%.3f", a / b }')x the floor), RSS $rss KiB, $fds descriptors"
-  echo "BENCH $v cglimit watch: $(( (r1 - r0) / MEASURE )) read system calls a second"
+  echo "BENCH $v cglimit watch: $(( (r1 - r0) / MEASURE )) read system calls a second; $(percent $u0 $u1)% of a core in user space"
   echo "BENCH $v kernel memory (stacks, unreclaimable slab) while it watches: +$((k1 - k0)) KiB; psimon kernel threads: $psimon"
   tail -3 /tmp/bench-$v.log | sed 's/^/INFO /'
   eval "watch_$v=$watch floor_$v=$floor"
