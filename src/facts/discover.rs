@@ -494,6 +494,12 @@ pub fn named_under_parent(
     out
 }
 
+/// The cgroup path of `name` under the `--cgroup-parent` `parent`: the
+/// key a bare cgroup is known by.
+pub fn child_path(parent: &str, name: &str) -> String {
+    format!("{}/{name}", parent.trim_end_matches('/'))
+}
+
 fn open_parent(parent: &str, problems: &mut Vec<Problem>) -> Option<CgroupDir> {
     cgroup::open_path(parent)
         .map_err(|e| {
@@ -515,7 +521,7 @@ fn children(
     known: &dyn Fn(&str) -> bool,
 ) {
     for n in names {
-        let path = format!("{}/{n}", parent.trim_end_matches('/'));
+        let path = child_path(parent, &n);
         if known(&path) {
             continue;
         }

@@ -19,8 +19,9 @@ use crate::facts::discover::{self, Problem, SourceArgs};
 pub(super) struct Request {
     /// The runtimes' state directories changed (or a minute passed).
     pub(super) runtimes: bool,
-    /// A cgroup was made or removed under a `--cgroup-parent` (or a minute
-    /// passed): the cgroups there that `known` does not hold are opened.
+    /// The `--cgroup-parent` directories are listed whole (once a minute,
+    /// or their watches lost track): the cgroups there that `known` does
+    /// not hold are opened.
     pub(super) parents: bool,
     pub(super) known: HashSet<String>,
     /// Cgroups made under a parent since, by parent and name (when the
@@ -124,13 +125,16 @@ fn find(sources: &SourceArgs, r: Request) -> Found {
         parents_trouble = !trouble.is_empty();
         problems.extend(trouble);
     }
+    // Each parent opened once for the names made under it.
     let mut made = r.made;
     made.sort();
-    for (parent, names) in made.chunk_by(|a, b| a.0 == b.0).map(|c| {
-        let names: Vec<String> = c.iter().map(|(_, n)| n.clone()).collect();
-        (&c[0].0, names)
-    }) {
-        found.extend(discover::named_under_parent(parent, names, &mut problems));
+    for same in made.chunk_by(|a, b| a.0 == b.0) {
+        let names = same.iter().map(|(_, n)| n.clone()).collect();
+        found.extend(discover::named_under_parent(
+            &same[0].0,
+            names,
+            &mut problems,
+        ));
     }
     // Each directory is closed here, as it is turned into a place.
     let containers = found

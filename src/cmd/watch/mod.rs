@@ -723,8 +723,9 @@ impl<'a> Watcher<'a> {
             made.clear();
         }
         made.retain(|(parent, name)| {
-            let path = format!("{}/{name}", parent.trim_end_matches('/'));
-            !self.containers.contains_key(&path)
+            !self
+                .containers
+                .contains_key(&crate::facts::discover::child_path(parent, name))
         });
         let known = match parents {
             true => self.containers.keys().cloned().collect(),
