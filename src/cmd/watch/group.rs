@@ -68,6 +68,9 @@ pub(super) struct Group {
     pub(super) psi: Option<File>,
     /// When the members' pressure is to be read, after the trigger fired.
     pub(super) scan_at: Option<Instant>,
+    /// Whether the scan due is the second look after a firing (see
+    /// `scan_group`): there is no third.
+    pub(super) rescan: bool,
     /// Whether the parent is in a v2 hierarchy (where pressure is kept).
     pub(super) unified: bool,
 }
@@ -94,6 +97,7 @@ impl Group {
             quiet: 0,
             psi: None,
             scan_at: None,
+            rescan: false,
             unified: *hierarchy == Hierarchy::V2,
         }
     }

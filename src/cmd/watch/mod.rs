@@ -580,6 +580,7 @@ impl<'a> Watcher<'a> {
                     if self.groups[g].members == 0 {
                         self.groups[g].psi = None;
                         self.groups[g].scan_at = None;
+                        self.groups[g].rescan = false;
                         self.group_of.remove(&self.groups[g].parent);
                         self.free_groups.push(g as u32);
                     }

@@ -83,6 +83,9 @@ pub(super) fn stall(dir: &Path) -> Option<(f64, u64, String)> {
 /// in it.
 const SCAN_DELAY: Duration = Duration::from_millis(2100);
 
+/// How often the kernel brings `avg10` up to date.
+const AVG_PERIOD: Duration = Duration::from_secs(2);
+
 impl Watcher<'_> {
     /// Sleeps until `timeout`, an OOM eventfd, a PSI trigger, an inotify
     /// event or a metrics scrape.
@@ -294,9 +297,16 @@ impl Watcher<'_> {
     /// by the threshold since it was last read, and recently (`avg10` at
     /// least a twentieth of the threshold's share of a second: 0.75% for
     /// 150 ms). One event a minute at most per container.
+    ///
+    /// The window the trigger counts in is a second anywhere; `avg10` is
+    /// brought up to date every 2 s. A stall that straddles two of those
+    /// periods is only half in `avg10` at the first update: a member whose
+    /// stall time grew enough but whose `avg10` had not caught up is looked
+    /// at once more, an update later, its stall time left unread until then.
     fn scan_group(&mut self, slot: u32) {
         let stall_us = self.args.pressure_stall.as_micros() as u64;
         let min_avg10 = self.args.pressure_stall.as_secs_f64() * 100.0 / 20.0;
+        let second_look = std::mem::take(&mut self.groups[slot as usize].rescan);
         let keys: Vec<String> = self
             .containers
             .iter()
@@ -304,6 +314,7 @@ impl Watcher<'_> {
             .map(|(k, _)| k.clone())
             .collect();
         let mut events = Vec::new();
+        let mut again = false;
         for k in keys {
             let Some(w) = self.containers.get_mut(&k) else {
                 continue;
@@ -312,6 +323,10 @@ impl Watcher<'_> {
                 continue;
             };
             let grew = total.saturating_sub(w.psi_total.unwrap_or(0));
+            if grew >= stall_us && avg10 < min_avg10 && !second_look {
+                again = true;
+                continue;
+            }
             w.psi_total = Some(total);
             if grew < stall_us || avg10 < min_avg10 {
                 continue;
@@ -329,6 +344,11 @@ impl Watcher<'_> {
                 detail: Some(line),
                 ..w.event("pressure", &w.sample)
             });
+        }
+        if again {
+            let g = &mut self.groups[slot as usize];
+            g.rescan = true;
+            g.scan_at = Some(Instant::now() + AVG_PERIOD);
         }
         if !events.is_empty() {
             self.record(events);
