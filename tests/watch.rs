@@ -11,6 +11,60 @@ use std::time::{Duration, Instant};
 use common::watch::*;
 use common::*;
 
+/// `docker run --oom-kill-disable` (runc's `disableOOMKiller`): at its
+/// limit the container's tasks wait under the OOM and nothing is killed.
+/// The notification is recorded as an `oom`, never as a kill; and while
+/// the watcher waits for a kill that does not come, another container's
+/// kill is recorded with its own line.
+#[test]
+fn an_oom_with_the_killer_disabled_is_no_kill_and_holds_no_other() {
+    let mut lab = Lab::new("watchnokill");
+    std::fs::create_dir_all(&lab.state_dir).unwrap();
+    let (_w, _) = start_watch(&lab, None);
+    let grow = "sh -c 's=aaaaaaaaaaaaaaaa; while :; do s=\"$s$s\"; done'";
+    let bundle = lab.bundle_with(
+        "stuck",
+        None,
+        "createRuntime",
+        lab.hook_args(),
+        &format!("sleep 2; {grow}"),
+    );
+    let config = bundle.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["linux"]["resources"]["memory"]["disableOOMKiller"] = true.into();
+    std::fs::write(&config, c.to_string()).unwrap();
+    let stuck = format!("{}-stuck", lab.name);
+    lab.start_detached(None, &bundle, &stuck);
+    let killed = lab.detached("killed", None, &format!("sleep 2.5; {grow}; sleep 600"));
+    let t = Instant::now();
+    let of = |e: &serde_json::Value, kind: &str, id: &str| {
+        e["kind"] == kind && e["container"]["id"] == id
+    };
+    while t.elapsed() < Duration::from_secs(20)
+        && !(events(&lab).iter().any(|e| of(e, "oom", &stuck))
+            && events(&lab).iter().any(|e| of(e, "oom_kill", &killed)))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Time for a wrongly claimed kill to be recorded.
+    std::thread::sleep(Duration::from_millis(500));
+    let evs = events(&lab);
+    assert!(
+        evs.iter().any(|e| of(e, "oom", &stuck)),
+        "the waiting container's OOM is recorded: {evs:?}"
+    );
+    assert!(
+        !evs.iter().any(|e| of(e, "oom_kill", &stuck)),
+        "no kill is claimed where none happened: {evs:?}"
+    );
+    assert!(
+        evs.iter()
+            .any(|e| of(e, "oom_kill", &killed) && e["new"] == 1),
+        "the other container's kill is recorded: {evs:?}"
+    );
+}
+
 #[test]
 fn oom_kills_are_recorded_counted_and_not_repeated() {
     let mut lab = Lab::new("watchoom");

@@ -43,6 +43,11 @@ pub(super) struct Watched {
     pub(super) at_oom: Option<crate::cgroup::stats::Breakdown>,
     pub(super) procs_before: Option<(f64, Vec<crate::cgroup::procs::Process>)>,
     pub(super) recheck_at: Option<Instant>,
+    /// v1: after an OOM notification, until when its counters are read
+    /// again every millisecond, and the `oom_kill` count they are read
+    /// against: the kill comes after the notification (see
+    /// `Watcher::await_kill`).
+    pub(super) oom_wait: Option<(Instant, Option<u64>)>,
     pub(super) probe: Option<stats::Probe>,
     /// Ticks since every file was last read.
     pub(super) since_full: u32,

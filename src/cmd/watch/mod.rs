@@ -418,7 +418,11 @@ impl<'a> Watcher<'a> {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in rechecks {
+                    let wait = self.containers.get_mut(&k).and_then(|w| w.oom_wait.take());
                     self.read_one(&k);
+                    if let Some((until, before)) = wait {
+                        self.await_kill(&k, before, until);
+                    }
                 }
                 self.rechecks_pending = false;
                 for w in self.containers.values() {
@@ -868,6 +872,7 @@ impl<'a> Watcher<'a> {
             procs_before: None,
             at_oom: None,
             recheck_at: None,
+            oom_wait: None,
             probe: None,
             since_full: 0,
             still: 0,

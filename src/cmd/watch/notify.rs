@@ -83,6 +83,9 @@ pub(super) fn stall(dir: &Path) -> Option<(f64, u64, String)> {
 /// in it.
 const SCAN_DELAY: Duration = Duration::from_millis(2100);
 
+/// How long after an OOM notification the kill is waited for.
+const KILL_WAIT: Duration = Duration::from_millis(50);
+
 /// How often the kernel brings `avg10` up to date.
 const AVG_PERIOD: Duration = Duration::from_secs(2);
 
@@ -91,7 +94,9 @@ impl Watcher<'_> {
     /// event or a metrics scrape.
     pub(super) fn wait(&mut self, timeout: Duration) {
         let mut events = [EpollEvent::empty(); 64];
-        let ms = timeout.as_millis().min(60_000) as u16;
+        // Rounded up: rounded down, the last fraction of a millisecond before
+        // a recheck or a tick is spent calling epoll_wait with no timeout.
+        let ms = timeout.as_micros().div_ceil(1000).min(60_000) as u16;
         let n = self
             .epoll
             .wait(&mut events, PollTimeout::from(ms))
@@ -204,28 +209,35 @@ impl Watcher<'_> {
             .map(|s| s.memory);
         self.record(vec![ev]);
         // The notification comes as the OOM starts; `oom_kill` rises when the
-        // victim is chosen, and the cgroup may vanish soon after the kill:
-        // read again at once, for a short while, until the counter moves.
+        // victim is chosen, and the cgroup may vanish soon after the kill.
         let before = self
             .containers
             .get(key)
             .and_then(|w| w.sample.counters.get("oom_kill").copied());
-        let until = Instant::now() + Duration::from_millis(50);
-        loop {
-            self.read_one(key);
-            let now = self
-                .containers
-                .get(key)
-                .and_then(|w| w.sample.counters.get("oom_kill").copied());
-            if now != before || now.is_none() || Instant::now() >= until {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if let Some(w) = self.containers.get_mut(key) {
-            w.recheck_at = Some(Instant::now() + Duration::from_millis(20));
-            self.rechecks_pending = true;
-        }
+        self.read_one(key);
+        self.await_kill(key, before, Instant::now() + KILL_WAIT);
+    }
+
+    /// After an OOM notification: while `oom_kill` has not moved from
+    /// `before` and `until` has not passed, the container is read again a
+    /// millisecond later; then once more 20 ms later. The loop goes on
+    /// meanwhile: a notification that no kill follows (`oom_kill_disable`,
+    /// `docker run --oom-kill-disable`, whose tasks wait under the OOM; or a
+    /// second notification of one OOM) holds no other container's events.
+    pub(super) fn await_kill(&mut self, key: &str, before: Option<u64>, until: Instant) {
+        let Some(w) = self.containers.get_mut(key) else {
+            return;
+        };
+        let now = Instant::now();
+        let count = w.sample.counters.get("oom_kill").copied();
+        let next = if count == before && count.is_some() && now < until {
+            w.oom_wait = Some((until, before));
+            now + Duration::from_millis(1)
+        } else {
+            now + Duration::from_millis(20)
+        };
+        w.recheck_at = Some(w.recheck_at.map_or(next, |t| t.min(next)));
+        self.rechecks_pending = true;
     }
 
     /// Sets up the pressure trigger of group `slot`'s parent (v2).
