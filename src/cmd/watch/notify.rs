@@ -335,13 +335,16 @@ impl Watcher<'_> {
                 continue;
             };
             let grew = total.saturating_sub(w.psi_total.unwrap_or(0));
-            if grew >= stall_us && avg10 < min_avg10 && !second_look {
-                again = true;
-                continue;
-            }
-            w.psi_total = Some(total);
-            if grew < stall_us || avg10 < min_avg10 {
-                continue;
+            match stalled(grew, avg10, stall_us, min_avg10, second_look) {
+                Stalled::NotYet => {
+                    again = true;
+                    continue;
+                }
+                Stalled::No => {
+                    w.psi_total = Some(total);
+                    continue;
+                }
+                Stalled::Yes => w.psi_total = Some(total),
             }
             if w.last_pressure
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
@@ -541,6 +544,27 @@ fn report_of<'a>(
         })
 }
 
+/// What a member's reading says, after its parent's trigger fired.
+#[derive(Debug, PartialEq, Eq)]
+enum Stalled {
+    Yes,
+    No,
+    /// Its stall time grew enough, but `avg10` has not caught up: read it
+    /// again an update later, its stall time left as it was.
+    NotYet,
+}
+
+/// A member stalled if its stall time grew by `stall_us` since it was last
+/// read and `avg10` shows it was recent; on the first look, growth that
+/// `avg10` does not show yet is looked at again.
+fn stalled(grew: u64, avg10: f64, stall_us: u64, min_avg10: f64, second_look: bool) -> Stalled {
+    match (grew >= stall_us, avg10 >= min_avg10) {
+        (true, true) => Stalled::Yes,
+        (true, false) if !second_look => Stalled::NotYet,
+        _ => Stalled::No,
+    }
+}
+
 /// Whether the memory cgroup `path` is `cgroup` or below it.
 fn within(path: &str, cgroup: &str) -> bool {
     path.strip_prefix(cgroup)
@@ -557,6 +581,28 @@ mod tests {
             task_memcg: task.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stall_avg10_has_not_caught_up_with_is_looked_at_again_once() {
+        let (us, min) = (150_000, 0.75);
+        // 150 ms straddling two of the kernel's 2 s periods: at the first
+        // update only 75 ms are in avg10, 3.75% × (1 − e^(−2/10)) = 0.68%.
+        let half = 3.75 * (1.0 - (-0.2f64).exp());
+        assert!(half < min);
+        assert_eq!(stalled(us, half, us, min, false), Stalled::NotYet);
+        // An update later the rest is in: 0.68% × e^(−0.2) + 0.68%.
+        let whole = half * (-0.2f64).exp() + half;
+        assert!(whole >= min);
+        assert_eq!(stalled(us, whole, us, min, true), Stalled::Yes);
+        // Still not there at the second look: no event, no third look.
+        assert_eq!(stalled(us, half, us, min, true), Stalled::No);
+        // Old stall time (a first reading of a long life) that avg10 does
+        // not show as recent, on the second look: no event.
+        assert_eq!(stalled(10 * us, 0.0, us, min, true), Stalled::No);
+        // Too little growth, whatever avg10 says.
+        assert_eq!(stalled(us - 1, 5.0, us, min, false), Stalled::No);
+        assert_eq!(stalled(us, 5.0, us, min, false), Stalled::Yes);
     }
 
     #[test]
