@@ -93,26 +93,49 @@ fn esc(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// One sample line, `name{labels[,extra]} value`, written piece by piece:
-/// at 10,000 containers a render is 200,000 of them.
+/// at 10,000 containers a render is 200,000 of them. Each `push_str` is a
+/// call to the C library's `memcpy` (musl's starts every copy with string
+/// instructions, slow for a few bytes): the fixed one-byte pieces are
+/// pushed as bytes, an empty `extra` not at all, and a whole number's
+/// digits are written in one piece, not through the formatter.
 fn line(o: &mut String, name: &str, labels: &str, extra: &str, value: impl Into<Value>) {
     o.push_str(name);
     o.push('{');
     o.push_str(labels);
-    o.push_str(extra);
-    o.push_str("} ");
+    if !extra.is_empty() {
+        o.push_str(extra);
+    }
+    o.push('}');
+    o.push(' ');
     match value.into() {
-        Value::Int(v) => {
-            let _ = write!(o, "{v}");
-        }
+        Value::Int(v) => digits(o, v),
         // What `{}` writes of a whole number is its integer's digits.
         Value::Float(v) if v.fract() == 0.0 && v.abs() < 1e15 => {
-            let _ = write!(o, "{}", v as i64);
+            if v < 0.0 {
+                o.push('-');
+            }
+            digits(o, v.abs() as u64);
         }
         Value::Float(v) => {
             let _ = write!(o, "{v}");
         }
     }
     o.push('\n');
+}
+
+/// `v` in decimal, as `{}` writes it.
+fn digits(o: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    o.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 enum Value {
@@ -553,6 +576,34 @@ fn answer(mut s: std::net::TcpStream, demand: &Demand) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_writes_its_value_as_the_formatter_does() {
+        let values: Vec<Value> = [0u64, 7, 10, 999, 1 << 40, u64::MAX]
+            .into_iter()
+            .map(Value::from)
+            .chain(
+                [0.0, -0.0, 3.0, -3.0, 0.5, -2.25, 1e15, 1e16, 123456789.0]
+                    .into_iter()
+                    .map(Value::from),
+            )
+            .collect();
+        for v in values {
+            let want = match v {
+                Value::Int(i) => format!("m{{a=\"b\",c=\"d\"}} {i}\n"),
+                Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
+                    format!("m{{a=\"b\",c=\"d\"}} {}\n", f as i64)
+                }
+                Value::Float(f) => format!("m{{a=\"b\",c=\"d\"}} {f}\n"),
+            };
+            let mut o = String::new();
+            line(&mut o, "m", "a=\"b\"", ",c=\"d\"", v);
+            assert_eq!(o, want);
+        }
+        let mut o = String::new();
+        line(&mut o, "m", "a=\"b\"", "", 5u64);
+        assert_eq!(o, "m{a=\"b\"} 5\n");
+    }
 
     #[test]
     fn a_render_goes_to_the_scrapes_waiting_and_is_not_kept() {
